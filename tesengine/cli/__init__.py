@@ -1,0 +1,1 @@
+"""The ``tesengine`` command line."""

@@ -1,0 +1,176 @@
+"""The one exception tree of tesengine.
+
+Every error tesengine raises on purpose derives from :class:`TesEngineError`,
+so an embedding program can catch the whole family with one clause. Errors
+of third-party libraries (aiohttp, obstore, pydantic, blake3) are translated
+at the boundary where they occur (``raise ... from exc``), so they never leak
+out of the public API untranslated::
+
+    TesEngineError
+    ├── ConfigError            bad or missing configuration (names file and key)
+    ├── AuthError              credentials refused or unobtainable
+    ├── InvalidTask            a task failed validation before anything was sent
+    ├── DigestError            a local input cannot be hashed
+    │   └── InputChanged       a file changed while it was hashed or uploaded
+    ├── StorageError           an object store fault (names the URL)
+    │   └── ObjectNotFound     the object does not exist
+    ├── TesError               talking to the TES server went wrong
+    │   ├── TesApiError        the server answered with an error status
+    │   └── TesUnavailable     retries exhausted: the server cannot be reached
+    ├── TaskFailed             a task ended in EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED
+    └── OutputMissing          an output was read that the task did not produce
+
+Messages never contain secrets: credentials are held as ``SecretStr`` and
+URLs are passed through :func:`redact_url` before they are formatted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "DigestError",
+    "InputChanged",
+    "InvalidTask",
+    "ObjectNotFound",
+    "OutputMissing",
+    "StorageError",
+    "TaskFailed",
+    "TesApiError",
+    "TesEngineError",
+    "TesError",
+    "TesUnavailable",
+    "redact_url",
+]
+
+_SECRET_QUERY_KEYS = frozenset({"sig", "signature", "token", "access_token", "x-amz-signature"})
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without userinfo and with signature-like query values hidden.
+
+    Azure SAS tokens and pre-signed URLs carry their secret in the query string;
+    error messages must still name the object, so only the secret parts go.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    query = "&".join(_redact_pair(pair) for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _redact_pair(pair: str) -> str:
+    key, sep, _value = pair.partition("=")
+    if sep and key.lower() in _SECRET_QUERY_KEYS:
+        return f"{key}=<redacted>"
+    return pair
+
+
+class TesEngineError(Exception):
+    """Root of every error tesengine raises on purpose."""
+
+
+class ConfigError(TesEngineError):
+    """The configuration is missing, malformed or invalid.
+
+    The message names the file and the key path (``run.backends.default.url``).
+    """
+
+
+class AuthError(TesEngineError):
+    """Credentials were refused by the server or could not be obtained."""
+
+
+class InvalidTask(TesEngineError):
+    """A task failed validation; nothing was uploaded or submitted for it."""
+
+
+class DigestError(TesEngineError):
+    """A local input could not be hashed (missing, unreadable, FIFO, loop...)."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class InputChanged(DigestError):
+    """A local file changed while it was being hashed or uploaded."""
+
+
+class StorageError(TesEngineError):
+    """An object store operation failed. ``url`` is already redacted."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class ObjectNotFound(StorageError):
+    """The object does not exist."""
+
+
+class TesError(TesEngineError):
+    """Talking to the TES server went wrong."""
+
+
+class TesApiError(TesError):
+    """The TES server answered with an error status that is not retried.
+
+    Carries the request method, redacted URL, HTTP status and the server's
+    message (Funnel and tesengine's own server send ``{"error": ...}``).
+    """
+
+    def __init__(self, method: str, url: str, status: int, body: str) -> None:
+        self.method = method
+        self.url = redact_url(url)
+        self.status = status
+        self.body = body
+        super().__init__(f"{method} {self.url} -> HTTP {status}: {_short(body)}")
+
+
+class TesUnavailable(TesError):
+    """The TES server could not be reached, even after every retry."""
+
+
+class TaskFailed(TesEngineError):
+    """A task ended in EXECUTOR_ERROR, SYSTEM_ERROR or CANCELED.
+
+    The message says in one line what happened, for example
+    ``task count (id abc) EXECUTOR_ERROR: executor 0 exited 3: no such file``.
+    """
+
+    def __init__(
+        self,
+        summary: str,
+        *,
+        task_id: str,
+        state: str,
+        exit_codes: Sequence[int | None] = (),
+        stderr_tail: str = "",
+        system_logs: Sequence[str] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(summary)
+        self.task_id = task_id
+        self.state = state
+        self.exit_codes = tuple(exit_codes)
+        self.stderr_tail = stderr_tail
+        self.system_logs = tuple(system_logs)
+        self.extra = dict(extra or {})
+
+
+class OutputMissing(TesEngineError):
+    """An output was read that its task did not produce."""
+
+
+def _short(body: str, limit: int = 500) -> str:
+    text = " ".join(body.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,72 @@
+"""Shared test support: real components on loopback, and the rules for skipping.
+
+In CI (``CI=true``) a missing component is a failure; elsewhere the test is
+skipped and the reason is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(available: bool, what: str) -> None:
+    """Fail in CI, skip (saying why) elsewhere, when ``what`` is not available."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but not available")
+    print(f"SKIP: {what} is not available")
+    pytest.skip(f"{what} is not available")
+
+
+def free_port() -> int:
+    """An ephemeral TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` until it is true, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc`` and wait; kill it if it does not stop in 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tes_spec_path() -> Path:
+    """The official TES OpenAPI file: ``$TES_OPENAPI_SPEC`` or ../shared/spec."""
+    env = os.environ.get("TES_OPENAPI_SPEC")
+    return Path(env) if env else REPO.parent / "shared" / "spec" / "tes-1.1.openapi.yaml"
