@@ -1,0 +1,43 @@
+"""The GA4GH TES v1.1 API: wire models and an async client."""
+
+from __future__ import annotations
+
+from .models import (
+    SUBMISSION_TAG,
+    CreateTaskResponse,
+    Executor,
+    ExecutorLog,
+    FileType,
+    Input,
+    ListTasksResponse,
+    Organization,
+    Output,
+    OutputFileLog,
+    Resources,
+    ServiceInfo,
+    ServiceType,
+    State,
+    Task,
+    TaskLog,
+    View,
+)
+
+__all__ = [
+    "SUBMISSION_TAG",
+    "CreateTaskResponse",
+    "Executor",
+    "ExecutorLog",
+    "FileType",
+    "Input",
+    "ListTasksResponse",
+    "Organization",
+    "Output",
+    "OutputFileLog",
+    "Resources",
+    "ServiceInfo",
+    "ServiceType",
+    "State",
+    "Task",
+    "TaskLog",
+    "View",
+]
