@@ -1,0 +1,210 @@
+""":class:`TesBackend`: the asyncio API a workflow runner embeds.
+
+``submit`` validates a task completely, stages its local inputs (digest,
+exists?, upload), builds the TES request with a unique output prefix, creates
+the task and returns a :class:`TaskRun` at once; one poller coroutine per
+task then resolves it. Leaving ``async with`` cancels (or leaves, per
+``on_close``) what is still in flight and closes every session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from ..config import Config, load_config
+from ..digest import Digester
+from ..errors import TesEngineError
+from ..storage import Stager, Storage
+from ..tes import TesClient
+from ..tes import models as wire
+from .events import EngineEvents, NullEvents, emit
+from .outputs import OutputCache, RemoteDirectory, RemoteFile
+from .poller import PerTaskStatus, Sleep, StatusSource, poll
+from .request import (
+    LOG_OUTPUT,
+    PREFIX_TAG,
+    RUN_TAG,
+    OutputTarget,
+    build_task,
+    logs_url,
+    output_prefix,
+    output_targets,
+)
+from .run import Submission, TaskRun
+from .spec import Task
+from .validate import Plan, validate
+
+log = logging.getLogger("tesengine.engine")
+
+
+class TesBackend:
+    """Runs tasks on one TES server. Use as ``async with TesBackend(config) as backend``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        events: EngineEvents | None = None,
+        client: TesClient | None = None,
+        storage: Storage | None = None,
+        status: StatusSource | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.events: EngineEvents = events or NullEvents()
+        self.run_tag = uuid.uuid4().hex
+        self.preempted_retries = config.backend.preempted_retries
+        cache = config.backend.resolved_cache_dir
+        self.client = client or TesClient.from_config(config)
+        self.storage = storage or Storage(config.storage)
+        self.digester = Digester(threads=config.backend.digest_threads, cache_dir=cache)
+        self.stager = Stager(
+            self.storage,
+            self.digester,
+            config.backend.inputs,
+            concurrency=config.backend.staging_concurrency,
+        )
+        self.reader = OutputCache(self.storage, cache / "outputs")
+        self._status = status or PerTaskStatus(self.client)
+        self._sleep = sleep
+        self._runs: set[TaskRun] = set()
+        self._closed = False
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str] | None = None, backend: str = "default", **kw: Any
+    ) -> TesBackend:
+        """A backend configured from a sprocket.toml (found as :func:`load_config` does)."""
+        return cls(load_config(path, backend, **kw))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def submit(self, task: Task) -> TaskRun:
+        """Validate, stage and create ``task``; return its handle at once.
+
+        Raises :class:`~tesengine.InvalidTask` before any upload or request
+        when the task is malformed.
+        """
+        self._check_open()
+        plan = validate(task)
+        staged = await self._stage(plan)
+        submission = await self._create(plan, staged)
+
+        async def resubmit() -> Submission:
+            return await self._create(plan, staged)
+
+        return self._track(TaskRun(self, task.name, submission, resubmit))
+
+    async def attach(self, task_id: str, outputs: Mapping[str, str] | None = None) -> TaskRun:
+        """A handle for a task submitted earlier, possibly by another process.
+
+        Outputs are recovered from the task's tags and declared outputs;
+        ``outputs`` (name -> container path) selects and names them instead.
+        """
+        self._check_open()
+        task = await self.client.get_task(task_id, wire.View.BASIC)
+        submission = _recover(task, outputs)
+        return self._track(TaskRun(self, task.name or task_id, submission, None))
+
+    def remote_file(self, url: str) -> RemoteFile:
+        """A lazy, cached view of any object URL this backend can read."""
+        return RemoteFile(url, self.reader)
+
+    def remote_directory(self, url: str) -> RemoteDirectory:
+        """A lazy, cached view of every object under a URL prefix."""
+        return RemoteDirectory(url, self.reader)
+
+    async def cancel_remote(self, task_id: str) -> None:
+        """Ask the server to cancel ``task_id``."""
+        await self.client.cancel_task(task_id)
+
+    async def aclose(self) -> None:
+        """Cancel or leave in-flight tasks (``on_close``), then close every session."""
+        if self._closed:
+            return
+        self._closed = True
+        live = [run for run in self._runs if not run.done()]
+        if live and self.config.backend.on_close == "cancel":
+            results = await asyncio.gather(
+                *(self.cancel_remote(r.id) for r in live), return_exceptions=True
+            )
+            for run, result in zip(live, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.warning("could not cancel task %s on close: %s", run.id, result)
+        for run in live:
+            run.stop_polling()
+        await asyncio.gather(*(run.wait_stopped() for run in live))
+        await _close_all(self.client.aclose(), self.storage.aclose(), self.digester.aclose())
+
+    # -- internals --------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TesEngineError("this TesBackend is closed")
+
+    async def _stage(self, plan: Plan) -> dict[str, str]:
+        if not plan.local:
+            return {}
+        results = await self.stager.stage_many([item.local for item in plan.local])
+        for result in results:
+            emit(self.events.input_staged, result)
+        return {
+            item.container_path: result.url
+            for item, result in zip(plan.local, results, strict=True)
+        }
+
+    async def _create(self, plan: Plan, staged: dict[str, str]) -> Submission:
+        prefix = output_prefix(self.config.backend.outputs, plan.task.name)
+        request = build_task(plan, staged, prefix, {RUN_TAG: self.run_tag})
+        task_id = await self.client.create_task(request)
+        return Submission(task_id, prefix, output_targets(plan.outputs, prefix), logs_url(prefix))
+
+    def _track(self, run: TaskRun) -> TaskRun:
+        self._runs.add(run)
+        emit(self.events.task_submitted, run)
+        run.start(self._poll(run))
+        return run
+
+    async def _poll(self, run: TaskRun) -> Any:
+        try:
+            return await poll(run, self._status, self.config.backend.interval, self._sleep)
+        finally:
+            self._runs.discard(run)
+
+
+def _recover(task: wire.Task, names: Mapping[str, str] | None) -> Submission:
+    prefix = (task.tags or {}).get(PREFIX_TAG, "")
+    base = prefix.partition("?")[0].rstrip("/") + "/"
+    targets: list[OutputTarget] = []
+    for output in task.outputs or []:
+        directory = output.type is wire.FileType.DIRECTORY
+        if names is not None:
+            name = next((n for n, p in names.items() if p.rstrip("/") == output.path), None)
+        else:
+            url = output.url.partition("?")[0]
+            name = url.removeprefix(base) if prefix else output.path.rsplit("/", 1)[-1]
+        if name and name != LOG_OUTPUT:
+            targets.append(OutputTarget(name, output.url, directory))
+    return Submission(task.id or "", prefix, tuple(targets), logs_url(prefix) if prefix else "")
+
+
+async def _close_all(*closers: Any) -> None:
+    results = await asyncio.gather(*closers, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            log.warning("error while closing: %s", result)

@@ -1,0 +1,50 @@
+"""Event hooks: what the CLI renders and a workflow runner can subscribe to."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from ..tes.models import State
+
+if TYPE_CHECKING:
+    from ..storage import StageResult
+    from .run import TaskRun
+
+log = logging.getLogger("tesengine.engine")
+
+
+@runtime_checkable
+class EngineEvents(Protocol):
+    """Hooks called on the event loop; they must return quickly and not raise."""
+
+    def task_submitted(self, run: TaskRun) -> None:
+        """A task was created on the server."""
+
+    def task_state(self, run: TaskRun, state: State) -> None:
+        """A poll observed a new state for ``run``."""
+
+    def input_staged(self, result: StageResult) -> None:
+        """A local input is at its content address (uploaded or already there)."""
+
+
+class NullEvents:
+    """Ignores every event."""
+
+    def task_submitted(self, run: TaskRun) -> None:
+        pass
+
+    def task_state(self, run: TaskRun, state: State) -> None:
+        pass
+
+    def input_staged(self, result: StageResult) -> None:
+        pass
+
+
+def emit(hook: Callable[..., None], *args: object) -> None:
+    """Call ``hook``; a failing hook is logged, never allowed to break a task."""
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("event hook %s failed", getattr(hook, "__qualname__", hook))

@@ -1,0 +1,208 @@
+"""Lazy outputs: :class:`RemoteFile` and :class:`RemoteDirectory` hold a URL.
+
+Nothing is downloaded until a value is read. Reads go through an
+:class:`OutputCache`: one download per URL (concurrent readers share it),
+written to a temporary file and renamed into place, and reused while the
+object's ETag and size are unchanged. Passing an output as another task's
+input sends only its URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import ObjectNotFound, OutputMissing, TesEngineError, redact_url
+
+if TYPE_CHECKING:
+    from ..storage import ObjectInfo, Storage
+
+
+class OutputReader(Protocol):
+    """What a remote output needs to be read: the backend's cache."""
+
+    async def fetch_file(self, url: str) -> Path: ...
+    async def fetch_directory(self, url: str) -> Path: ...
+    async def list_directory(self, url: str) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """A file output (or any object URL): lazy, cached on first read."""
+
+    url: str
+    reader: OutputReader | None = field(default=None, repr=False, compare=False)
+
+    async def download(self, dest: str | os.PathLike[str] | None = None) -> Path:
+        """The local path of the file: the cache's copy, or a copy at ``dest``."""
+        cached = await _bound(self.reader, self.url).fetch_file(self.url)
+        return cached if dest is None else await _copy(cached, Path(dest))
+
+    async def read_bytes(self) -> bytes:
+        """Download once (cached), then return the content."""
+        return await asyncio.to_thread((await self.download()).read_bytes)
+
+    async def read_text(self, encoding: str = "utf-8") -> str:
+        """Download once (cached), then return the content decoded."""
+        return (await self.read_bytes()).decode(encoding)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteDirectory:
+    """A directory output: a URL prefix, listed and downloaded on demand."""
+
+    url: str
+    reader: OutputReader | None = field(default=None, repr=False, compare=False)
+
+    async def list(self) -> list[RemoteFile]:
+        """Every file under the directory, as lazy :class:`RemoteFile` values."""
+        urls = await _bound(self.reader, self.url).list_directory(self.url)
+        return [RemoteFile(url, self.reader) for url in urls]
+
+    def file(self, relpath: str) -> RemoteFile:
+        """The file at ``relpath`` inside this directory (not checked until read)."""
+        return RemoteFile(_child(self.url, relpath), self.reader)
+
+    async def download(self, dest: str | os.PathLike[str] | None = None) -> Path:
+        """Download every file (cached); return the local directory."""
+        cached = await _bound(self.reader, self.url).fetch_directory(self.url)
+        return cached if dest is None else await _copy(cached, Path(dest))
+
+
+def _bound(reader: OutputReader | None, url: str) -> OutputReader:
+    if reader is None:
+        raise TesEngineError(
+            f"{redact_url(url)} is not bound to a backend: read outputs from a TaskResult,"
+            " or make one with backend.remote_file()/remote_directory()"
+        )
+    return reader
+
+
+def _child(url: str, relpath: str) -> str:
+    base, sep, query = url.partition("?")
+    safe = safe_relpath(relpath)
+    return f"{base.rstrip('/')}/{safe}" + (f"?{query}" if sep else "")
+
+
+def safe_relpath(relpath: str) -> str:
+    """``relpath`` normalised, refusing anything that could escape its directory."""
+    normal = posixpath.normpath(relpath.replace("\\", "/"))
+    if normal.startswith(("/", "../")) or normal in ("..", ".", ""):
+        raise TesEngineError(f"refusing unsafe relative path {relpath!r}")
+    return normal
+
+
+async def _copy(source: Path, dest: Path) -> Path:
+    import shutil
+
+    def work() -> Path:
+        target = dest / source.name if dest.is_dir() and source.is_file() else dest
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tesengine-tmp")
+            shutil.copyfile(source, tmp)
+            tmp.replace(target)
+        return target
+
+    return await asyncio.to_thread(work)
+
+
+class OutputCache:
+    """Downloads outputs once into ``root`` and reuses them while unchanged."""
+
+    def __init__(self, storage: Storage, root: Path) -> None:
+        self._storage = storage
+        self._root = root
+        self._flights: dict[str, asyncio.Future[Path]] = {}
+
+    async def fetch_file(self, url: str) -> Path:
+        """Local cached copy of the object at ``url`` (single-flight per URL)."""
+        return await self._single_flight(url, self._fetch_file)
+
+    async def fetch_directory(self, url: str) -> Path:
+        """Local cached copy of every object under ``url``."""
+        return await self._single_flight(url + "#dir", lambda _: self._fetch_directory(url))
+
+    async def list_directory(self, url: str) -> list[str]:
+        """URLs of every object under the directory ``url``."""
+        return [info.url for info in await self._list(url)]
+
+    async def _single_flight(self, key: str, work: _Work) -> Path:
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(work(key))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda f: self._forget_failed(key, f))
+        return await asyncio.shield(flight)
+
+    def _forget_failed(self, key: str, flight: asyncio.Future[Path]) -> None:
+        # A failed download must not stick: the next reader tries again.
+        if flight.cancelled() or flight.exception() is not None:
+            self._flights.pop(key, None)
+
+    async def _fetch_file(self, url: str) -> Path:
+        info = await self._head(url)
+        slot = self._root / "files" / _digest(url)
+        target = slot / (posixpath.basename(url.partition("?")[0].rstrip("/")) or "file")
+        meta = slot / ".meta.json"
+        if await asyncio.to_thread(_fresh, target, meta, info):
+            return target
+        await asyncio.to_thread(slot.mkdir, parents=True, exist_ok=True)
+        await self._storage.download(url, target)
+        await asyncio.to_thread(_write_meta, meta, info)
+        return target
+
+    async def _fetch_directory(self, url: str) -> Path:
+        slot = self._root / "dirs" / _digest(url)
+        base = url.partition("?")[0].rstrip("/") + "/"
+        for info in await self._list(url):
+            rel = safe_relpath(info.url.partition("?")[0].removeprefix(base))
+            cached = await self.fetch_file(info.url)
+            await _copy(cached, slot / rel)
+        return slot
+
+    async def _list(self, url: str) -> list[ObjectInfo]:
+        base, sep, query = url.partition("?")
+        prefix = base.rstrip("/") + "/" + (f"?{query}" if sep else "")
+        found = [info async for info in self._storage.list(prefix)]
+        if not found:
+            raise OutputMissing(f"no output at {redact_url(url)}: the task did not produce it")
+        return found
+
+    async def _head(self, url: str) -> ObjectInfo:
+        try:
+            return await self._storage.head(url)
+        except ObjectNotFound:
+            raise OutputMissing(
+                f"no output at {redact_url(url)}: the task did not produce it"
+            ) from None
+
+
+class _Work(Protocol):
+    async def __call__(self, key: str, /) -> Path: ...
+
+
+def _digest(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:40]
+
+
+def _fresh(target: Path, meta: Path, info: ObjectInfo) -> bool:
+    try:
+        seen = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    return target.is_file() and seen == {"etag": info.etag, "size": info.size}
+
+
+def _write_meta(meta: Path, info: ObjectInfo) -> None:
+    tmp = meta.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"etag": info.etag, "size": info.size}))
+    tmp.replace(meta)

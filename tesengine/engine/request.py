@@ -1,0 +1,122 @@
+"""Pure construction of the TES request for a validated, staged task.
+
+Each execution writes under its own prefix
+``<outputs>/<task name>-<UTC timestamp>-<random>/``: one TES output per
+declared output at ``<prefix><name>``, plus the executors' stdout and stderr
+captured as files under ``<prefix>_logs/`` so full logs stay retrievable when
+the server truncates its log tails. Tags record the prefix and the engine run,
+so a later process can :meth:`~tesengine.TesBackend.attach` to the task.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..storage import join_url
+from ..tes import models as wire
+from .spec import Executor, Task
+from .validate import OutputDecl, Plan
+
+#: Container folder where executor stdout/stderr are captured.
+LOG_DIR = "/tesengine-logs"
+#: Output name (under the prefix) of the captured logs; user names cannot clash.
+LOG_OUTPUT = "_logs"
+PREFIX_TAG = "tesengine-prefix"
+RUN_TAG = "tesengine-run"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputTarget:
+    """Where one declared output lands."""
+
+    name: str
+    url: str
+    directory: bool
+
+
+def output_prefix(outputs_url: str, name: str, now: datetime | None = None) -> str:
+    """A unique prefix for one execution of task ``name`` (its outputs go under it)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    safe = _UNSAFE.sub("-", name).strip("-.") or "task"
+    return join_url(outputs_url, f"{safe[:64]}-{stamp}-{secrets.token_hex(4)}")
+
+
+def output_targets(outputs: tuple[OutputDecl, ...], prefix: str) -> tuple[OutputTarget, ...]:
+    """The URL of every declared output under ``prefix``."""
+    return tuple(OutputTarget(o.name, join_url(prefix, o.name), o.directory) for o in outputs)
+
+
+def logs_url(prefix: str) -> str:
+    """The directory URL of the captured executor logs."""
+    return join_url(prefix, LOG_OUTPUT)
+
+
+def build_task(
+    plan: Plan, staged: Mapping[str, str], prefix: str, tags: Mapping[str, str]
+) -> wire.Task:
+    """The TES task for ``plan`` once its local inputs are staged.
+
+    ``staged`` maps each local input's container path to its uploaded URL.
+    """
+    task = plan.task
+    inputs = [
+        wire.Input(url=staged[i.container_path], path=i.container_path, type=_kind(i.directory))
+        for i in plan.local
+    ] + [wire.Input(url=i.url, path=i.container_path, type=_kind(i.directory)) for i in plan.remote]
+    outputs = [
+        wire.Output(url=t.url, path=_strip(d.container_path), type=_kind(t.directory))
+        for t, d in zip(output_targets(plan.outputs, prefix), plan.outputs, strict=True)
+    ]
+    outputs.append(wire.Output(url=logs_url(prefix), path=LOG_DIR, type=wire.FileType.DIRECTORY))
+    return wire.Task(
+        name=task.name,
+        description=task.description,
+        inputs=inputs,
+        outputs=outputs,
+        executors=[_executor(e, i) for i, e in enumerate(task.executors)],
+        resources=_resources(task),
+        volumes=[*task.volumes, LOG_DIR],
+        tags={**task.tags, **tags, PREFIX_TAG: prefix},
+    )
+
+
+def _kind(directory: bool) -> wire.FileType:
+    return wire.FileType.DIRECTORY if directory else wire.FileType.FILE
+
+
+def _strip(path: str) -> str:
+    return path.rstrip("/") or "/"
+
+
+def _executor(executor: Executor, index: int) -> wire.Executor:
+    return wire.Executor(
+        image=executor.image,
+        command=list(executor.command),
+        workdir=executor.workdir,
+        stdin=executor.stdin,
+        stdout=f"{LOG_DIR}/{index}.stdout",
+        stderr=f"{LOG_DIR}/{index}.stderr",
+        env=dict(executor.env) or None,
+        ignore_error=executor.ignore_error or None,
+    )
+
+
+def _resources(task: Task) -> wire.Resources | None:
+    res = task.resources
+    if res is None:
+        return None
+    return wire.Resources(
+        cpu_cores=res.cpu_cores,
+        ram_gb=res.ram_gb,
+        disk_gb=res.disk_gb,
+        preemptible=res.preemptible,
+        zones=list(res.zones) or None,
+        backend_parameters=dict(res.backend_parameters) or None,
+        backend_parameters_strict=res.backend_parameters_strict,
+    )

@@ -1,0 +1,153 @@
+"""The handle of one submitted task: awaitable, cancellable, observable."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import TaskFailed
+from ..tes import models as wire
+from .events import EngineEvents, emit
+from .outputs import RemoteDirectory
+from .request import OutputTarget
+from .result import TaskResult, interpret, make_outputs
+
+log = logging.getLogger("tesengine.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """Where one execution of a task lives: its server id and output URLs."""
+
+    task_id: str
+    prefix: str
+    targets: tuple[OutputTarget, ...]
+    logs_url: str
+
+
+class _Owner(Protocol):
+    """What a run needs from its backend."""
+
+    events: EngineEvents
+    reader: Any
+    preempted_retries: int
+
+    async def cancel_remote(self, task_id: str) -> None: ...
+
+
+Resubmit = Callable[[], Awaitable[Submission]]
+
+
+class TaskRun:
+    """A task on the server. ``await run`` gives its :class:`TaskResult`.
+
+    Cancelling the coroutine that awaits a run cancels the remote task too.
+    """
+
+    def __init__(
+        self, owner: _Owner, name: str, submission: Submission, resubmit: Resubmit | None
+    ) -> None:
+        self.name = name
+        self.state = wire.State.QUEUED
+        self._owner = owner
+        self._submission = submission
+        self._resubmit = resubmit
+        self._preemptions = 0
+        self._poller: asyncio.Task[TaskResult] | None = None
+
+    def __repr__(self) -> str:
+        return f"<TaskRun {self.name!r} id={self.id} state={self.state.value}>"
+
+    @property
+    def id(self) -> str:
+        """The server's task id (a new one after a preemption resubmit)."""
+        return self._submission.task_id
+
+    @property
+    def prefix(self) -> str:
+        """The unique output prefix of the current execution."""
+        return self._submission.prefix
+
+    def start(self, poller: Awaitable[TaskResult]) -> None:
+        """Begin polling (called once by the backend)."""
+        self._poller = asyncio.ensure_future(poller)
+        self._poller.add_done_callback(_consume)
+
+    def done(self) -> bool:
+        """True once the run has a result or an error."""
+        return self._poller is not None and self._poller.done()
+
+    def __await__(self) -> Generator[Any, None, TaskResult]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> TaskResult:
+        assert self._poller is not None, "TaskRun.start() was not called"
+        try:
+            return await asyncio.shield(self._poller)
+        except asyncio.CancelledError:
+            if not self._poller.done():
+                await asyncio.shield(self.cancel())
+                self._poller.cancel()
+            raise
+
+    async def cancel(self) -> None:
+        """Ask the server to cancel; awaiting the run then raises ``TaskFailed``."""
+        if not self.done():
+            await self._owner.cancel_remote(self.id)
+
+    def stop_polling(self) -> None:
+        """Stop watching the task locally (it keeps running on the server)."""
+        if self._poller is not None:
+            self._poller.cancel()
+
+    async def wait_stopped(self) -> None:
+        """Wait until the poller has ended, however it ended."""
+        if self._poller is not None:
+            await asyncio.wait([self._poller])
+
+    # -- called by the poller ---------------------------------------------
+
+    def observe(self, state: wire.State) -> None:
+        """Record a polled state and tell the event hook when it changed."""
+        if state is not self.state:
+            log.debug("task %s (%s): %s -> %s", self.name, self.id, self.state, state)
+            self.state = state
+            emit(self._owner.events.task_state, self, state)
+
+    async def resubmit_after_preemption(self) -> bool:
+        """Resubmit a PREEMPTED task when retries remain; False when they do not."""
+        if self._resubmit is None or self._preemptions >= self._owner.preempted_retries:
+            return False
+        self._preemptions += 1
+        old = self.id
+        self._submission = await self._resubmit()
+        log.info("task %s preempted (%s); resubmitted as %s", self.name, old, self.id)
+        self.state = wire.State.QUEUED
+        emit(self._owner.events.task_submitted, self)
+        return True
+
+    def finish(self, task: wire.Task) -> TaskResult:
+        """Interpret the FULL view of the final state."""
+        self.observe(task.current_state)
+        reader = self._owner.reader
+        outputs = make_outputs(self._submission.targets, reader)
+        logs = RemoteDirectory(self._submission.logs_url, reader)
+        return interpret(task, self.name, outputs, logs)
+
+    def lost(self, why: str) -> TaskFailed:
+        """The failure raised when the server lost the task."""
+        return TaskFailed(
+            f"task {self.name!r} (id {self.id}) UNKNOWN: {why}",
+            task_id=self.id,
+            state=wire.State.UNKNOWN.value,
+        )
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    # Retrieve the exception so an unawaited failed run does not log
+    # "Task exception was never retrieved"; awaiting it still raises.
+    if not future.cancelled():
+        future.exception()
