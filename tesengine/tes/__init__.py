@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..auth import AuthProvider
+from .client import TesClient
 from .models import (
     SUBMISSION_TAG,
     CreateTaskResponse,
@@ -24,6 +26,7 @@ from .models import (
 
 __all__ = [
     "SUBMISSION_TAG",
+    "AuthProvider",
     "CreateTaskResponse",
     "Executor",
     "ExecutorLog",
@@ -39,5 +42,6 @@ __all__ = [
     "State",
     "Task",
     "TaskLog",
+    "TesClient",
     "View",
 ]

@@ -1,0 +1,326 @@
+"""An asyncio client for any GA4GH TES v1.1 server.
+
+>>> hello = Task(executors=[Executor(image="alpine", command=["echo", "hi"])])
+>>> async with TesClient("https://tes.example.org") as tes:  # doctest: +SKIP
+...     task = await tes.get_task(await tes.create_task(hello), View.FULL)
+
+Base path: a URL ending in ``/ga4gh/tes/v1`` or ``/v1`` is used as is;
+otherwise the first request discovers it from service-info (``/ga4gh/tes/v1``
+first, then ``/v1``) and the client remembers it. Only a clear "not here"
+(404, 405, or a 200 that is not JSON, like a web UI's page) moves on to the
+next prefix; a network error or timeout is retried and then raised, never
+taken as "not here".
+
+Submissions are idempotent: each task carries the tag ``tesengine-submission``
+with a uuid4; after a POST that failed in a way that may have reached the
+server, the client looks the tag up and adopts the task it finds before it
+posts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
+
+from pydantic import ValidationError
+
+from ..auth import AuthProvider, auth_from_config
+from ..config import is_loopback
+from ..errors import ConfigError, TesApiError, redact_url
+from .models import (
+    SUBMISSION_TAG,
+    CreateTaskResponse,
+    ListTasksResponse,
+    ServiceInfo,
+    State,
+    Task,
+    View,
+    WireModel,
+)
+from .retry import RetryPolicy
+from .transport import Reply, Transport, may_have_reached_server
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ..config import Config
+
+__all__ = ["API_PREFIXES", "TesClient", "known_base"]
+
+log = logging.getLogger("tesengine.tes")
+
+API_PREFIXES = ("/ga4gh/tes/v1", "/v1")
+_M = TypeVar("_M", bound=WireModel)
+_NOT_HERE = frozenset({404, 405})
+
+
+def known_base(url: str) -> str | None:
+    """``url`` without a trailing slash if it already names the API base, else None."""
+    url = url.rstrip("/")
+    return url if urlsplit(url).path.endswith(API_PREFIXES) else None
+
+
+class TesClient:
+    """Talks to one TES server. Use ``async with`` or call :meth:`aclose`.
+
+    ``max_concurrency`` bounds requests in flight (and the connection pool);
+    ``retries`` is how many times a transient failure is retried after the
+    first try. ``session`` lets the caller share an ``aiohttp.ClientSession``
+    (it is then not closed here). Credentials over plain http to a host
+    that is not loopback are refused unless ``insecure`` is true.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: AuthProvider | None = None,
+        max_concurrency: int = 256,
+        retries: int = 8,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        session: aiohttp.ClientSession | None = None,
+        insecure: bool = False,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"TES url must be an http:// or https:// URL, got {redact_url(url)}")
+        plain = parts.scheme == "http" and not is_loopback(parts.hostname)
+        if auth is not None and plain and not insecure:
+            raise ConfigError(
+                f"refusing to send credentials over plain http to {parts.hostname}:"
+                " use https, a loopback host, or insecure=True"
+            )
+        self.url = url.rstrip("/")
+        self._base = known_base(self.url)
+        self._discovery = asyncio.Lock()
+        self._transport = Transport(
+            self.url,
+            auth=auth,
+            max_concurrency=max_concurrency,
+            policy=retry_policy or RetryPolicy(retries=retries),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            session=session,
+        )
+
+    @classmethod
+    def from_config(cls, config: Config) -> TesClient:
+        """A client for the backend of a loaded configuration."""
+        b = config.backend
+        return cls(
+            b.url,
+            auth=auth_from_config(b.auth),
+            max_concurrency=b.max_concurrency,
+            retries=b.retries,
+            connect_timeout=b.connect_timeout,
+            read_timeout=b.read_timeout,
+            insecure=b.insecure,
+        )
+
+    def __repr__(self) -> str:
+        return f"TesClient({redact_url(self.url)!r})"
+
+    async def __aenter__(self) -> TesClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless the session was passed in)."""
+        await self._transport.aclose()
+
+    async def base_url(self) -> str:
+        """The API base (``.../ga4gh/tes/v1`` or ``.../v1``), discovered on first use."""
+        if self._base is None:
+            async with self._discovery:
+                if self._base is None:
+                    self._base = await self._discover()
+        return self._base
+
+    async def service_info(self) -> ServiceInfo:
+        """GET /service-info."""
+        url = f"{await self.base_url()}/service-info"
+        return _parse(ServiceInfo, await self._transport.request("GET", url))
+
+    async def create_task(self, task: Task) -> str:
+        """POST /tasks without ever creating the task twice; returns its id.
+
+        The task is tagged ``tesengine-submission: <uuid4>`` unless it already
+        carries that tag (a caller may choose the value, for example to make
+        a resubmission distinct from the first submission).
+        """
+        tags = dict(task.tags or {})
+        tag = tags.setdefault(SUBMISSION_TAG, str(uuid.uuid4()))
+        body = task.model_copy(update={"tags": tags}).request_json()
+        base = await self.base_url()
+        url = f"{base}/tasks"
+        maybe_sent = False
+
+        async def attempt() -> str:
+            nonlocal maybe_sent
+            if maybe_sent and (found := await self._find_submission(base, tag, task.name)):
+                log.info("adopted task %s created by an earlier, failed POST", found)
+                return found
+            try:
+                reply = await self._transport.send_once("POST", url, body)
+            except Exception as exc:
+                maybe_sent = maybe_sent or may_have_reached_server(exc)
+                raise
+            return _parse(CreateTaskResponse, reply).id
+
+        return await self._transport.call("POST", url, attempt)
+
+    async def get_task(self, task_id: str, view: View = View.MINIMAL) -> Task:
+        """GET /tasks/{id}."""
+        url = f"{await self.base_url()}/tasks/{quote(task_id, safe='')}?view={View(view).value}"
+        return _parse(Task, await self._transport.request("GET", url))
+
+    async def list_tasks(
+        self,
+        *,
+        name_prefix: str | None = None,
+        state: State | str | None = None,
+        tags: Mapping[str, str] | None = None,
+        view: View = View.MINIMAL,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> ListTasksResponse:
+        """GET /tasks: one page. Tag filters are sent as ``tag_key``/``tag_value`` pairs."""
+        url = _list_url(
+            await self.base_url(),
+            name_prefix=name_prefix,
+            state=state,
+            tags=tags,
+            view=view,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return _parse(ListTasksResponse, await self._transport.request("GET", url))
+
+    async def iter_tasks(
+        self,
+        *,
+        name_prefix: str | None = None,
+        state: State | str | None = None,
+        tags: Mapping[str, str] | None = None,
+        view: View = View.MINIMAL,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Task]:
+        """Every task that matches, page after page."""
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            page = await self.list_tasks(
+                name_prefix=name_prefix,
+                state=state,
+                tags=tags,
+                view=view,
+                page_size=page_size,
+                page_token=token,
+            )
+            for task in page.tasks:
+                yield task
+            token = page.next_page_token
+            if not token or token in seen:
+                return  # a server that repeats a token would otherwise loop forever
+            seen.add(token)
+
+    async def cancel_task(self, task_id: str) -> None:
+        """POST /tasks/{id}:cancel."""
+        url = f"{await self.base_url()}/tasks/{quote(task_id, safe='')}:cancel"
+        await self._transport.request("POST", url, b"{}")
+
+    async def _find_submission(self, base: str, tag: str, name: str | None) -> str | None:
+        """The id of the task tagged ``tag``, if the server has one.
+
+        Some servers ignore the tag filter, so the tag is checked on every
+        task returned, through all pages. Single tries: the caller's retry
+        loop repeats the look-up if it fails.
+        """
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            tags = {SUBMISSION_TAG: tag}
+            url = _list_url(base, name_prefix=name, tags=tags, view=View.BASIC, page_token=token)
+            page = _parse(ListTasksResponse, await self._transport.send_once("GET", url))
+            for task in page.tasks:
+                if task.id and (task.tags or {}).get(SUBMISSION_TAG) == tag:
+                    return task.id
+            token = page.next_page_token
+            if not token or token in seen:
+                return None
+            seen.add(token)
+
+    async def _discover(self) -> str:
+        for prefix in API_PREFIXES:
+            base = self.url + prefix
+            try:
+                reply = await self._transport.request("GET", f"{base}/service-info")
+                ServiceInfo.model_validate_json(reply.body)
+            except TesApiError as exc:
+                if exc.status in _NOT_HERE:
+                    continue
+                raise
+            except ValidationError:
+                continue  # a 200 that is not service-info: e.g. a web UI's catch-all page
+            log.debug("TES API found at %s", redact_url(base))
+            return base
+        raise TesApiError(
+            "GET",
+            f"{self.url}{API_PREFIXES[0]}/service-info",
+            404,
+            f"no TES API under {redact_url(self.url)} (tried {' and '.join(API_PREFIXES)});"
+            " give the full API base URL instead",
+        )
+
+
+def _list_url(
+    base: str,
+    *,
+    name_prefix: str | None = None,
+    state: State | str | None = None,
+    tags: Mapping[str, str] | None = None,
+    view: View = View.MINIMAL,
+    page_size: int | None = None,
+    page_token: str | None = None,
+) -> str:
+    query: list[tuple[str, str]] = [("view", View(view).value)]
+    if name_prefix:
+        query.append(("name_prefix", name_prefix))
+    if state is not None:
+        query.append(("state", State.parse(state).value))
+    for key, value in (tags or {}).items():
+        query += [("tag_key", key), ("tag_value", value)]
+    if page_size is not None:
+        query.append(("page_size", str(page_size)))
+    if page_token:
+        query.append(("page_token", page_token))
+    return f"{base}/tasks?{urlencode(query)}"
+
+
+def _parse(model: type[_M], reply: Reply) -> _M:
+    try:
+        return model.model_validate_json(reply.body)
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "document"
+        raise TesApiError(
+            reply.method,
+            reply.url,
+            reply.status,
+            f"malformed {model.__name__} from server ({where}: {problem['msg']}):"
+            f" {reply.body[:200].decode('utf-8', errors='replace')}",
+        ) from None

@@ -1,0 +1,231 @@
+"""One HTTP exchange with the TES server, and the retry loop around it.
+
+:class:`Transport` owns the shared ``aiohttp.ClientSession`` (a connection
+pool sized to the concurrency limit), the semaphore that bounds requests in
+flight, redirects and the ``Authorization`` header. aiohttp's own redirect
+handling is off: each hop is followed here so that the header goes only to
+the TES server's origin, never to another host a redirect points at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urljoin
+
+import aiohttp
+
+from ..auth import AuthProvider, same_origin
+from ..errors import AuthError, TesApiError, TesUnavailable, redact_url
+from .retry import RETRY_STATUSES, RetryableStatus, RetryPolicy, is_retryable, parse_retry_after
+
+__all__ = ["Reply", "Transport", "may_have_reached_server"]
+
+log = logging.getLogger("tesengine.tes")
+
+_T = TypeVar("_T")
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_JSON_HEADERS = {"Accept": "application/json"}
+_POST_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A final (non-redirect) answer from the server."""
+
+    method: str
+    status: int
+    body: bytes
+    url: str
+    retry_after: str | None = None
+    location: str | None = None
+
+
+def may_have_reached_server(exc: BaseException) -> bool:
+    """True when a failed POST may still have been acted on by the server.
+
+    A refused connection or a connect timeout sent nothing, and a 429 is an
+    explicit refusal; anything else (reset after sending, read timeout, 5xx)
+    may have created the task.
+    """
+    if isinstance(exc, RetryableStatus):
+        return exc.status != 429
+    return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
+def server_message(body: bytes) -> str:
+    """The server's error text: ``{"error": ...}`` (Funnel), ``message``/``detail``, or the body."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(doc, dict):
+        for key in ("error", "message", "detail", "msg"):
+            if doc.get(key):
+                value = doc[key]
+                return value if isinstance(value, str) else json.dumps(value)
+    return text
+
+
+class Transport:
+    """Sends requests to one TES server; see the module docstring."""
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        auth: AuthProvider | None,
+        max_concurrency: int,
+        policy: RetryPolicy,
+        connect_timeout: float,
+        read_timeout: float,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.server_url = server_url
+        self.policy = policy
+        self._auth = auth
+        self._max_concurrency = max_concurrency
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._session = session
+        self._owns_session = session is None
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_concurrency,
+                limit_per_host=self._max_concurrency,
+                ttl_dns_cache=300,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, raise_for_status=False
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the session if this transport created it."""
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    async def call(self, method: str, url: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``attempt``, retrying retryable failures; TesUnavailable once they run out."""
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            pending: Exception | None = exc
+            log.debug("%s %s failed (%s); retrying", method, redact_url(url), _describe(exc))
+        try:
+            async for retry in self.policy.attempts():
+                with retry:
+                    if pending is not None:
+                        replay, pending = pending, None
+                        raise replay
+                    return await attempt()
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            raise TesUnavailable(
+                f"{method} {redact_url(url)}: TES server unavailable after"
+                f" {self.policy.retries + 1} attempts: {_describe(exc)}"
+            ) from exc
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    async def request(self, method: str, url: str, body: bytes | None = None) -> Reply:
+        """One exchange with retries: a 2xx reply, or an error from the tesengine tree."""
+        return await self.call(method, url, lambda: self.send_once(method, url, body))
+
+    async def send_once(self, method: str, url: str, body: bytes | None = None) -> Reply:
+        """One exchange without retries; retryable statuses raise RetryableStatus."""
+        async with self._semaphore:
+            reply = await self._authorised(method, url, body)
+        return _check(method, reply)
+
+    async def _authorised(self, method: str, url: str, body: bytes | None) -> Reply:
+        used = await self._header_for(url)
+        reply = await self._follow(method, url, body)
+        if reply.status != 401 or self._auth is None:
+            return reply
+        # Someone else may have refreshed already; else ask the provider once.
+        if await self._header_for(url) == used and not await self._auth.refresh():
+            raise _auth_error(method, reply, "and there are no new credentials to try")
+        reply = await self._follow(method, url, body)
+        if reply.status == 401:
+            raise _auth_error(method, reply, "again after the credentials were refreshed")
+        return reply
+
+    async def _header_for(self, url: str) -> str | None:
+        if self._auth is None or not same_origin(url, self.server_url):
+            return None
+        return await self._auth.header()
+
+    async def _follow(self, method: str, url: str, body: bytes | None) -> Reply:
+        for _ in range(MAX_REDIRECTS + 1):
+            reply = await self._exchange(method, url, body)
+            if reply.status not in _REDIRECTS or not reply.location:
+                return reply
+            url = urljoin(url, reply.location)
+            if reply.status == 303 or (reply.status in (301, 302) and method != "GET"):
+                method, body = "GET", None
+            log.debug("redirected to %s", redact_url(url))
+        raise TesApiError(method, url, reply.status, f"more than {MAX_REDIRECTS} redirects")
+
+    async def _exchange(self, method: str, url: str, body: bytes | None) -> Reply:
+        headers = _POST_HEADERS if body is not None else _JSON_HEADERS
+        auth = await self._header_for(url)
+        if auth is not None:
+            headers = {**headers, "Authorization": auth}
+        session = self._get_session()
+        async with session.request(
+            method, url, data=body, headers=headers, allow_redirects=False
+        ) as resp:
+            data = await resp.read()
+            reply = Reply(
+                method,
+                resp.status,
+                data,
+                url,
+                resp.headers.get("Retry-After"),
+                resp.headers.get("Location"),
+            )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %d", method, redact_url(url), reply.status)
+        return reply
+
+
+def _check(method: str, reply: Reply) -> Reply:
+    status = reply.status
+    if status < 300:
+        return reply
+    if status in RETRY_STATUSES:
+        wait = parse_retry_after(reply.retry_after)
+        raise RetryableStatus(status, server_message(reply.body), wait)
+    if status == 401:
+        raise _auth_error(method, reply, "and no credentials are configured")
+    if status == 403:
+        raise _auth_error(method, reply, "(forbidden)")
+    raise TesApiError(method, reply.url, status, server_message(reply.body))
+
+
+def _auth_error(method: str, reply: Reply, why: str) -> AuthError:
+    message = server_message(reply.body)
+    return AuthError(
+        f"{method} {redact_url(reply.url)} -> HTTP {reply.status} {why}: {message[:300]}"
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RetryableStatus):
+        return f"HTTP {exc.status}: {exc.body[:300]}" if exc.body else f"HTTP {exc.status}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
