@@ -1,0 +1,187 @@
+"""The persistent digest cache: SQLite in the user cache directory.
+
+A file's digest is reused only when its device, inode, size, mtime_ns and
+ctime_ns all match what they were when it was hashed. mtime alone is not
+enough: ``cp -p`` or ``touch -r`` restore it after a same-size rewrite, and
+an ``mv`` of another file into place keeps the name but not the inode.
+Directory digests are stored by *stat key* (see :mod:`.walk`).
+
+The cache is an optimisation, never a reason to fail: an unreadable or
+corrupt database is reported as a warning and rebuilt, and if even that
+fails the run goes on without a cache. WAL mode and a busy timeout let
+several processes share one file; SQLite's locking keeps it consistent.
+All methods block; they run in digest pool threads, serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import groupby
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .filehash import FileStat
+
+__all__ = ["CACHE_FILE", "DigestCache"]
+
+log = logging.getLogger("tesengine.digest")
+
+CACHE_FILE = "digests.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+    hex TEXT NOT NULL,
+    PRIMARY KEY (dev, ino)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trees (
+    statkey BLOB PRIMARY KEY NOT NULL,
+    hex TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+_SELECT_FILES = "SELECT ino, size, mtime_ns, ctime_ns, hex FROM files WHERE dev = ? AND ino IN"
+_CHUNK = 500  # well under SQLite's bound-parameter limit
+T = TypeVar("T")
+
+
+def _int64(value: int) -> int:
+    # SQLite integers are signed 64-bit; some filesystems use the top bit of ino.
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+class DigestCache:
+    """Digests by file stat and by directory stat key; ``None`` dir disables it."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.path = directory / CACHE_FILE if directory is not None else None
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._disabled = directory is None
+
+    def lookup_files(self, stats: Sequence[FileStat]) -> list[str | None]:
+        """The cached hex of each file in ``stats``, or None where there is none."""
+        found: dict[tuple[int, int], tuple[int, int, int, str]] = {}
+        for dev, group in groupby(sorted(stats, key=_dev), key=_dev):
+            for chunk in _chunks([_int64(s.ino) for s in group]):
+                marks = ",".join("?" * len(chunk))
+                sql = f"{_SELECT_FILES} ({marks})"
+                for ino, size, mtime, ctime, hex_ in self._query(sql, (_int64(dev), *chunk)):
+                    found[(dev, ino)] = (size, mtime, ctime, hex_)
+        result: list[str | None] = []
+        for s in stats:
+            row = found.get((s.dev, _int64(s.ino)))
+            fresh = row is not None and row[:3] == (s.size, s.mtime_ns, s.ctime_ns)
+            result.append(row[3] if fresh and row is not None else None)
+        return result
+
+    def store_files(self, rows: Iterable[tuple[FileStat, str]]) -> None:
+        """Remember that the file with each stat has the given hex digest."""
+        values = [
+            (_int64(s.dev), _int64(s.ino), s.size, s.mtime_ns, s.ctime_ns, hex_) for s, hex_ in rows
+        ]
+        self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", values)
+
+    def lookup_trees(self, keys: Sequence[bytes]) -> list[str | None]:
+        """The cached directory hex of each stat key, or None."""
+        found: dict[bytes, str] = {}
+        for chunk in _chunks(list(keys)):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT statkey, hex FROM trees WHERE statkey IN ({marks})"  # noqa: S608
+            found.update(self._query(sql, tuple(chunk)))
+        return [found.get(k) for k in keys]
+
+    def store_trees(self, rows: Iterable[tuple[bytes, str]]) -> None:
+        """Remember directory digests by stat key."""
+        self._write("INSERT OR REPLACE INTO trees VALUES (?, ?)", list(rows))
+
+    def close(self) -> None:
+        """Close the database connection (it reopens on next use)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[Any]:
+        with self._lock:
+            conn = self._connection()
+            if conn is None:
+                return []
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                self._failed("read", exc)
+                return []
+
+    def _write(self, sql: str, values: Sequence[tuple[object, ...]]) -> None:
+        if not values:
+            return
+        with self._lock:
+            conn = self._connection()
+            if conn is None:
+                return
+            try:
+                with conn:
+                    conn.executemany(sql, values)
+            except sqlite3.Error as exc:
+                self._failed("write", exc)
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self._conn is None and not self._disabled:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection | None:
+        assert self.path is not None
+        for attempt in range(2):
+            try:
+                return _connect(self.path)
+            except (OSError, sqlite3.Error) as exc:
+                if attempt == 0 and isinstance(exc, sqlite3.DatabaseError):
+                    log.warning("digest cache %s is unreadable (%s); rebuilding it", self.path, exc)
+                    _remove(self.path)
+                    continue
+                log.warning("digest cache %s disabled: %s", self.path, exc)
+        self._disabled = True
+        return None
+
+    def _failed(self, what: str, exc: sqlite3.Error) -> None:
+        log.warning("digest cache %s: %s failed (%s); carrying on", self.path, what, exc)
+        if not isinstance(exc, sqlite3.OperationalError) and self.path is not None:
+            # Corruption found mid-run: start afresh next time it is used.
+            assert self._conn is not None
+            self._conn.close()
+            self._conn = None
+            log.warning("digest cache %s looks corrupt; rebuilding it", self.path)
+            _remove(self.path)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(_SCHEMA)
+        conn.isolation_level = "DEFERRED"  # `with conn:` commits a batch of writes at once
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _dev(s: FileStat) -> int:
+    return s.dev
+
+
+def _chunks(items: list[T]) -> Iterator[list[T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
