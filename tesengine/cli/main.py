@@ -55,6 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(exc)
 
 
+def entry() -> None:
+    """Console-script entry: run :func:`main` and exit with its status, reliably."""
+    from .aio import exit_now
+
+    try:
+        status = main()
+    except SystemExit as exc:  # argparse's --help and usage errors
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    exit_now(status)
+
+
 def _report(exc: TesEngineError) -> int:
     print(f"tesengine: {exc}", file=sys.stderr)
     if isinstance(exc, ConfigError | InvalidTask):
@@ -68,4 +79,4 @@ def _setup_logging(verbosity: int) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -1,0 +1,5 @@
+"""``python -m tesengine``: the same as the ``tesengine`` command."""
+
+from tesengine.cli.main import entry
+
+entry()
