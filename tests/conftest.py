@@ -8,7 +8,11 @@ import os
 import pytest
 
 # Each real component's fixtures are a plugin module; add yours to this list.
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.fixtures.s3",
+    "tests.fixtures.azurite",
+    "tests.fixtures.tes_spec",
+]
 
 
 @pytest.fixture(autouse=True)

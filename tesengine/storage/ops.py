@@ -1,0 +1,270 @@
+"""Object operations on any storage URL, with obstore's errors translated.
+
+:class:`Storage` is the one entry point: it parses URLs, reuses one store
+per bucket, bounds the number of requests in flight, and turns obstore's
+errors into :class:`~tesengine.errors.StorageError` (``ObjectNotFound`` when
+the object is absent). Every write is atomic: obstore's single ``PUT`` and
+multipart uploads only make an object visible once it is complete, and a
+local folder is written to a temporary file that is then renamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import tempfile
+import weakref
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import anyio
+import obstore
+from obstore import exceptions as obx
+
+from ..config import StorageConfig
+from ..errors import ObjectNotFound, StorageError, redact_url
+from .stores import ObjectStore, StoreCache
+from .urls import Location, parse_url
+
+if TYPE_CHECKING:
+    from obstore import ObjectMeta, PutMode
+
+__all__ = ["MULTIPART_THRESHOLD", "ObjectInfo", "Storage"]
+
+#: Larger bodies go up as multipart uploads (bounded memory); smaller as one PUT.
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+PART_SIZE = 8 * 1024 * 1024
+PART_CONCURRENCY = 4
+_READ_CHUNK = 1024 * 1024
+_URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a ``HEAD`` or a listing says about one object."""
+
+    url: str
+    size: int
+    etag: str | None
+    last_modified: datetime | None
+
+
+class Storage:
+    """Object storage for every URL scheme tesengine knows, on obstore.
+
+    One instance per configuration; it caches a store per bucket and is safe
+    for thousands of concurrent calls (at most ``max_concurrency`` requests
+    are in flight per event loop; the rest wait their turn).
+    """
+
+    def __init__(self, config: StorageConfig | None = None, *, max_concurrency: int = 128) -> None:
+        self._stores = StoreCache(config)
+        self._max = max_concurrency
+        self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._limits = weakref.WeakKeyDictionary()
+        self._no_create_mode: set[tuple[str, ...]] = set()
+        self.requests = 0  # requests sent, for diagnostics and benchmarks
+
+    def locate(self, url: str) -> tuple[Location, ObjectStore]:
+        """The parsed location of ``url`` and the store that serves it."""
+        loc = parse_url(url)
+        return loc, self._stores.store_for(loc)
+
+    async def exists(self, url: str) -> bool:
+        """True when an object exists at ``url``."""
+        try:
+            await self.head(url)
+        except ObjectNotFound:
+            return False
+        return True
+
+    async def head(self, url: str) -> ObjectInfo:
+        """Metadata of the object at ``url``; :class:`ObjectNotFound` if absent."""
+        loc, store = self.locate(url)
+        async with self._slot():
+            with translate("HEAD", loc):
+                meta = await obstore.head_async(store, loc.key)
+        return _info(loc, meta)
+
+    async def put_bytes(self, url: str, data: bytes, *, create_only: bool = False) -> bool:
+        """Write ``data`` at ``url`` in one atomic PUT.
+
+        With ``create_only`` an existing object is left alone (no overwrite,
+        where the store supports conditional puts). Returns False when the
+        object already existed, True when this call wrote it.
+        """
+        loc, store = self.locate(url)
+        if create_only and loc.store_id not in self._no_create_mode:
+            try:
+                return await self._put(loc, store, data, mode="create")
+            except _CreateModeUnsupported:
+                self._no_create_mode.add(loc.store_id)
+        if create_only and await self.exists(url):
+            return False
+        return await self._put(loc, store, data, mode="overwrite")
+
+    async def put_stream(
+        self, url: str, chunks: AsyncIterable[bytes], *, create_only: bool = False
+    ) -> bool:
+        """Stream ``chunks`` to ``url`` as one multipart upload, atomically.
+
+        Memory stays bounded (a few parts). If ``chunks`` raises, the upload
+        is aborted and nothing appears at ``url``; the error propagates as is.
+        With ``create_only``, an object already there is kept (checked first:
+        stores do not offer create-only multipart uploads, and two uploads of
+        one content address carry the same bytes). Returns True when written.
+        """
+        loc, store = self.locate(url)
+        if create_only and await self.exists(url):
+            return False
+        async with self._slot():
+            with translate("PUT", loc):
+                await obstore.put_async(
+                    store,
+                    loc.key,
+                    chunks,
+                    use_multipart=True,
+                    chunk_size=PART_SIZE,
+                    max_concurrency=PART_CONCURRENCY,
+                )
+        return True
+
+    async def put_file(self, url: str, path: Path, *, create_only: bool = False) -> bool:
+        """Upload the local file ``path`` to ``url`` (streamed; multipart when large)."""
+        size = await anyio.Path(path).stat()
+        if size.st_size <= MULTIPART_THRESHOLD:
+            data = await anyio.Path(path).read_bytes()
+            return await self.put_bytes(url, data, create_only=create_only)
+        return await self.put_stream(url, read_chunks(Path(path)), create_only=create_only)
+
+    async def read_bytes(self, url: str) -> bytes:
+        """The whole content of the object at ``url``."""
+        loc, store = self.locate(url)
+        async with self._slot():
+            with translate("GET", loc):
+                result = await obstore.get_async(store, loc.key)
+                data = await result.bytes_async()
+        return bytes(data)
+
+    async def download(self, url: str, dest: Path) -> Path:
+        """Save the object at ``url`` as ``dest``: a temporary file, then a rename."""
+        loc, store = self.locate(url)
+        dest = Path(dest)
+        await anyio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                async with self._slot():
+                    with translate("GET", loc):
+                        result = await obstore.get_async(store, loc.key)
+                        async for chunk in result.stream(min_chunk_size=_READ_CHUNK):
+                            await anyio.to_thread.run_sync(fh.write, chunk)
+            await anyio.to_thread.run_sync(os.replace, tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # a cheap local call on the error path
+            raise
+        return dest
+
+    async def list(self, prefix_url: str) -> AsyncIterator[ObjectInfo]:
+        """Every object under ``prefix_url``, recursively (prefixes match whole segments)."""
+        loc, store = self.locate(prefix_url)
+        with translate("LIST", loc):
+            stream = obstore.list(store, loc.key.rstrip("/") or None, chunk_size=1000)
+            async for batch in stream:
+                self.requests += 1
+                for meta in batch:
+                    yield _info(loc, meta)
+
+    async def delete(self, url: str) -> None:
+        """Remove the object at ``url`` (absent is fine)."""
+        loc, store = self.locate(url)
+        async with self._slot():
+            with translate("DELETE", loc), contextlib.suppress(FileNotFoundError):
+                await obstore.delete_async(store, loc.key)
+
+    async def aclose(self) -> None:
+        """Forget cached stores; obstore holds no other resource that needs closing."""
+        self._stores = StoreCache(self._stores.config)
+        self._limits.clear()
+
+    async def _put(self, loc: Location, store: ObjectStore, data: bytes, *, mode: PutMode) -> bool:
+        async with self._slot():
+            try:
+                with translate("PUT", loc):
+                    await obstore.put_async(store, loc.key, data, mode=mode, use_multipart=False)
+            except _AlreadyExists:
+                return False
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        limit = self._limits.get(loop)
+        if limit is None:
+            limit = self._limits[loop] = asyncio.Semaphore(self._max)
+        async with limit:
+            self.requests += 1
+            yield
+
+
+async def read_chunks(path: Path, size: int = _READ_CHUNK) -> AsyncIterator[bytes]:
+    """The bytes of ``path`` in chunks, read off the event loop."""
+    fh = await anyio.to_thread.run_sync(path.open, "rb")
+    try:
+        while chunk := await anyio.to_thread.run_sync(fh.read, size):
+            yield chunk
+    finally:
+        fh.close()
+
+
+class _AlreadyExists(StorageError):
+    """A create-only put found an object in place (success for content addresses)."""
+
+
+class _CreateModeUnsupported(StorageError):
+    """The store cannot do create-only puts."""
+
+
+@contextlib.contextmanager
+def translate(op: str, loc: Location) -> Iterator[None]:
+    """Turn obstore's errors in the block into tesengine's, naming the URL."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        _raise(ObjectNotFound, f"no object at {redact_url(loc.url)}", loc, exc)
+    except (obx.AlreadyExistsError, obx.PreconditionError) as exc:
+        _raise(_AlreadyExists, f"object exists at {redact_url(loc.url)}", loc, exc)
+    except obx.NotSupportedError as exc:
+        if op == "PUT":
+            _raise(_CreateModeUnsupported, f"create-only PUT unsupported: {loc.url}", loc, exc)
+        _raise(StorageError, f"{op} {redact_url(loc.url)}: not supported", loc, exc)
+    except (obx.BaseError, OSError, ValueError, RuntimeError) as exc:
+        _raise(StorageError, f"{op} {redact_url(loc.url)} failed: {_describe(exc)}", loc, exc)
+
+
+def _raise(kind: type[StorageError], message: str, loc: Location, exc: BaseException) -> NoReturn:
+    # obstore's message may quote a request URL with a SAS signature in it:
+    # keep it out of the chain when the URL carries a query string.
+    raise kind(message, url=redact_url(loc.url)) from (None if loc.query else exc)
+
+
+def _describe(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    first = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), first)
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def _info(loc: Location, meta: ObjectMeta | Any) -> ObjectInfo:
+    return ObjectInfo(
+        url=loc.url_for(meta["path"]),
+        size=int(meta["size"]),
+        etag=meta.get("e_tag"),
+        last_modified=meta.get("last_modified"),
+    )
