@@ -6,6 +6,7 @@ from ..auth import AuthProvider
 from .client import TesClient
 from .models import (
     SUBMISSION_TAG,
+    CancelTaskResponse,
     CreateTaskResponse,
     Executor,
     ExecutorLog,
@@ -27,6 +28,7 @@ from .models import (
 __all__ = [
     "SUBMISSION_TAG",
     "AuthProvider",
+    "CancelTaskResponse",
     "CreateTaskResponse",
     "Executor",
     "ExecutorLog",

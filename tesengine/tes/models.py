@@ -34,6 +34,7 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "SUBMISSION_TAG",
+    "CancelTaskResponse",
     "CreateTaskResponse",
     "Executor",
     "ExecutorLog",
@@ -129,6 +130,8 @@ class FileType(StrEnum):
 
 
 def _drop_nulls(value: Any) -> Any:
+    if value is None:
+        return []  # only reached for lists that are not optional: TaskLog.outputs, ...
     if isinstance(value, list):
         return [item for item in value if item is not None]
     return value
@@ -304,6 +307,10 @@ class CreateTaskResponse(WireModel):
     """``tesCreateTaskResponse``."""
 
     id: str
+
+
+class CancelTaskResponse(WireModel):
+    """``tesCancelTaskResponse``: an empty object (servers may add fields)."""
 
 
 def _camel(name: str) -> Any:
