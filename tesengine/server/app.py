@@ -1,0 +1,274 @@
+"""The TES v1.1 HTTP API (aiohttp.web), served at ``/ga4gh/tes/v1`` and ``/v1``.
+
+Client input never causes a 500: a bad body or parameter is a 400 with
+``{"error": "..."}`` naming the field, an unknown task a 404. Responses carry
+exactly the fields the spec's views allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import logging
+import os
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..errors import InvalidTask
+from ..storage import Storage
+from .lifecycle import ACTIVE, TERMINAL, Services, new_task_doc, recover, run_task, set_state
+from .runtime import Runtime, make_runtime
+from .scheduler import Scheduler
+from .staging_io import AllowedDirs
+from .store import TaskRecord, TaskStore
+from .validate import encode_page_token, validate_list_query, validate_task, validate_view
+from .views import matches, project
+
+__all__ = ["PREFIXES", "ServerSettings", "create_app"]
+
+log = logging.getLogger("tesengine.server")
+
+PREFIXES = ("/ga4gh/tes/v1", "/v1")
+MAX_BODY = 32 * 1024 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """How a server runs. Credentials are left out of the repr."""
+
+    work_dir: Path
+    storage_url: str | None = None
+    runtime: str = "local"
+    max_tasks: int | None = None
+    noop_delay: float = 0.0
+    allow_dirs: tuple[Path, ...] = ()
+    basic: tuple[str, str] | None = field(default=None, repr=False)
+    bearer: str | None = field(default=None, repr=False)
+    storage_config: Any = field(default=None, repr=False)
+    keep_work: bool = False
+
+    @property
+    def resolved_storage_url(self) -> str:
+        """``storage_url``, or a ``storage`` folder in the work directory."""
+        return self.storage_url or (self.work_dir.resolve() / "storage").as_uri()
+
+
+_SETTINGS = web.AppKey("settings", ServerSettings)
+
+
+class TesService:
+    """The server's state: task store, scheduler, runtime and storage."""
+
+    def __init__(self, settings: ServerSettings, runtime: Runtime, io: Storage | None) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.io = io
+        self.store = TaskStore(settings.work_dir / "tasks.sqlite3")
+        roots = [*settings.allow_dirs]
+        storage_url = settings.resolved_storage_url
+        if storage_url.startswith("file://"):
+            roots.append(Path(storage_url.removeprefix("file://")))
+        self.allowed = AllowedDirs.of(roots)
+        self.services = Services(
+            self.store, runtime, io, self.allowed, settings.work_dir, settings.keep_work
+        )
+        capacity = settings.max_tasks or os.cpu_count() or 1
+        self.scheduler = Scheduler(capacity, lambda record: run_task(record, self.services))
+
+    async def start(self) -> None:
+        """Check the runtime, load stored tasks and queue the unfinished ones again."""
+        await self.runtime.check()
+        await asyncio.to_thread(self._prepare_dirs)
+        for record in await self.store.open():
+            if recover(self.store, record):
+                self.scheduler.submit(record)
+
+    def _prepare_dirs(self) -> None:
+        # No task runs yet: whatever a previous run left in tasks/ is stale.
+        shutil.rmtree(self.settings.work_dir / "tasks", ignore_errors=True)
+        storage_url = self.settings.resolved_storage_url
+        if storage_url.startswith("file://"):
+            Path(storage_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+
+    async def stop(self) -> None:
+        """Cancel running tasks (they end SYSTEM_ERROR), then commit and close."""
+        await self.scheduler.close()
+        await self.store.close()
+        if self.io is not None:
+            await self.io.aclose()
+
+    def service_info(self) -> dict[str, Any]:
+        """The GA4GH service-info document."""
+        storage = [self.settings.resolved_storage_url]
+        storage += [root.as_uri() for root in self.allowed.roots if root.as_uri() not in storage]
+        return {
+            "id": "org.tesengine.local",
+            "name": "tesengine local TES server",
+            "type": {"group": "org.ga4gh", "artifact": "tes", "version": "1.1.0"},
+            "description": self.runtime.describe(),
+            "organization": {"name": "tesengine", "url": "https://pypi.org/project/tesengine/"},
+            "version": __version__,
+            "environment": self.runtime.name,
+            "storage": storage,
+            "tesResources_backend_parameters": [],
+        }
+
+    # -- handlers -------------------------------------------------------------
+
+    async def get_service_info(self, request: web.Request) -> web.Response:
+        """GET /service-info."""
+        return _json(self.service_info())
+
+    async def create_task(self, request: web.Request) -> web.Response:
+        """POST /tasks: validate, store durably, queue; 200 with the id."""
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidTask(f"body: not valid JSON ({exc})") from None
+        valid = validate_task(body)
+        record = await self.store.add(new_task_doc(valid))
+        self.scheduler.submit(record)
+        return _json({"id": record.id})
+
+    async def get_task(self, request: web.Request) -> web.Response:
+        """GET /tasks/{id}."""
+        view = validate_view(request.query.get("view"))
+        record = self._record(request)
+        return _json(project(record.doc, view))
+
+    async def list_tasks(self, request: web.Request) -> web.Response:
+        """GET /tasks with filters and paging, newest first."""
+        query = request.query
+        q = validate_list_query(query, query.getall("tag_key", []), query.getall("tag_value", []))
+        tasks: list[dict[str, Any]] = []
+        last_seq: int | None = None
+        more = False
+        for record in self.store.newest_first(q.after_seq):
+            if not matches(record.doc, name_prefix=q.name_prefix, state=q.state, tags=q.tags):
+                continue
+            if len(tasks) == q.page_size:
+                more = True
+                break
+            tasks.append(project(record.doc, q.view))
+            last_seq = record.seq
+        body: dict[str, Any] = {"tasks": tasks}
+        if more and last_seq is not None:
+            body["next_page_token"] = encode_page_token(last_seq)
+        return _json(body)
+
+    async def cancel_task(self, request: web.Request) -> web.Response:
+        """POST /tasks/{id}:cancel; a finished task is left as it is."""
+        record = self._record(request)
+        state = record.state
+        if state == "QUEUED":
+            set_state(self.store, record, "CANCELED")
+        elif state in ACTIVE:
+            set_state(self.store, record, "CANCELING")
+            if not self.scheduler.cancel(record.id):
+                set_state(self.store, record, "CANCELED")
+        elif state not in TERMINAL and state != "CANCELING":
+            set_state(self.store, record, "CANCELED")
+        return _json({})
+
+    def _record(self, request: web.Request) -> TaskRecord:
+        task_id = request.match_info["id"]
+        record = self.store.get(task_id)
+        if record is None:
+            raise web.HTTPNotFound(reason=f"task {task_id[:200]!r} not found")
+        return record
+
+
+_SERVICE = web.AppKey("service", TesService)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except InvalidTask as exc:
+        return _error(400, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _error(exc.status, exc.reason, allow)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal server error")
+
+
+def _auth_middleware(settings: ServerSettings) -> Any:
+    accepted: list[bytes] = []
+    if settings.basic is not None:
+        token = base64.b64encode(":".join(settings.basic).encode()).decode()
+        accepted.append(f"Basic {token}".encode())
+    if settings.bearer is not None:
+        accepted.append(f"Bearer {settings.bearer}".encode())
+    challenge = "Basic" if settings.basic is not None else "Bearer"
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        # compare_digest against every accepted value: no early exit on a match.
+        ok = [hmac.compare_digest(given, want) for want in accepted]
+        if not any(ok):
+            detail = "missing credentials" if not given else "credentials refused"
+            return _error(401, detail, {"WWW-Authenticate": f'{challenge} realm="tes"'})
+        return await handler(request)
+
+    return auth
+
+
+def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> web.Application:
+    """The aiohttp application; tasks start and stop with the app's lifecycle."""
+    middlewares: list[Any] = [_errors]
+    if settings.basic is not None or settings.bearer is not None:
+        middlewares.append(_auth_middleware(settings))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
+    app[_SETTINGS] = settings
+    chosen = runtime or make_runtime(settings.runtime, noop_delay=settings.noop_delay)
+
+    async def lifecycle(app: web.Application) -> Any:
+        service = TesService(settings, chosen, Storage(settings.storage_config))
+        app[_SERVICE] = service
+        await service.start()
+        yield
+        await service.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    for prefix in PREFIXES:
+        app.router.add_get(f"{prefix}/service-info", _bound("get_service_info"))
+        app.router.add_get(f"{prefix}/tasks", _bound("list_tasks"))
+        app.router.add_post(f"{prefix}/tasks", _bound("create_task"))
+        app.router.add_post(prefix + "/tasks/{id}:cancel", _bound("cancel_task"))
+        app.router.add_get(prefix + "/tasks/{id}", _bound("get_task"))
+    return app
+
+
+def _bound(name: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        method: Handler = getattr(request.app[_SERVICE], name)
+        return await method(request)
+
+    handler.__name__ = name
+    return handler

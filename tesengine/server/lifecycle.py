@@ -1,0 +1,228 @@
+"""One task's life: QUEUED -> INITIALIZING -> RUNNING -> COMPLETE or an error state.
+
+INITIALIZING stages the inputs, RUNNING runs the executors in order (stopping
+at the first non-zero exit unless ``ignore_error``), then the outputs are
+uploaded and the task is COMPLETE. A non-zero exit is EXECUTOR_ERROR; a
+failure to stage, upload or start is SYSTEM_ERROR with a system log saying
+what failed. A cancel moves the task to CANCELING (by the API) and, once
+every process is gone, CANCELED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import TesEngineError
+from ..storage import Storage
+from ..tes.models import State
+from .runtime.base import ExecRequest, Mount, Runtime
+from .staging_io import (
+    AllowedDirs,
+    fetch_inputs,
+    host_path,
+    plan_mounts,
+    prepare_dirs,
+    push_outputs,
+)
+from .store import TaskRecord, TaskStore
+from .validate import ValidTask
+
+__all__ = [
+    "ACTIVE",
+    "TERMINAL",
+    "Services",
+    "new_task_doc",
+    "recover",
+    "run_task",
+    "set_state",
+]
+
+log = logging.getLogger("tesengine.server")
+
+TERMINAL = frozenset(state.value for state in State if state.is_final)
+ACTIVE = frozenset({"INITIALIZING", "RUNNING", "PAUSED"})
+TAIL_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What running a task needs from the server."""
+
+    store: TaskStore
+    runtime: Runtime
+    io: Storage | None
+    allowed: AllowedDirs
+    work_dir: Path
+    keep_work: bool = False
+
+
+def now() -> str:
+    """The current UTC time in RFC 3339."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_task_doc(valid: ValidTask) -> dict[str, Any]:
+    """A stored task document for a validated request: id, QUEUED, creation time."""
+    doc = {"id": uuid.uuid4().hex, "state": "QUEUED", "creation_time": now(), **valid.doc}
+    if valid.warnings:
+        doc["logs"] = [{"logs": [], "outputs": [], "system_logs": list(valid.warnings)}]
+    return doc
+
+
+def set_state(store: TaskStore, record: TaskRecord, state: str) -> None:
+    """Move ``record`` to ``state`` and schedule the write."""
+    record.doc["state"] = state
+    store.touch(record)
+
+
+def task_log(doc: dict[str, Any]) -> dict[str, Any]:
+    """The task's (single) TaskLog, created on first use."""
+    logs = doc.setdefault("logs", [])
+    if not logs:
+        logs.append({"logs": [], "outputs": []})
+    entry: dict[str, Any] = logs[-1]
+    return entry
+
+
+def add_system_log(doc: dict[str, Any], message: str) -> None:
+    """Append ``message`` to the task's system logs (FULL view only)."""
+    task_log(doc).setdefault("system_logs", []).append(message)
+
+
+def recover(store: TaskStore, record: TaskRecord) -> bool:
+    """Fix a task found at start-up; True when it should be queued again."""
+    state = record.state
+    if state == "QUEUED":
+        return True
+    if state in ACTIVE:
+        add_system_log(record.doc, f"the server restarted while the task was {state}")
+        task_log(record.doc).setdefault("end_time", now())
+        set_state(store, record, "SYSTEM_ERROR")
+    elif state == "CANCELING":
+        set_state(store, record, "CANCELED")
+    return False
+
+
+async def run_task(record: TaskRecord, svc: Services) -> None:
+    """Run ``record`` from QUEUED to a final state; never raises but for shutdown."""
+    doc = record.doc
+    entry = task_log(doc)
+    entry["start_time"] = now()
+    set_state(svc.store, record, "INITIALIZING")
+    task_dir = svc.work_dir / "tasks" / record.id
+    try:
+        await _run(record, svc, task_dir / "root", task_dir / "logs")
+    except asyncio.CancelledError:
+        if doc["state"] == "CANCELING":
+            _finish(svc, record, "CANCELED")
+            return
+        add_system_log(doc, "the server shut down while the task was running")
+        _finish(svc, record, "SYSTEM_ERROR")
+        raise
+    except (TesEngineError, OSError) as exc:
+        add_system_log(doc, f"{type(exc).__name__}: {exc}")
+        _finish(svc, record, "SYSTEM_ERROR")
+    except Exception as exc:  # a server bug must still end the task, with a trace in the log
+        log.exception("task %s failed inside the server", record.id)
+        add_system_log(doc, f"internal server error: {type(exc).__name__}: {exc}")
+        _finish(svc, record, "SYSTEM_ERROR")
+    finally:
+        if svc.runtime.stages_files and not svc.keep_work:
+            await asyncio.to_thread(shutil.rmtree, task_dir, ignore_errors=True)
+
+
+def _finish(svc: Services, record: TaskRecord, state: str) -> None:
+    task_log(record.doc)["end_time"] = now()
+    set_state(svc.store, record, state)
+
+
+async def _run(record: TaskRecord, svc: Services, root: Path, logs_dir: Path) -> None:
+    doc = record.doc
+    mounts: tuple[Mount, ...] = ()
+    if svc.runtime.stages_files:
+        mounts = plan_mounts(root, doc, svc.runtime.reserved)
+        await asyncio.to_thread(_make_dirs, root, doc, logs_dir)
+        await fetch_inputs(root, doc, svc.io, svc.allowed)
+    set_state(svc.store, record, "RUNNING")
+    for index, executor in enumerate(doc["executors"]):
+        code = await _run_executor(record, svc, index, root=root, logs_dir=logs_dir, mounts=mounts)
+        if code != 0 and not executor.get("ignore_error"):
+            _finish(svc, record, "EXECUTOR_ERROR")
+            return
+    if svc.runtime.stages_files:
+        task_log(doc)["outputs"] = await push_outputs(root, doc, svc.io, svc.allowed)
+    _finish(svc, record, "COMPLETE")
+
+
+def _make_dirs(root: Path, doc: dict[str, Any], logs_dir: Path) -> None:
+    prepare_dirs(root, doc)
+    logs_dir.mkdir(parents=True, exist_ok=True)
+
+
+async def _run_executor(
+    record: TaskRecord,
+    svc: Services,
+    index: int,
+    *,
+    root: Path,
+    logs_dir: Path,
+    mounts: tuple[Mount, ...],
+) -> int:
+    executor = record.doc["executors"][index]
+    stages = svc.runtime.stages_files
+    stdout = _stream_path(root, logs_dir, executor.get("stdout"), f"{index}.stdout", stages)
+    stderr = _stream_path(root, logs_dir, executor.get("stderr"), f"{index}.stderr", stages)
+    stdin = host_path(root, executor["stdin"]) if stages and executor.get("stdin") else None
+    request = ExecRequest(
+        task_id=record.id,
+        index=index,
+        image=executor["image"],
+        command=tuple(executor["command"]),
+        workdir=executor.get("workdir"),
+        env=executor.get("env", {}),
+        mounts=mounts,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+    )
+    entry: dict[str, Any] = {"start_time": now()}
+    code = await svc.runtime.run(request)
+    entry["end_time"] = now()
+    entry["exit_code"] = code
+    if stages:
+        entry["stdout"], entry["stderr"] = await asyncio.to_thread(_tails, (stdout, stderr))
+    task_log(record.doc)["logs"].append(entry)
+    svc.store.touch(record)
+    return code
+
+
+def _stream_path(
+    root: Path, logs_dir: Path, container: str | None, name: str, stages: bool
+) -> Path:
+    if not stages:
+        return Path(os.devnull)
+    return host_path(root, container) if container else logs_dir / name
+
+
+def _tails(paths: Iterable[Path]) -> tuple[str, str]:
+    out, err = (_tail(p) for p in paths)
+    return out, err
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,270 @@
+"""A task's files on the host: its root directory, inputs in, outputs out.
+
+Each task gets ``<work>/tasks/<id>/root``, which mirrors its container paths:
+the container path ``/data/in.txt`` is the host file ``root/data/in.txt``.
+Every top-level directory the task names is bound writable into the
+sandbox, with the inputs bound read-only on top (see :func:`plan_mounts`).
+
+Inputs come from the project's storage layer (``content`` inputs are
+written directly); outputs go back through it, with wildcard outputs pruned
+by ``path_prefix`` and directories flattened into one log entry per file.
+Local ``file://`` (and bare ``/path``) URLs must lie inside the allowed
+directories, and outputs must lie inside the task's root even through
+symlinks, so a task can neither read nor publish the server's own files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..errors import TesEngineError, redact_url
+from ..storage import Storage
+from ..storage.urls import join_url
+from .runtime.base import Mount
+from .validate import has_wildcard
+
+__all__ = [
+    "AllowedDirs",
+    "StagingError",
+    "fetch_inputs",
+    "host_path",
+    "plan_mounts",
+    "prepare_dirs",
+    "push_outputs",
+]
+
+
+class StagingError(TesEngineError):
+    """An input could not be fetched or an output could not be published."""
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedDirs:
+    """Host directories that ``file://`` inputs and outputs may touch."""
+
+    roots: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, dirs: Iterable[str | Path]) -> AllowedDirs:
+        """Resolve ``dirs`` once (symlinks and all)."""
+        return cls(tuple(Path(os.path.realpath(d)) for d in dirs))
+
+    def local_path(self, url: str, field: str) -> Path | None:
+        """The host path of a ``file://`` or ``/path`` URL (checked), else None."""
+        if url.startswith("/"):
+            raw = url
+        elif url.lower().startswith("file://"):
+            raw = unquote(urlsplit(url).path)
+        else:
+            return None
+        real = Path(os.path.realpath(raw))
+        if not any(real == root or real.is_relative_to(root) for root in self.roots):
+            raise StagingError(
+                f"{field}: {redact_url(url)} is outside the directories this server may access"
+            )
+        return real
+
+
+def host_path(root: Path, container: str) -> Path:
+    """The host path of ``container`` (absolute, validated) under ``root``."""
+    return root / container.lstrip("/")
+
+
+def _top(container: str) -> str:
+    return container.strip("/").split("/", 1)[0]
+
+
+def plan_mounts(root: Path, doc: dict[str, Any], reserved: frozenset[str]) -> tuple[Mount, ...]:
+    """Writable binds of each top-level directory the task names, then read-only inputs.
+
+    ``/tmp`` is always bound (from the task's root, not the host). A path
+    under a ``reserved`` directory (the sandbox's system dirs) is refused.
+    """
+    tops = {"tmp"}
+    for container in _container_paths(doc):
+        top = _top(container)
+        if top in reserved:
+            raise StagingError(
+                f"container path {container} is under /{top}, which the runtime keeps read-only"
+            )
+        tops.add(top)
+    mounts = [Mount(root / top, f"/{top}", read_only=False) for top in sorted(tops)]
+    inputs = sorted(doc.get("inputs", ()), key=lambda item: item["path"].count("/"))
+    mounts += [Mount(host_path(root, i["path"]), i["path"], read_only=True) for i in inputs]
+    return tuple(mounts)
+
+
+def _container_paths(doc: dict[str, Any]) -> Iterator[str]:
+    for item in doc.get("inputs", ()):
+        yield item["path"]
+    for item in doc.get("outputs", ()):
+        yield item["path"]
+    yield from doc.get("volumes", ())
+    for executor in doc["executors"]:
+        for key in ("workdir", "stdin", "stdout", "stderr"):
+            if executor.get(key) and executor[key] != "/":
+                yield executor[key]
+
+
+def _write_text(dest: Path, text: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(text, encoding="utf-8")
+
+
+def prepare_dirs(root: Path, doc: dict[str, Any]) -> None:
+    """Create the directories executors expect: volumes, workdirs, output parents."""
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    for volume in doc.get("volumes", ()):
+        host_path(root, volume).mkdir(parents=True, exist_ok=True)
+    for output in doc.get("outputs", ()):
+        path = output["path"]
+        if has_wildcard(path):
+            static = path[: min(path.find(c) for c in "*?[" if c in path)]
+            target = host_path(root, static.rsplit("/", 1)[0] or "/")
+        elif output.get("type") == "DIRECTORY":
+            target = host_path(root, path)
+        else:
+            target = host_path(root, path).parent
+        target.mkdir(parents=True, exist_ok=True)
+    for executor in doc["executors"]:
+        if executor.get("workdir"):
+            host_path(root, executor["workdir"]).mkdir(parents=True, exist_ok=True)
+        for key in ("stdout", "stderr"):
+            if executor.get(key):
+                host_path(root, executor[key]).parent.mkdir(parents=True, exist_ok=True)
+    for top in {_top(p) for p in _container_paths(doc)}:
+        (root / top).mkdir(parents=True, exist_ok=True)
+
+
+async def fetch_inputs(
+    root: Path, doc: dict[str, Any], io: Storage | None, allowed: AllowedDirs
+) -> None:
+    """Write ``content`` inputs and download URL inputs into ``root``."""
+    for i, item in enumerate(doc.get("inputs", ())):
+        dest = host_path(root, item["path"])
+        field = f"inputs[{i}] ({item['path']})"
+        if "content" in item:
+            await asyncio.to_thread(_write_text, dest, item["content"])
+            continue
+        url = _storage_url(item["url"], allowed, field)
+        storage = _need(io, field)
+        try:
+            if item.get("type") == "DIRECTORY":
+                await _download_tree(storage, url, dest)
+            else:
+                await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+                await storage.download(url, dest)
+        except TesEngineError as exc:
+            raise StagingError(f"{field}: cannot fetch {redact_url(url)}: {exc}") from exc
+        except OSError as exc:
+            raise StagingError(f"{field}: cannot write {item['path']}: {exc}") from exc
+
+
+async def _download_tree(io: Storage, url: str, dest: Path) -> None:
+    prefix = url if url.split("?", maxsplit=1)[0].endswith("/") else join_url(url, "") + "/"
+    base = prefix.split("?", maxsplit=1)[0]
+    await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
+    async for info in io.list(prefix):
+        rel = unquote(info.url.split("?")[0][len(base) :]).lstrip("/")
+        if not rel or ".." in rel.split("/"):
+            continue
+        target = dest / rel
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        await io.download(info.url, target)
+
+
+async def push_outputs(
+    root: Path, doc: dict[str, Any], io: Storage | None, allowed: AllowedDirs
+) -> list[dict[str, Any]]:
+    """Upload every output; return the output file logs (one per file)."""
+    files = await asyncio.to_thread(_collect_outputs, root, doc, allowed)
+    logs: list[dict[str, Any]] = []
+    for item in files:
+        try:
+            await _need(io, item.field).put_file(item.target, item.source)
+        except (TesEngineError, OSError) as exc:
+            where = redact_url(item.url)
+            raise StagingError(f"{item.field}: cannot upload to {where}: {exc}") from exc
+        logs.append({"url": item.url, "path": item.container, "size_bytes": str(item.size)})
+    return logs
+
+
+@dataclass(frozen=True, slots=True)
+class _OutputFile:
+    field: str
+    container: str
+    source: Path
+    url: str
+    target: str
+    size: int
+
+
+def _collect_outputs(root: Path, doc: dict[str, Any], allowed: AllowedDirs) -> list[_OutputFile]:
+    """Every file to upload, checked: inside the task's root, to an allowed place."""
+    real_root = Path(os.path.realpath(root))
+    files = []
+    for i, output in enumerate(doc.get("outputs", ())):
+        field = f"outputs[{i}] ({output['path']})"
+        for container, url in _output_files(root, output, field):
+            real = Path(os.path.realpath(host_path(root, container)))
+            if not real.is_relative_to(real_root):
+                raise StagingError(f"{field}: {container} links outside the task's directory")
+            if not real.is_file():
+                raise StagingError(f"{field}: {container} is not a regular file")
+            target = _storage_url(url, allowed, field, for_write=True)
+            files.append(_OutputFile(field, container, real, url, target, real.stat().st_size))
+    return files
+
+
+def _output_files(root: Path, output: dict[str, Any], field: str) -> Iterator[tuple[str, str]]:
+    """(container path, URL) of each file an output stands for."""
+    path, url = output["path"], output["url"]
+    if has_wildcard(path):
+        prefix = output["path_prefix"]
+        # root_dir keeps pattern characters in the server's own path literal.
+        for match in sorted(glob.glob(path.lstrip("/"), root_dir=root)):
+            container = "/" + match
+            yield from _file_or_tree(root, container, join_url(url, container[len(prefix) :]))
+        return
+    if not os.path.lexists(host_path(root, path)):
+        raise StagingError(f"{field}: the task did not create {path}")
+    yield from _file_or_tree(root, path, url)
+
+
+def _file_or_tree(root: Path, container: str, url: str) -> Iterator[tuple[str, str]]:
+    source = host_path(root, container)
+    if not source.is_dir() or source.is_symlink():
+        yield container, url
+        return
+    for dirpath, _dirs, files in os.walk(source):
+        for name in sorted(files):
+            rel = Path(dirpath, name).relative_to(source).as_posix()
+            yield f"{container.rstrip('/')}/{rel}", join_url(url, rel)
+
+
+def _storage_url(url: str, allowed: AllowedDirs, field: str, *, for_write: bool = False) -> str:
+    """``url`` as the storage layer takes it; local paths are checked first."""
+    local = allowed.local_path(url, field) if not for_write else _writable(url, allowed, field)
+    return local.as_uri() if local is not None else url
+
+
+def _writable(url: str, allowed: AllowedDirs, field: str) -> Path | None:
+    if not (url.startswith("/") or url.lower().startswith("file://")):
+        return None
+    raw = url if url.startswith("/") else unquote(urlsplit(url).path)
+    parent = allowed.local_path(str(Path(raw).parent), field)
+    assert parent is not None
+    return parent / Path(raw).name
+
+
+def _need(io: Storage | None, field: str) -> Storage:
+    if io is None:
+        raise StagingError(f"{field}: this server has no storage configured")
+    return io
