@@ -10,6 +10,27 @@ uploads local files and directories to ``<inputs>/file/<hex>`` and
 from __future__ import annotations
 
 from .ops import ObjectInfo, Storage
+from .staging import (
+    MARKER_PREFIX,
+    NullStagingProgress,
+    Stager,
+    StageResult,
+    StagingProgress,
+    StagingStats,
+)
 from .urls import Location, is_url, join_url, parse_url
 
-__all__ = ["Location", "ObjectInfo", "Storage", "is_url", "join_url", "parse_url"]
+__all__ = [
+    "MARKER_PREFIX",
+    "Location",
+    "NullStagingProgress",
+    "ObjectInfo",
+    "StageResult",
+    "Stager",
+    "StagingProgress",
+    "StagingStats",
+    "Storage",
+    "is_url",
+    "join_url",
+    "parse_url",
+]

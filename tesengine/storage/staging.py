@@ -1,0 +1,314 @@
+"""Staging local inputs at their content addresses: digest, check, upload once.
+
+Layout under the backend's ``inputs`` URL (Sprocket's, plus one marker)::
+
+    <inputs>/file/<hex>                       a file
+    <inputs>/directory/<hex>/<relative path>  each file of a directory
+    <inputs>/complete/directory/<hex>         marker: the directory is whole
+
+An object at a content address is trusted without download, so:
+
+* uploads are atomic and create-only where the store supports it (an object
+  that is already there is success: it holds the same bytes);
+* what is uploaded is hashed again on the way out and must match the digest
+  (:mod:`tesengine.storage.verify`), so a file edited after hashing is never
+  published under its old address;
+* a directory counts as present only when its marker exists. Its files go
+  up concurrently (the ones a listing does not already show), then the
+  marker is written last; an interrupted upload is completed next time.
+  The marker sits outside ``directory/<hex>/`` so that a TES server that
+  downloads the directory prefix gets exactly the directory's files, and a
+  string-prefix listing of ``directory/<hex>`` does not match it either.
+  Sprocket decides "present" from the prefix alone; a directory it uploaded
+  has no marker, so tesengine checks its files once and then writes one;
+* identical work in flight is done once (single-flight per URL), requests
+  are bounded by ``concurrency``, and an address confirmed present is
+  remembered for the life of the :class:`Stager`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import anyio
+
+from ..digest import Digest, Digester, FileEntry
+from ..errors import InputChanged
+from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE, Storage
+from .urls import is_url, join_url, parse_url
+from .verify import ByteBudget, VerifiedChunks, read_verified
+
+__all__ = [
+    "MARKER_PREFIX",
+    "NullStagingProgress",
+    "StageResult",
+    "Stager",
+    "StagingProgress",
+    "StagingStats",
+]
+
+#: Directory markers live at ``<inputs>/complete/directory/<hex>``.
+MARKER_PREFIX = "complete"
+#: Bytes of upload bodies held in memory at once, across all uploads.
+UPLOAD_MEMORY = 128 * 1024 * 1024
+_STREAM_COST = PART_SIZE * (PART_CONCURRENCY + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """Where one input ended up, and whether this call uploaded it."""
+
+    source: str
+    url: str
+    kind: Literal["file", "directory", "url"]
+    uploaded: bool
+
+
+class StagingProgress(Protocol):
+    """Hooks for a progress display; called on the event loop, keep them quick.
+
+    Hashing before upload reports through the :class:`Digester`'s own
+    progress; these cover the upload side.
+    """
+
+    def bytes_uploaded(self, n: int) -> None:
+        """``n`` more bytes were read, re-hashed and handed to the store."""
+
+    def file_uploaded(self, url: str, size: int) -> None:
+        """An object of ``size`` bytes was written at ``url``."""
+
+    def file_skipped(self, url: str, size: int) -> None:
+        """``url`` was already present; nothing was sent (``size`` -1 if unknown)."""
+
+
+class NullStagingProgress:
+    """Progress hooks that do nothing; subclass it to implement only some."""
+
+    def bytes_uploaded(self, n: int) -> None:
+        """Ignore."""
+
+    def file_uploaded(self, url: str, size: int) -> None:
+        """Ignore."""
+
+    def file_skipped(self, url: str, size: int) -> None:
+        """Ignore."""
+
+
+@dataclass(slots=True)
+class StagingStats:
+    """Counters of one :class:`Stager` (requests it sent and what they did)."""
+
+    heads: int = 0
+    lists: int = 0
+    puts: int = 0
+    files_uploaded: int = 0
+    files_skipped: int = 0
+    bytes_uploaded: int = 0
+
+    @property
+    def requests(self) -> int:
+        """Requests sent to the store (a listing page counts as one)."""
+        return self.heads + self.lists + self.puts
+
+
+class Stager:
+    """Uploads local files and directories to ``inputs_url`` by content address."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        digester: Digester,
+        inputs_url: str,
+        *,
+        concurrency: int = 32,
+        progress: StagingProgress | None = None,
+        upload_memory: int = UPLOAD_MEMORY,
+    ) -> None:
+        parse_url(inputs_url)  # fail early on an unusable URL
+        self.storage = storage
+        self.digester = digester
+        self.inputs_url = inputs_url
+        self.stats = StagingStats()
+        self._concurrency = concurrency
+        self._progress: StagingProgress = progress or NullStagingProgress()
+        self._budget = ByteBudget(upload_memory)
+        self._limit: asyncio.Semaphore | None = None
+        self._known: set[str] = set()
+        self._inflight: dict[str, asyncio.Future[bool]] = {}
+
+    async def stage(self, path_or_url: str | os.PathLike[str]) -> StageResult:
+        """Stage one input; a URL is returned untouched, without any request."""
+        if isinstance(path_or_url, str) and is_url(path_or_url):
+            return StageResult(path_or_url, path_or_url, "url", uploaded=False)
+        path = Path(path_or_url)
+        if await anyio.Path(path).is_dir():
+            return await self._stage_directory(path)
+        return await self._stage_file(path)
+
+    async def stage_many(self, items: Iterable[str | os.PathLike[str]]) -> list[StageResult]:
+        """Stage every item concurrently; results in the order given.
+
+        The first failure cancels the rest and is raised.
+        """
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self.stage(item)) for item in items]
+        return [task.result() for task in tasks]
+
+    def marker_url(self, digest: Digest) -> str:
+        """Where the completion marker of directory ``digest`` lives."""
+        return join_url(self.inputs_url, MARKER_PREFIX, digest.key)
+
+    # -- files -------------------------------------------------------------
+
+    async def _stage_file(self, path: Path) -> StageResult:
+        digest = await self.digester.digest_file(path)
+        url = join_url(self.inputs_url, digest.key)
+        uploaded = await self._once(url, lambda: self._ensure_file(url, path, digest.hex))
+        return StageResult(str(path), url, "file", uploaded)
+
+    async def _ensure_file(self, url: str, path: Path, hex_: str) -> bool:
+        async with self._slot():
+            self.stats.heads += 1
+            present = await self.storage.exists(url)
+        if present:
+            self.stats.files_skipped += 1
+            self._progress.file_skipped(url, -1)
+            return False
+        return await self._upload(url, path, hex_)
+
+    async def _upload(self, url: str, path: Path, hex_: str) -> bool:
+        """Upload ``path`` to ``url``, verified against ``hex_``; True if written."""
+        size = (await anyio.Path(path).stat()).st_size
+        if size <= MULTIPART_THRESHOLD:
+            async with self._budget.hold(size), self._slot():
+                data = await anyio.to_thread.run_sync(read_verified, path, hex_)
+                self.stats.puts += 1
+                written = await self.storage.put_bytes(url, data, create_only=True)
+            self._progress.bytes_uploaded(len(data))
+        else:
+            written = await self._upload_stream(url, path, hex_)
+        if written:
+            self.stats.files_uploaded += 1
+            self.stats.bytes_uploaded += size
+            self._progress.file_uploaded(url, size)
+        return written
+
+    async def _upload_stream(self, url: str, path: Path, hex_: str) -> bool:
+        chunks = VerifiedChunks(path, hex_, self._progress.bytes_uploaded)
+        async with self._budget.hold(_STREAM_COST), self._slot():
+            self.stats.puts += 1
+            try:
+                # existence was checked just before: a second check would cost a request
+                return await self.storage.put_stream(url, chunks)
+            except Exception:
+                if chunks.error is not None:
+                    raise chunks.error from None
+                raise
+            finally:
+                chunks.close()
+
+    # -- directories ---------------------------------------------------------
+
+    async def _stage_directory(self, path: Path) -> StageResult:
+        digest = await self.digester.digest(path)
+        url = join_url(self.inputs_url, digest.key)
+        marker = self.marker_url(digest)
+        uploaded = await self._once(marker, lambda: self._ensure_directory(path, digest))
+        return StageResult(str(path), url, "directory", uploaded)
+
+    async def _ensure_directory(self, path: Path, digest: Digest) -> bool:
+        marker = self.marker_url(digest)
+        async with self._slot():
+            self.stats.heads += 1
+            if await self.storage.exists(marker):
+                self._progress.file_skipped(marker, -1)
+                return False
+        tree, entries = await self.digester.digest_tree(path)
+        if tree != digest:
+            raise InputChanged(f"{path} changed while it was being staged", path=str(path))
+        base = join_url(self.inputs_url, digest.key)
+        present = await self._listing(base)
+        missing: list[FileEntry] = []
+        for entry in entries:
+            if present.get(entry.relpath) != entry.size:
+                missing.append(entry)  # absent, or a stray object of the wrong size
+                continue
+            self.stats.files_skipped += 1
+            self._progress.file_skipped(join_url(base, entry.relpath), entry.size)
+        async with asyncio.TaskGroup() as group:
+            for entry in missing:
+                group.create_task(self._upload(join_url(base, entry.relpath), *_src(entry)))
+        await self._write_marker(marker, digest, entries)
+        return True
+
+    async def _listing(self, base: str) -> dict[str, int]:
+        """Relative path -> size of what is already under a directory's prefix."""
+        prefix = parse_url(base).key.rstrip("/") + "/"
+        found: dict[str, int] = {}
+        async with self._slot():
+            async for info in self.storage.list(base):
+                found[parse_url(info.url).key.removeprefix(prefix)] = info.size
+        self.stats.lists += max(1, (len(found) + 999) // 1000)
+        return found
+
+    async def _write_marker(self, marker: str, digest: Digest, entries: list[FileEntry]) -> None:
+        body = {
+            "format": 1,
+            "digest": digest.hex,
+            "files": len(entries),
+            "bytes": sum(e.size for e in entries),
+        }
+        async with self._slot():
+            self.stats.puts += 1
+            await self.storage.put_bytes(marker, json.dumps(body).encode(), create_only=True)
+
+    # -- plumbing -------------------------------------------------------------
+
+    async def _once(self, url: str, work: Callable[[], Awaitable[bool]]) -> bool:
+        """Run ``work`` for ``url`` unless it is known present or already running.
+
+        Only the caller that did the work can see ``True``; the others joined
+        it. If the one doing it is cancelled, a joiner takes over.
+        """
+        while (running := self._inflight.get(url)) is not None:
+            try:
+                await asyncio.shield(running)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                continue  # the leader was cancelled, not us: try again
+            return False
+        if url in self._known:
+            return False
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inflight[url] = future
+        try:
+            uploaded = await work()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # joiners re-raise it; nobody else has to retrieve it
+            raise
+        finally:
+            del self._inflight[url]
+        self._known.add(url)
+        future.set_result(uploaded)
+        return uploaded
+
+    def _slot(self) -> asyncio.Semaphore:
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(self._concurrency)
+        return self._limit
+
+
+def _src(entry: FileEntry) -> tuple[Path, str]:
+    return entry.path, entry.digest.hex
