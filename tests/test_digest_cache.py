@@ -1,0 +1,199 @@
+"""The persistent digest cache: hits, every kind of invalidation, damage, sharing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+from tesengine.digest import Digester
+from tesengine.digest.cache import CACHE_FILE
+
+
+def b3hex(data: bytes) -> str:
+    return blake3(data).hexdigest()
+
+
+async def run(cache: Path, path: Path, *, tree: bool = False) -> tuple[str, Digester]:
+    """Digest ``path`` with a fresh digester (as a new process would) on ``cache``."""
+    async with Digester(cache_dir=cache, threads=2) as d:
+        if tree:
+            digest, _ = await d.digest_tree(path)
+        else:
+            digest = await d.digest(path)
+    return digest.hex, d
+
+
+async def test_second_run_hashes_nothing(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"content")
+    first, d1 = await run(tmp_path / "c", f)
+    second, d2 = await run(tmp_path / "c", f)
+    assert first == second == b3hex(b"content")
+    assert (d1.stats.files_hashed, d2.stats.files_hashed) == (1, 0)
+    assert d2.stats.files_cached == 1
+
+
+async def test_touch_invalidates(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"content")
+    await run(tmp_path / "c", f)
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    again, d = await run(tmp_path / "c", f)
+    assert again == b3hex(b"content")
+    assert d.stats.files_hashed == 1
+
+
+async def test_same_size_rewrite_with_restored_mtime_invalidates(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"AAAA")
+    await run(tmp_path / "c", f)
+    st = f.stat()
+    f.write_bytes(b"BBBB")  # same size, same inode...
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old mtime back
+    assert f.stat().st_mtime_ns == st.st_mtime_ns and f.stat().st_ino == st.st_ino
+    again, d = await run(tmp_path / "c", f)
+    assert again == b3hex(b"BBBB")  # only ctime told them apart
+    assert d.stats.files_hashed == 1
+
+
+async def test_inode_swap_by_mv_invalidates(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"AAAA")
+    await run(tmp_path / "c", f)
+    st = f.stat()
+    other = tmp_path / "other"
+    other.write_bytes(b"BBBB")
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    other.rename(f)  # `mv other f`: same name, size and mtime, another inode
+    assert f.stat().st_ino != st.st_ino
+    again, d = await run(tmp_path / "c", f)
+    assert again == b3hex(b"BBBB")
+    assert d.stats.files_hashed == 1
+
+
+async def test_warm_directory_is_one_lookup_and_a_change_rehashes_one_file(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "tree"
+    for sub in ("a", "b", "c"):
+        (root / sub).mkdir(parents=True)
+        for i in range(5):
+            (root / sub / f"f{i}").write_bytes(f"{sub}{i}".encode())
+    cold, d1 = await run(tmp_path / "c", root)
+    warm, d2 = await run(tmp_path / "c", root)
+    assert cold == warm
+    assert d1.stats.files_hashed == 15
+    assert (d2.stats.files_hashed, d2.stats.files_cached, d2.stats.trees_cached) == (0, 0, 1)
+
+    (root / "b" / "f3").write_bytes(b"changed")
+    changed, d3 = await run(tmp_path / "c", root)
+    assert changed != cold
+    # Only the changed file is hashed; "a" and "c" come whole from the cache.
+    assert d3.stats.files_hashed == 1
+    assert d3.stats.trees_cached == 2
+    assert d3.stats.files_cached == 4
+    fresh, _ = await run(tmp_path / "fresh-cache", root)
+    assert fresh == changed
+
+
+async def test_digest_tree_uses_file_entries_from_the_cache(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    for i in range(10):
+        (root / f"f{i}").write_bytes(bytes([i]))
+    cold, _ = await run(tmp_path / "c", root)
+    async with Digester(cache_dir=tmp_path / "c") as d:
+        warm, files = await d.digest_tree(root)
+    assert warm.hex == cold
+    assert d.stats.files_hashed == 0 and d.stats.files_cached == 10
+    assert [f.digest.hex for f in files] == [b3hex(bytes([i])) for i in range(10)]
+
+
+async def test_corrupt_cache_warns_and_rebuilds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"content")
+    cache = tmp_path / "c"
+    cache.mkdir()
+    (cache / CACHE_FILE).write_bytes(b"this is not a database" * 100)
+    caplog.set_level(logging.WARNING, logger="tesengine.digest")
+    got, _ = await run(cache, f)
+    assert got == b3hex(b"content")
+    assert "unreadable" in caplog.text and "rebuilding" in caplog.text
+    _, d = await run(cache, f)  # the rebuilt cache works
+    assert d.stats.files_cached == 1
+
+
+async def test_unusable_cache_dir_warns_and_carries_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"content")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"")
+    caplog.set_level(logging.WARNING, logger="tesengine.digest")
+    got, d = await run(blocker / "cache", f)
+    assert got == b3hex(b"content")
+    assert "disabled" in caplog.text
+    assert d.stats.files_hashed == 1
+
+
+async def test_cache_disabled_writes_nothing(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"content")
+    async with Digester(cache=False, cache_dir=tmp_path / "c") as d:
+        await d.digest(f)
+        await d.digest(f)
+    assert d.stats.files_hashed == 2
+    assert not (tmp_path / "c").exists()
+
+
+_WORKER = """
+import asyncio, sys
+from pathlib import Path
+from tesengine.digest import Digester
+
+async def main():
+    async with Digester(cache_dir=Path(sys.argv[1]), threads=2) as d:
+        for _ in range(3):
+            print((await d.digest(sys.argv[2])).hex)
+
+asyncio.run(main())
+"""
+
+
+def test_processes_share_one_cache(tmp_path: Path) -> None:
+    trees = []
+    for t in range(2):
+        root = tmp_path / f"tree{t}"
+        root.mkdir()
+        for i in range(300):
+            (root / f"f{i}").write_bytes(f"{t}-{i}".encode())
+        trees.append(root)
+    cache = tmp_path / "c"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(cache), str(trees[n % 2])],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
+    assert all("WARNING" not in err for _, err in outputs)
+    per_tree = [{out for out, _ in outputs[n::2]} for n in range(2)]
+    assert all(len(s) == 1 for s in per_tree)
+    with sqlite3.connect(cache / CACHE_FILE) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT count(*) FROM files").fetchone() == (600,)

@@ -1,0 +1,275 @@
+"""The digest engine against b3sum, its error reports, and its manners on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+from tesengine.digest import Digest, Digester, digest, filehash
+from tesengine.errors import DigestError, InputChanged
+from tests.support import require
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+async def digester(tmp_path: Path) -> AsyncIterator[Digester]:
+    async with Digester(cache_dir=tmp_path / "cache", threads=2) as d:
+        yield d
+
+
+def b3sum(*paths: Path) -> list[str]:
+    exe = shutil.which("b3sum")
+    require(exe is not None, "the b3sum command (apt-get install b3sum)")
+    assert exe is not None
+    out = subprocess.run([exe, *map(str, paths)], check=True, capture_output=True, text=True)
+    return [line.split()[0] for line in out.stdout.splitlines()]
+
+
+def pattern(size: int) -> bytes:
+    block = bytes(range(251))  # a prime period, so chunk boundaries never line up
+    return (block * (size // len(block) + 1))[:size]
+
+
+SIZES = [0, 1, 1023, 1024, 1025, 16 * 1024, 64 * 1024 + 1, filehash.MMAP_THRESHOLD + 4097]
+
+
+async def test_file_digests_equal_b3sum(tmp_path: Path, digester: Digester) -> None:
+    paths = []
+    for size in SIZES:  # both the read path and the memory-mapped path
+        path = tmp_path / f"f{size}"
+        path.write_bytes(pattern(size))
+        paths.append(path)
+    got = [(await digester.digest(p)).hex for p in paths]
+    assert got == b3sum(*paths)
+    assert digester.stats.files_hashed == len(SIZES)
+
+
+async def test_directory_files_equal_b3sum(tmp_path: Path, digester: Digester) -> None:
+    root = tmp_path / "tree"
+    for i in range(150):  # more than one batch per worker
+        sub = root / f"d{i % 7}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i}").write_bytes(pattern(i * 37))
+    _, files = await digester.digest_tree(root)
+    assert [f.relpath for f in files] == sorted(f.relpath for f in files)
+    assert len(files) == 150
+    assert [f.digest.hex for f in files] == b3sum(*(f.path for f in files))
+    first = files[0]
+    assert first.path == root / first.relpath
+    assert first.size == first.path.stat().st_size
+    assert first.mtime_ns == first.path.stat().st_mtime_ns
+
+
+async def test_module_level_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESENGINE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("tesengine.digest._default", None)
+    (tmp_path / "a").write_bytes(b"hello world!")
+    got = await digest(tmp_path / "a")
+    assert got == Digest("file", b3sum(tmp_path / "a")[0])
+    assert (tmp_path / "cache" / "digests.sqlite3").is_file()
+
+
+async def test_loop_keeps_ticking_while_a_large_file_hashes(
+    tmp_path: Path, digester: Digester
+) -> None:
+    big = tmp_path / "big"
+    with big.open("wb") as fh:
+        for _ in range(48):
+            fh.write(os.urandom(MIB))
+    ticks = 0
+    job = asyncio.ensure_future(digester.digest(big))
+    while not job.done():
+        ticks += 1
+        await asyncio.sleep(0)
+    assert (await job).hex == blake3(big.read_bytes()).hexdigest()
+    # A blocked loop would have run this coroutine once or twice in all.
+    assert ticks > 20
+
+
+async def test_single_flight_shares_one_job(tmp_path: Path) -> None:
+    path = tmp_path / "shared"
+    path.write_bytes(pattern(3 * MIB))
+    async with Digester(cache=False, threads=2) as d:
+        results = await asyncio.gather(*(d.digest(path) for _ in range(50)))
+        assert len(set(results)) == 1
+        assert d.stats.files_hashed == 1
+        await d.digest(path)  # the job ended, a new request hashes again (no cache)
+        assert d.stats.files_hashed == 2
+
+
+async def test_one_caller_cancelling_does_not_cancel_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "shared"
+    path.write_bytes(pattern(8 * MIB))
+    async with Digester(cache=False, threads=2) as d:
+        first = asyncio.ensure_future(d.digest(path))
+        second = asyncio.ensure_future(d.digest(path))
+        await asyncio.sleep(0)
+        first.cancel()
+        assert (await second).hex == blake3(pattern(8 * MIB)).hexdigest()
+        assert first.cancelled()
+
+
+async def test_many_callers_share_a_bounded_pool(tmp_path: Path) -> None:
+    for i in range(300):
+        (tmp_path / f"f{i}").write_bytes(pattern(i))
+    async with Digester(cache=False, threads=3) as d:
+        results = await asyncio.gather(*(d.digest(tmp_path / f"f{i}") for i in range(300)))
+        workers = [t for t in threading.enumerate() if t.name.startswith("tesengine-digest")]
+        assert 1 <= len(workers) <= 3
+    assert [r.hex for r in results[:3]] == [blake3(pattern(i)).hexdigest() for i in range(3)]
+
+
+async def test_file_rewritten_while_hashed_is_hashed_again(
+    tmp_path: Path, digester: Digester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "moving"
+    path.write_bytes(b"old content")
+    real = filehash._hash_fd
+    calls = 0
+
+    def rewrite_during_first_read(fd: int, where: str, size: int, threads: int) -> str:
+        nonlocal calls
+        calls += 1
+        result = real(fd, where, size, threads)
+        if calls == 1:
+            with open(where, "ab") as fh:  # a real write, while "hashing" is under way
+                fh.write(b" and more")
+        return result
+
+    monkeypatch.setattr(filehash, "_hash_fd", rewrite_during_first_read)
+    got = await digester.digest(path)
+    assert calls == 2
+    assert got.hex == blake3(b"old content and more").hexdigest()
+
+
+async def test_file_that_never_settles_is_reported(
+    tmp_path: Path, digester: Digester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "moving"
+    path.write_bytes(b"x")
+    real = filehash._hash_fd
+
+    def always_rewrite(fd: int, where: str, size: int, threads: int) -> str:
+        result = real(fd, where, size, threads)
+        with open(where, "ab") as fh:
+            fh.write(b"x")
+        return result
+
+    monkeypatch.setattr(filehash, "_hash_fd", always_rewrite)
+    with pytest.raises(InputChanged, match="moving: file kept changing") as info:
+        await digester.digest(path)
+    assert info.value.path == str(path)
+    # The stale digest was not remembered either.
+    assert digester.stats.files_hashed == 0
+
+
+async def test_fifo_is_rejected_without_hanging(tmp_path: Path, digester: Digester) -> None:
+    fifo = tmp_path / "in" / "pipe"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    with pytest.raises(DigestError, match=r"pipe: cannot hash a FIFO"):
+        await digester.digest(fifo)
+    with pytest.raises(DigestError, match=r"pipe: cannot hash a FIFO"):
+        await digester.digest(fifo.parent)
+    with pytest.raises(DigestError, match=r"pipe: cannot hash a FIFO"):
+        filehash.hash_file(str(fifo))  # opened non-blocking, then refused
+
+
+async def test_socket_and_device_are_rejected(tmp_path: Path, digester: Digester) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock"))
+        with pytest.raises(DigestError, match="sock: cannot hash a socket"):
+            await digester.digest(tmp_path / "sock")
+        with pytest.raises(DigestError, match="sock: cannot hash a socket"):
+            filehash.hash_file(str(tmp_path / "sock"))
+    with pytest.raises(DigestError, match="/dev/null: cannot hash a character device"):
+        await digester.digest("/dev/null")
+
+
+async def test_symlink_loop_to_ancestor_is_reported(tmp_path: Path, digester: Digester) -> None:
+    root = tmp_path / "in"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "up").symlink_to(root / "a", target_is_directory=True)
+    with pytest.raises(DigestError, match=r"in/a/b/up: symlink loop") as info:
+        await digester.digest(root)
+    assert info.value.path == str(root / "a" / "b" / "up")
+
+
+async def test_self_referencing_symlink_is_reported(tmp_path: Path, digester: Digester) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "me").symlink_to(root / "me")
+    with pytest.raises(DigestError, match=r"in/me: symlink loop"):
+        await digester.digest(root)
+    with pytest.raises(DigestError, match=r"in/me: symlink loop"):
+        await digester.digest(root / "me")
+
+
+async def test_symlink_to_sibling_directory_is_not_a_loop(
+    tmp_path: Path, digester: Digester
+) -> None:
+    root = tmp_path / "in"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "f").write_bytes(b"f")
+    (root / "alias").symlink_to(root / "real", target_is_directory=True)
+    _, files = await digester.digest_tree(root)
+    assert [f.relpath for f in files] == ["alias/f", "real/f"]
+
+
+async def test_non_utf8_name_is_reported(tmp_path: Path, digester: Digester) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    try:
+        (root / os.fsdecode(b"bad\xffname")).write_bytes(b"x")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this filesystem refuses names that are not UTF-8")
+    with pytest.raises(DigestError, match=r"in/bad\\xffname: file name is not valid UTF-8"):
+        await digester.digest(root)
+
+
+async def test_missing_and_unreadable_paths(tmp_path: Path, digester: Digester) -> None:
+    with pytest.raises(DigestError, match="nothing-here: no such file or directory"):
+        await digester.digest(tmp_path / "nothing-here")
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(DigestError, match="not a directory"):
+        await digester.digest_tree(tmp_path / "f")
+    if os.geteuid() == 0:
+        return  # root reads everything; the permission case cannot be staged
+    locked = tmp_path / "locked"
+    locked.write_bytes(b"secret")
+    locked.chmod(0)
+    with pytest.raises(DigestError, match="locked: cannot read: Permission denied"):
+        await digester.digest(locked)
+
+
+async def test_error_in_one_batch_fails_the_directory(
+    tmp_path: Path, digester: Digester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(400):
+        (root / f"f{i:03}").write_bytes(b"x")
+    real = filehash.hash_file
+
+    def fail_on_one(path: str, **kwargs: int) -> tuple[str, filehash.FileStat]:
+        if path.endswith("f007"):
+            raise DigestError(f"{path}: injected", path=path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr("tesengine.digest.engine.hash_file", fail_on_one)
+    with pytest.raises(DigestError, match="f007: injected"):
+        await digester.digest(root)
+    monkeypatch.undo()
+    # Nothing half-done was remembered: the directory still digests correctly.
+    assert (await digester.digest(root)).hex == (await digester.digest(root)).hex
+    assert digester.stats.trees_cached == 1
