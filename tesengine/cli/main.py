@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from ..errors import ConfigError, InvalidTask, TesEngineError
 
 #: Sub-command modules under ``tesengine.cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("config_cmd", "serve_cmd")
+COMMANDS: tuple[str, ...] = ("config_cmd", "serve_cmd", "stage_cmd", "hash_cmd")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
