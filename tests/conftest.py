@@ -12,6 +12,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.s3",
     "tests.fixtures.azurite",
     "tests.fixtures.tes_spec",
+    "tests.fixtures.tes_server",
 ]
 
 

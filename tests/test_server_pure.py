@@ -1,0 +1,190 @@
+"""Pure parts of the server: request validation, views, filters, page tokens, mount plans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tesengine.errors import InvalidTask
+from tesengine.server.staging_io import AllowedDirs, StagingError, plan_mounts
+from tesengine.server.validate import (
+    decode_page_token,
+    encode_page_token,
+    validate_list_query,
+    validate_task,
+)
+from tesengine.server.views import matches, project
+
+
+def _task(**extra: Any) -> dict[str, Any]:
+    return {"executors": [{"image": "alpine", "command": ["true"]}], **extra}
+
+
+BAD_TASKS: list[tuple[object, str]] = [
+    ([], "body: must be an object"),
+    ({}, "executors: required"),
+    ({"executors": []}, "executors: must hold at least one"),
+    ({"executors": [{"command": ["true"]}]}, "executors[0].image: required"),
+    ({"executors": [{"image": "a"}]}, "executors[0].command: required"),
+    ({"executors": [{"image": "a", "command": []}]}, "executors[0].command"),
+    ({"executors": [{"image": "a", "command": "true"}]}, "executors[0].command: must be an array"),
+    ({"executors": [{"image": "", "command": ["x"]}]}, "executors[0].image: must not be empty"),
+    (_task(executors=[{"image": "a", "command": ["x"], "workdir": "rel"}]), "executors[0].workdir"),
+    (_task(executors=[{"image": "a", "command": ["x"], "env": {"A": 1}}]), "executors[0].env.A"),
+    (_task(executors=[{"image": "a", "command": ["x"], "ignore_error": "yes"}]), "ignore_error"),
+    (_task(executors=[{"image": "a", "command": ["x"], "bogus": 1}]), "executors[0].bogus"),
+    (_task(inputs=[{"url": "s3://b/k"}]), "inputs[0].path: required"),
+    (_task(inputs=[{"path": "data/x", "url": "s3://b/k"}]), "inputs[0].path: must be an absolute"),
+    (_task(inputs=[{"path": "/d/../../x", "url": "s3://b/k"}]), "inputs[0].path: must not contain"),
+    (_task(inputs=[{"path": "/d/x"}]), "inputs[0]: exactly one of url and content"),
+    (_task(inputs=[{"path": "/d/x", "url": "s3://b/k", "content": "x"}]), "exactly one"),
+    (_task(inputs=[{"path": "/d/x", "url": "ftp://h/k"}]), "inputs[0].url: unsupported URL"),
+    (_task(inputs=[{"path": "/d/x", "content": "x", "type": "DIRECTORY"}]), "inputs[0].content"),
+    (_task(inputs=[{"path": "/d/x", "content": "x", "type": "DIR"}]), "inputs[0].type"),
+    (_task(outputs=[{"path": "/d/x"}]), "outputs[0].url: required"),
+    (_task(outputs=[{"path": "/d/x", "url": "https://h/k"}]), "outputs[0].url: unsupported"),
+    (_task(outputs=[{"path": "/d/*.txt", "url": "s3://b/k"}]), "outputs[0].path_prefix: required"),
+    (
+        _task(outputs=[{"path": "/d/*.txt", "url": "s3://b/k", "path_prefix": "/e"}]),
+        "outputs[0].path_prefix",
+    ),
+    (_task(resources={"cpu_cores": -1}), "resources.cpu_cores"),
+    (_task(resources={"cpu_cores": 1.5}), "resources.cpu_cores: must be an integer"),
+    (_task(resources={"cpu_cores": True}), "resources.cpu_cores"),
+    (_task(resources={"ram_gb": "8"}), "resources.ram_gb"),
+    (
+        _task(resources={"backend_parameters": {"VmSize": "x"}, "backend_parameters_strict": True}),
+        "resources.backend_parameters: unsupported keys (strict): VmSize",
+    ),
+    (_task(volumes=["rel"]), "volumes[0]"),
+    (_task(tags={"a": None}), "tags.a"),
+    (_task(name=5), "name: must be a string"),
+    (_task(executor=[]), "executor: unknown field"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_TASKS)
+def test_bad_tasks_name_the_field(body: object, message: str) -> None:
+    with pytest.raises(InvalidTask) as info:
+        validate_task(body)
+    assert message in str(info.value)
+
+
+def test_valid_task_is_cleaned() -> None:
+    body = _task(
+        id="client-chosen",
+        state="COMPLETE",
+        logs=[],
+        name="n",
+        inputs=[{"path": "/in/a", "url": "/host/a"}, {"path": "/in/b", "content": ""}],
+        outputs=[{"path": "/out/*.txt", "path_prefix": "/out", "url": "file:///o"}],
+        resources={"cpu_cores": 2, "backend_parameters": {"VmSize": "big"}},
+        tags={"k": "v"},
+    )
+    valid = validate_task(body)
+    assert "id" not in valid.doc and "state" not in valid.doc and "logs" not in valid.doc
+    assert valid.doc["inputs"][0]["type"] == "FILE"
+    assert valid.doc["outputs"][0]["type"] == "FILE"
+    # Unsupported keys are dropped (not stored) with a warning, as the spec asks.
+    assert "backend_parameters" not in valid.doc["resources"]
+    assert valid.warnings == ("ignored unsupported backend_parameters: VmSize",)
+
+
+def test_list_query_defaults_and_errors() -> None:
+    q = validate_list_query({}, [], [])
+    assert (q.view, q.page_size, q.after_seq, q.tags) == ("MINIMAL", 256, None, ())
+    q = validate_list_query({"page_size": "2047"}, ["a", "b"], ["1"])
+    assert q.page_size == 2047 and q.tags == (("a", "1"), ("b", ""))
+    for params, field in [
+        ({"page_size": "0"}, "page_size"),
+        ({"page_size": "2048"}, "page_size"),
+        ({"page_size": "x"}, "page_size"),
+        ({"view": "ALL"}, "view"),
+        ({"state": "DONE"}, "state"),
+        ({"page_token": "garbage!"}, "page_token"),
+    ]:
+        with pytest.raises(InvalidTask, match=f"^{field}:"):
+            validate_list_query(params, [], [])
+    with pytest.raises(InvalidTask, match=r"^tag_value:"):
+        validate_list_query({}, [], ["v"])
+
+
+def test_page_token_round_trip() -> None:
+    token = encode_page_token(12345)
+    assert "12345" not in token
+    assert decode_page_token(token) == 12345
+
+
+def _doc() -> dict[str, Any]:
+    return {
+        "id": "t1",
+        "state": "COMPLETE",
+        "name": "align",
+        "executors": [{"image": "a", "command": ["x"]}],
+        "inputs": [{"path": "/a", "content": "secret-ish"}],
+        "tags": {"foo": "bar", "baz": "bat"},
+        "logs": [
+            {
+                "logs": [{"exit_code": 0, "stdout": "o", "stderr": "e"}],
+                "outputs": [],
+                "system_logs": ["s"],
+            }
+        ],
+    }
+
+
+def test_views() -> None:
+    doc = _doc()
+    assert project(doc, "MINIMAL") == {"id": "t1", "state": "COMPLETE"}
+    basic = project(doc, "BASIC")
+    assert basic["inputs"] == [{"path": "/a"}]
+    assert basic["logs"] == [{"logs": [{"exit_code": 0}], "outputs": []}]
+    assert project(doc, "FULL") == doc
+    assert doc["inputs"][0]["content"] == "secret-ish", "projection must not mutate"
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ((("foo", "bar"),), True),
+        ((("foo", "bat"),), False),
+        ((("foo", ""),), True),
+        ((("foo", "bar"), ("baz", "bat")), True),
+        ((("foo", "bar"), ("nope", "")), False),
+        ((("nope", ""),), False),
+    ],
+)
+def test_tag_filter_table(tags: tuple[tuple[str, str], ...], expected: bool) -> None:
+    assert matches(_doc(), name_prefix=None, state=None, tags=tags) is expected
+
+
+def test_name_and_state_filters() -> None:
+    assert matches(_doc(), name_prefix="al", state="COMPLETE", tags=())
+    assert not matches(_doc(), name_prefix="x", state=None, tags=())
+    assert not matches(_doc(), name_prefix=None, state="QUEUED", tags=())
+
+
+def test_mount_plan(tmp_path: Path) -> None:
+    doc = _task(
+        inputs=[{"path": "/data/in/a", "content": ""}],
+        outputs=[{"path": "/out/r.txt", "url": "file:///x"}],
+        volumes=["/vol/A"],
+    )
+    mounts = plan_mounts(tmp_path, doc, frozenset({"usr", "etc"}))
+    rw = [(m.container, m.host) for m in mounts if not m.read_only]
+    assert rw == [(f"/{t}", tmp_path / t) for t in ("data", "out", "tmp", "vol")]
+    assert [(m.container, m.read_only) for m in mounts][-1] == ("/data/in/a", True)
+    with pytest.raises(StagingError, match="/usr"):
+        plan_mounts(tmp_path, _task(inputs=[{"path": "/usr/x", "content": ""}]), frozenset({"usr"}))
+
+
+def test_allowed_dirs(tmp_path: Path) -> None:
+    allowed = AllowedDirs.of([tmp_path])
+    assert allowed.local_path((tmp_path / "x").as_uri(), "f") == tmp_path.resolve() / "x"
+    assert allowed.local_path("s3://b/k", "f") is None
+    with pytest.raises(StagingError, match="outside"):
+        allowed.local_path("file:///etc/shadow", "inputs[0]")
+    with pytest.raises(StagingError, match="outside"):
+        allowed.local_path(f"{tmp_path}/../../etc/passwd", "inputs[0]")
