@@ -31,10 +31,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
 
@@ -58,6 +58,7 @@ MARKER_PREFIX = "complete"
 #: Bytes of upload bodies held in memory at once, across all uploads.
 UPLOAD_MEMORY = 128 * 1024 * 1024
 _STREAM_COST = PART_SIZE * (PART_CONCURRENCY + 1)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +157,7 @@ class Stager:
 
         The first failure cancels the rest and is raised.
         """
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self.stage(item)) for item in items]
-        return [task.result() for task in tasks]
+        return await _all([self.stage(item) for item in items])
 
     def marker_url(self, digest: Digest) -> str:
         """Where the completion marker of directory ``digest`` lives."""
@@ -241,9 +240,7 @@ class Stager:
                 continue
             self.stats.files_skipped += 1
             self._progress.file_skipped(join_url(base, entry.relpath), entry.size)
-        async with asyncio.TaskGroup() as group:
-            for entry in missing:
-                group.create_task(self._upload(join_url(base, entry.relpath), *_src(entry)))
+        await _all([self._upload(join_url(base, e.relpath), e.path, e.digest.hex) for e in missing])
         await self._write_marker(marker, digest, entries)
         return True
 
@@ -310,5 +307,14 @@ class Stager:
         return self._limit
 
 
-def _src(entry: FileEntry) -> tuple[Path, str]:
-    return entry.path, entry.digest.hex
+async def _all(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run ``coros`` concurrently; the first failure cancels the rest and is raised as is."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coros]
+    except BaseExceptionGroup as failed:
+        first = failed.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from first.__cause__
+    return [task.result() for task in tasks]

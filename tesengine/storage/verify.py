@@ -55,6 +55,7 @@ class VerifiedChunks:
         self._on_chunk = on_chunk
         self._hasher = blake3()
         self._fh: BinaryIO | None = None
+        self._closed = False
         self.error: BaseException | None = None
 
     def __aiter__(self) -> VerifiedChunks:
@@ -78,6 +79,9 @@ class VerifiedChunks:
         raise StopAsyncIteration
 
     def _read(self) -> bytes:
+        if self._closed:
+            # never end the stream early: a short stream could complete an upload
+            raise DigestError(f"{self._path}: read after the upload was abandoned")
         try:
             if self._fh is None:
                 self._fh = self._path.open("rb")
@@ -90,6 +94,7 @@ class VerifiedChunks:
 
     def close(self) -> None:
         """Close the file (also done at the end of the stream and on errors)."""
+        self._closed = True
         if self._fh is not None:
             with contextlib.suppress(OSError):
                 self._fh.close()
