@@ -60,7 +60,15 @@ SUBMISSION_TAG = "tesengine-submission"
 """Tag key that makes a submission idempotent: its value is a uuid4 per submission."""
 
 _T = TypeVar("_T")
-_warned_states: set[str] = set()
+_warned: set[tuple[str, str]] = set()
+_MAX_WARNED = 256  # bounded: a misbehaving server must not grow memory without end
+
+
+def _warn_once(kind: str, value: object, then: str) -> None:
+    key = (kind, str(value)[:100])
+    if key not in _warned and len(_warned) < _MAX_WARNED:
+        _warned.add(key)
+        log.warning("TES server sent unknown %s %r; %s", kind, key[1], then)
 
 
 class State(StrEnum):
@@ -102,9 +110,7 @@ class State(StrEnum):
         try:
             return cls(text)
         except ValueError:
-            if text not in _warned_states:
-                _warned_states.add(text)
-                log.warning("TES server sent unknown task state %r; treating it as UNKNOWN", value)
+            _warn_once("task state", value, "treating it as UNKNOWN")
             return cls.UNKNOWN
 
 
@@ -141,7 +147,7 @@ def _file_type(value: Any) -> Any:
     if isinstance(value, str) and value.upper() in FileType.__members__:
         return FileType(value.upper())
     if isinstance(value, str):
-        log.warning("TES server sent unknown file type %r; ignoring it", value)
+        _warn_once("file type", value, "ignoring it")
         return None
     return value
 
