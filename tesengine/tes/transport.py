@@ -187,8 +187,9 @@ class Transport:
         if auth is not None:
             headers = {**headers, "Authorization": auth}
         session = self._get_session()
+        # timeout per request: a session passed in by the caller keeps its own default
         async with session.request(
-            method, url, data=body, headers=headers, allow_redirects=False
+            method, url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
         ) as resp:
             data = await resp.read()
             reply = Reply(
