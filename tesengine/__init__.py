@@ -1,12 +1,31 @@
 """tesengine: run tasks on any GA4GH Task Execution Service server, from asyncio.
 
 This module is the one public door: everything a user needs is re-exported
-here, and ``__all__`` lists it in sorted order.
+here, and ``__all__`` lists it in sorted order::
+
+    from tesengine import TesBackend, Task, Executor, load_config
+
+    async with TesBackend(load_config("sprocket.toml")) as backend:
+        run = await backend.submit(Task(name="hi", executors=[Executor("alpine", ["echo", "hi"])]))
+        result = await run
 """
 
 from __future__ import annotations
 
 from .config import Config, load_config
+from .digest import Digest, Digester
+from .engine import (
+    EngineEvents,
+    Executor,
+    ExecutorResult,
+    RemoteDirectory,
+    RemoteFile,
+    Resources,
+    Task,
+    TaskResult,
+    TaskRun,
+    TesBackend,
+)
 from .errors import (
     AuthError,
     ConfigError,
@@ -22,6 +41,8 @@ from .errors import (
     TesError,
     TesUnavailable,
 )
+from .storage import Stager, StageResult, Storage
+from .tes import State, TesClient, View
 
 __version__ = "0.1.0"
 
@@ -29,17 +50,35 @@ __all__ = [
     "AuthError",
     "Config",
     "ConfigError",
+    "Digest",
     "DigestError",
+    "Digester",
+    "EngineEvents",
+    "Executor",
+    "ExecutorResult",
     "InputChanged",
     "InvalidTask",
     "ObjectNotFound",
     "OutputMissing",
+    "RemoteDirectory",
+    "RemoteFile",
+    "Resources",
+    "StageResult",
+    "Stager",
+    "State",
+    "Storage",
     "StorageError",
+    "Task",
     "TaskFailed",
+    "TaskResult",
+    "TaskRun",
     "TesApiError",
+    "TesBackend",
+    "TesClient",
     "TesEngineError",
     "TesError",
     "TesUnavailable",
+    "View",
     "__version__",
     "load_config",
 ]

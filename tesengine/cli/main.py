@@ -17,7 +17,14 @@ from collections.abc import Callable, Sequence
 from ..errors import ConfigError, InvalidTask, TesEngineError
 
 #: Sub-command modules under ``tesengine.cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("config_cmd", "serve_cmd", "stage_cmd", "hash_cmd")
+COMMANDS: tuple[str, ...] = (
+    "run_cmd",
+    "tasks_cmd",
+    "serve_cmd",
+    "stage_cmd",
+    "hash_cmd",
+    "config_cmd",
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -1,0 +1,242 @@
+"""``tesengine run``: run one task (flags) or a task file, then print the outputs.
+
+With no configuration anywhere, an embedded local TES server is started in
+process on an ephemeral loopback port, with storage under the user cache
+directory, so a first run needs nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..engine import RemoteDirectory, RemoteFile, TaskResult, TesBackend
+from ..errors import ConfigError, InvalidTask, TaskFailed, TesEngineError
+from . import aio
+from .display import Display
+from .embedded import open_backend_config
+from .taskfile import DEFAULT_IMAGE, FromOutput, TaskFile, TaskSpec, load_task_file, to_task
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PRINT_LIMIT = 64 * 1024
+
+
+class UsageError(TesEngineError):
+    """A malformed flag value (exit status 2)."""
+
+
+class NotRun(TesEngineError):
+    """A task was not run because a task it depends on failed."""
+
+
+def register(sub: Any) -> None:
+    """Add the ``run`` sub-command."""
+    p = sub.add_parser(
+        "run",
+        help="run a task (or a task file) and print its outputs",
+        description="Run one task given by flags (then -- COMMAND ARGS), or a --file of tasks.",
+    )
+    p.add_argument("-f", "--file", type=Path, help="task file (TOML or JSON) with [[tasks]]")
+    p.add_argument("--name", default="tesengine-run", help="task name (default: tesengine-run)")
+    p.add_argument("--image", default=DEFAULT_IMAGE, help=f"container image ({DEFAULT_IMAGE})")
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="SRC=PATH",
+        help="local path or URL mounted at container PATH (repeatable)",
+    )
+    p.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="container PATH returned as output NAME; end PATH with / for a directory",
+    )
+    p.add_argument("--env", action="append", default=[], metavar="K=V", help="environment variable")
+    p.add_argument("--cpu", type=int, help="CPU cores")
+    p.add_argument("--ram", type=float, help="RAM in GB")
+    p.add_argument("--disk", type=float, help="disk in GB")
+    p.add_argument("--config", help="sprocket.toml to use (default: see README)")
+    p.add_argument("--backend", default="default", help="backend name in the config")
+    p.add_argument("--download", type=Path, metavar="DIR", help="download every output into DIR")
+    p.add_argument("--json", action="store_true", help="print a machine-readable result")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``tesengine run``."""
+    tasks, base = _tasks(args)
+    return aio.run(_run(args, tasks, base))
+
+
+def _tasks(args: argparse.Namespace) -> tuple[TaskFile, Path]:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if args.file is not None:
+        if command or args.input or args.output:
+            raise UsageError("give either --file or a command with --input/--output, not both")
+        return load_task_file(args.file), args.file.parent
+    if not command:
+        raise UsageError("nothing to run: give -- COMMAND ARGS..., or --file TASKFILE")
+    spec = TaskSpec(
+        name=args.name,
+        image=args.image,
+        command=command,
+        inputs={path: src for src, path in _pairs(args.input, "--input", "SRC=PATH")},
+        outputs=dict(_pairs(args.output, "--output", "NAME=PATH")),
+        env=dict(_pairs(args.env, "--env", "K=V")),
+        cpu=args.cpu,
+        ram=args.ram,
+        disk=args.disk,
+    )
+    return TaskFile(tasks=[spec]), Path.cwd()
+
+
+def _pairs(values: Sequence[str], flag: str, shape: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        # Split at the last '=' for inputs (URLs may hold '='), the first otherwise.
+        left, sep, right = value.rpartition("=") if flag == "--input" else value.partition("=")
+        if not sep or not left or not right:
+            raise UsageError(f"{flag} {value!r}: expected {shape}")
+        pairs.append((left, right))
+    return pairs
+
+
+async def _run(args: argparse.Namespace, tasks: TaskFile, base: Path) -> int:
+    display = Display(quiet=args.quiet or args.json)
+    async with contextlib.AsyncExitStack() as stack:
+        config = await open_backend_config(stack, args.config, args.backend, display.note)
+        backend = await stack.enter_async_context(TesBackend(config, events=display))
+        results = await _run_graph(backend, tasks, base)
+        return await _report(args, tasks, results, display)
+    raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
+
+
+async def _run_graph(
+    backend: TesBackend, tasks: TaskFile, base: Path
+) -> dict[str, TaskResult | BaseException]:
+    """Run every task as soon as the tasks it takes outputs from have finished."""
+    done: dict[str, asyncio.Future[TaskResult]] = {
+        spec.name: asyncio.get_running_loop().create_future() for spec in tasks.tasks
+    }
+
+    async def one(spec: TaskSpec) -> TaskResult:
+        upstream: dict[str, Mapping[str, RemoteFile | RemoteDirectory]] = {}
+        for source in spec.inputs.values():
+            if isinstance(source, FromOutput):
+                try:
+                    upstream[source.task] = (await asyncio.shield(done[source.task])).outputs
+                except Exception:
+                    raise NotRun(f"not run: task {source.task!r} failed") from None
+        return await (await backend.submit(to_task(spec, base, upstream)))
+
+    async def settle(spec: TaskSpec) -> None:
+        try:
+            done[spec.name].set_result(await one(spec))
+        except Exception as exc:  # recorded; reported per task below
+            done[spec.name].set_exception(exc)
+
+    await asyncio.gather(*(settle(spec) for spec in tasks.tasks))
+    return {name: _outcome(future) for name, future in done.items()}
+
+
+def _outcome(future: asyncio.Future[TaskResult]) -> TaskResult | BaseException:
+    exc = future.exception()
+    return exc if exc is not None else future.result()
+
+
+async def _report(
+    args: argparse.Namespace,
+    tasks: TaskFile,
+    results: Mapping[str, TaskResult | BaseException],
+    display: Display,
+) -> int:
+    status = EXIT_OK
+    summary: list[dict[str, Any]] = []
+    for spec in tasks.tasks:
+        outcome = results[spec.name]
+        if isinstance(outcome, BaseException):
+            bad_input = isinstance(outcome, InvalidTask | ConfigError)
+            status = max(status, EXIT_USAGE if bad_input else EXIT_FAILED)
+            summary.append(_failure_json(spec.name, outcome))
+            display.failure(spec.name, outcome)
+            continue
+        downloads = await _download(outcome, args.download)
+        summary.append(_result_json(outcome, downloads))
+        if not args.json:
+            await _print_result(outcome, downloads)
+    if args.json:
+        print(json.dumps({"ok": status == EXIT_OK, "tasks": summary}, indent=2))
+    return status
+
+
+async def _download(result: TaskResult, dest: Path | None) -> dict[str, str]:
+    if dest is None:
+        return {}
+    paths = {}
+    for name, output in result.outputs.items():
+        target = dest / result.name / name
+        if isinstance(output, RemoteDirectory):
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        paths[name] = str(await output.download(target))
+    return paths
+
+
+async def _print_result(result: TaskResult, downloads: Mapping[str, str]) -> None:
+    print(f"{result.name}: {result.state.value} (task {result.id})")
+    for name, output in result.outputs.items():
+        where = f" -> {downloads[name]}" if name in downloads else ""
+        print(f"  {name}: {output.url}{where}")
+        if isinstance(output, RemoteFile):
+            text = await _small_text(output)
+            if text is not None:
+                for line in text.rstrip("\n").splitlines() or [""]:
+                    print(f"    | {line}")
+    sys.stdout.flush()
+
+
+async def _small_text(output: RemoteFile) -> str | None:
+    path = await output.download()
+    if path.stat().st_size > PRINT_LIMIT:
+        return None
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        return None
+
+
+def _result_json(result: TaskResult, downloads: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "id": result.id,
+        "state": result.state.value,
+        "exit_codes": list(result.exit_codes),
+        "outputs": {name: out.url for name, out in result.outputs.items()},
+        "downloads": dict(downloads),
+    }
+
+
+def _failure_json(name: str, exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, TaskFailed):
+        return {
+            "name": name,
+            "id": exc.task_id,
+            "state": exc.state,
+            "error": str(exc),
+            "exit_codes": list(exc.exit_codes),
+            "stderr_tail": exc.stderr_tail,
+        }
+    return {"name": name, "state": "NOT_RUN", "error": str(exc)}

@@ -1,0 +1,135 @@
+"""``tesengine status|cancel|logs|list``: look at and steer tasks on the configured server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..config import Config, load_config
+from ..engine.request import PREFIX_TAG, logs_url
+from ..errors import StorageError
+from ..storage import Storage, join_url
+from ..tes import TesClient, View
+from ..tes import models as wire
+from . import aio
+
+Command = Callable[[TesClient, Config, argparse.Namespace], Awaitable[int]]
+
+
+def register(sub: Any) -> None:
+    """Add ``status``, ``cancel``, ``logs`` and ``list``."""
+    for name, text, func in (
+        ("status", "show a task's state", _status),
+        ("cancel", "cancel a task", _cancel),
+        ("logs", "print a task's executor stdout and stderr", _logs),
+    ):
+        p = _common(sub.add_parser(name, help=text))
+        p.add_argument("task_id", metavar="ID")
+        p.set_defaults(func=_runner(func))
+    p = _common(sub.add_parser("list", help="list tasks on the server"))
+    p.add_argument("--state", help="only tasks in this state (e.g. RUNNING)")
+    p.add_argument("--tag", action="append", default=[], metavar="K=V", help="tag filter")
+    p.add_argument("--name-prefix", help="only tasks whose name starts with this")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.set_defaults(func=_runner(_list))
+
+
+def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--config", help="sprocket.toml to use (default: see README)")
+    p.add_argument("--backend", default="default", help="backend name in the config")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        config = load_config(args.config, args.backend)
+
+        async def main() -> int:
+            async with TesClient.from_config(config) as client:
+                return await command(client, config, args)
+
+        return aio.run(main())
+
+    return run
+
+
+async def _status(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
+    task = await client.get_task(args.task_id, View.BASIC)
+    if args.json:
+        print(task.to_json().decode())
+        return 0
+    print(f"{task.id}  {task.current_state.value}  {task.name or ''}".rstrip())
+    for attempt in task.logs or []:
+        for index, log in enumerate(attempt.logs):
+            print(f"  executor {index}: exit {log.exit_code}")
+    return 0
+
+
+async def _cancel(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
+    await client.cancel_task(args.task_id)
+    print(f"cancel requested for {args.task_id}")
+    return 0
+
+
+async def _list(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
+    tags = dict(tag.partition("=")[::2] for tag in args.tag)
+    count = 0
+    async for task in client.iter_tasks(
+        name_prefix=args.name_prefix, state=args.state, tags=tags or None, view=View.BASIC
+    ):
+        if count >= args.limit:
+            break
+        count += 1
+        if args.json:
+            print(task.to_json().decode())
+        else:
+            print(f"{task.id}  {task.current_state.value:<14} {task.name or ''}".rstrip())
+    return 0
+
+
+async def _logs(client: TesClient, config: Config, args: argparse.Namespace) -> int:
+    task = await client.get_task(args.task_id, View.FULL)
+    captured = await _captured_logs(task, config)
+    tails = _server_tails(task)
+    streams = captured or tails
+    if args.json:
+        print(json.dumps({"id": task.id, "captured": bool(captured), "logs": streams}, indent=2))
+        return 0
+    for label, text in streams.items():
+        print(f"== {label} ==")
+        print(text, end="" if text.endswith("\n") or not text else "\n")
+    return 0
+
+
+async def _captured_logs(task: wire.Task, config: Config) -> dict[str, str]:
+    """The executors' full stdout/stderr, as captured under the task's output prefix."""
+    prefix = (task.tags or {}).get(PREFIX_TAG)
+    if not prefix:
+        return {}
+    streams: dict[str, str] = {}
+    storage = Storage(config.storage)
+    try:
+        for index in range(len(task.executors)):
+            for stream in ("stdout", "stderr"):
+                url = join_url(logs_url(prefix), f"{index}.{stream}")
+                try:
+                    data = await storage.read_bytes(url)
+                except StorageError:
+                    continue
+                streams[f"executor {index} {stream}"] = data.decode(errors="replace")
+    finally:
+        await storage.aclose()
+    return streams
+
+
+def _server_tails(task: wire.Task) -> dict[str, str]:
+    """The (possibly truncated) log tails the server keeps."""
+    last = task.logs[-1] if task.logs else None
+    streams: dict[str, str] = {}
+    for index, log in enumerate(last.logs if last else []):
+        streams[f"executor {index} stdout"] = log.stdout or ""
+        streams[f"executor {index} stderr"] = log.stderr or ""
+    return streams
