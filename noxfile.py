@@ -35,3 +35,13 @@ def bench(session: nox.Session) -> None:
     """Run every benchmark in benchmarks/ (or the ones named after --)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Schemathesis over the TES OpenAPI file against `tesengine serve` (no 500s).
+
+    Bounded: FUZZ_EXAMPLES examples per operation (default 150, about 30 s).
+    """
+    session.install("-e", ".[test]", "schemathesis>=4.0,<5")
+    session.run("pytest", "-p", "no:cacheprovider", "tests/fuzz_server.py", *session.posargs)
