@@ -124,7 +124,7 @@ class _Bar:
         if self._started:
             self._progress.stop()
 
-    def files_found(self, count: int, size: int) -> None:
+    def files_found(self, count: int) -> None:
         self._files += count
         self._progress.update(self._task, total=self._files)
 

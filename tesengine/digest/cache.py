@@ -4,7 +4,8 @@ A file's digest is reused only when its device, inode, size, mtime_ns and
 ctime_ns all match what they were when it was hashed. mtime alone is not
 enough: ``cp -p`` or ``touch -r`` restore it after a same-size rewrite, and
 an ``mv`` of another file into place keeps the name but not the inode.
-Directory digests are stored by *stat key* (see :mod:`.walk`).
+Directory digests are not stored: a directory is recombined from its files'
+cached digests, since only a stat of every file proves that none changed.
 
 The cache is an optimisation, never a reason to fail: an unreadable or
 corrupt database is reported as a warning and rebuilt, and if even that
@@ -37,10 +38,6 @@ CREATE TABLE IF NOT EXISTS files (
     hex TEXT NOT NULL,
     PRIMARY KEY (dev, ino)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS trees (
-    statkey BLOB PRIMARY KEY NOT NULL,
-    hex TEXT NOT NULL
-) WITHOUT ROWID;
 """
 _SELECT_FILES = "SELECT ino, size, mtime_ns, ctime_ns, hex FROM files WHERE dev = ? AND ino IN"
 _CHUNK = 500  # well under SQLite's bound-parameter limit
@@ -53,7 +50,7 @@ def _int64(value: int) -> int:
 
 
 class DigestCache:
-    """Digests by file stat and by directory stat key; ``None`` dir disables it."""
+    """File digests by stat; a ``None`` directory disables the cache."""
 
     def __init__(self, directory: Path | None) -> None:
         self.path = directory / CACHE_FILE if directory is not None else None
@@ -83,19 +80,6 @@ class DigestCache:
             (_int64(s.dev), _int64(s.ino), s.size, s.mtime_ns, s.ctime_ns, hex_) for s, hex_ in rows
         ]
         self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", values)
-
-    def lookup_trees(self, keys: Sequence[bytes]) -> list[str | None]:
-        """The cached directory hex of each stat key, or None."""
-        found: dict[bytes, str] = {}
-        for chunk in _chunks(list(keys)):
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT statkey, hex FROM trees WHERE statkey IN ({marks})"  # noqa: S608
-            found.update(self._query(sql, tuple(chunk)))
-        return [found.get(k) for k in keys]
-
-    def store_trees(self, rows: Iterable[tuple[bytes, str]]) -> None:
-        """Remember directory digests by stat key."""
-        self._write("INSERT OR REPLACE INTO trees VALUES (?, ?)", list(rows))
 
     def close(self) -> None:
         """Close the database connection (it reopens on next use)."""

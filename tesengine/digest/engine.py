@@ -20,19 +20,15 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 import platformdirs
 
-from ..errors import DigestError
 from .cache import DigestCache
-from .filehash import MMAP_THRESHOLD, FileStat, describe_path, hash_file, kind_of
+from .filehash import FileStat, hash_file, regular_stat
 from .layout import Digest, FileEntry
 from .pool import DigestPool
 from .walk import (
     DirNode,
     FileNode,
-    assign_statkeys,
     combine,
-    iter_dirs,
     iter_files,
-    pending_files,
     scan,
     stat_path,
 )
@@ -45,16 +41,15 @@ __all__ = ["DigestProgress", "DigestStats", "Digester", "NullProgress", "default
 T = TypeVar("T")
 StrPath = str | os.PathLike[str]
 
-#: A batch of small files handed to one worker at a time.
+#: At most this many files are handed to a worker at a time.
 _BATCH_FILES = 64
-_BATCH_BYTES = 4 << 20
 
 
 class DigestProgress(Protocol):
     """Progress hooks; called on the event loop thread, so keep them quick."""
 
-    def files_found(self, count: int, size: int) -> None:
-        """``count`` more files (``size`` bytes in all) are about to be digested."""
+    def files_found(self, count: int) -> None:
+        """``count`` more files are about to be digested."""
 
     def bytes_hashed(self, n: int) -> None:
         """``n`` more bytes were read and hashed."""
@@ -66,7 +61,7 @@ class DigestProgress(Protocol):
 class NullProgress:
     """Progress hooks that do nothing; subclass it to implement only some."""
 
-    def files_found(self, count: int, size: int) -> None:
+    def files_found(self, count: int) -> None:
         """Ignore."""
 
     def bytes_hashed(self, n: int) -> None:
@@ -83,7 +78,6 @@ class DigestStats:
     files_hashed: int = 0
     bytes_hashed: int = 0
     files_cached: int = 0
-    trees_cached: int = 0
 
 
 def default_cache_dir() -> Path:
@@ -112,6 +106,7 @@ class Digester:
         self._pool = DigestPool(threads)
         self._cache = DigestCache((cache_dir or default_cache_dir()) if cache else None)
         self._progress: DigestProgress = progress or NullProgress()
+        self._tracking = progress is not None
         self._inflight: dict[tuple[object, ...], asyncio.Future[Any]] = {}
         self.stats = DigestStats()
 
@@ -196,106 +191,80 @@ class Digester:
         return await self._file(where)
 
     async def _file(self, where: str) -> Digest:
-        node = await self._pool.run(self._file_job, where)
-        if node.cached:
-            self._found_cached([node])
-        else:
-            self._hashed([node])
-        assert node.digest is not None
-        return node.digest
-
-    def _file_job(self, where: str) -> FileNode:
-        st = stat_path(where)
-        if not stat.S_ISREG(st.st_mode):
-            raise DigestError(
-                f"{describe_path(where)}: cannot hash {kind_of(st.st_mode)};"
-                " only regular files and directories can be inputs",
-                path=where,
-            )
-        node = FileNode(os.path.basename(where), where, FileStat.of(st))
-        [cached] = self._cache.lookup_files([node.stat])
-        if cached is not None:
-            node.digest, node.cached = Digest("file", cached), True
-            return node
-        hex_, node.stat = hash_file(where)
-        node.digest = Digest("file", hex_)
-        self._cache.store_files([(node.stat, hex_)])
-        return node
+        node = FileNode(os.path.basename(where), where)
+        self._progress.files_found(1)
+        await self._pool.run(self._batch_job, [node], store=True)
+        self._report([node])
+        return _known(node)
 
     async def _tree(self, root: str, *, want_files: bool) -> tuple[Digest, list[FileEntry]]:
-        tree = await self._pool.run(self._prepare, root, want_files)
-        self.stats.trees_cached += sum(1 for d in iter_dirs(tree, cached=False) if d.cached)
-        todo = list(pending_files(tree))
-        done = [f for _, f in iter_files(tree) if f.cached]
-        self._progress.files_found(len(todo) + len(done), sum(f.stat.size for f in todo + done))
-        self._found_cached(done)
-        await self._hash_all(todo)
-        digest = await self._pool.run(self._finish, tree, todo)
-        if not want_files:
-            return digest, []
-        entries = [
-            FileEntry(rel, Path(f.path), _known(f), f.stat.size, f.stat.mtime_ns)
-            for rel, f in iter_files(tree)
+        tree = await self._pool.run(scan, root)
+        files = [f for _, f in iter_files(tree)]
+        self._progress.files_found(len(files))
+        jobs = [
+            asyncio.ensure_future(self._batch(batch))
+            for batch in _batches(files, self._pool.threads)
         ]
-        entries.sort(key=lambda e: e.relpath)
-        return digest, entries
-
-    def _prepare(self, root: str, want_files: bool) -> DirNode:
-        """Walk, then take what the cache knows: whole directories, then files."""
-        tree = scan(root)
-        if not want_files:
-            dirs = list(iter_dirs(tree))
-            for node, hex_ in zip(
-                dirs, self._cache.lookup_trees([d.statkey for d in dirs]), strict=True
-            ):
-                if hex_ is not None:
-                    node.digest, node.cached = Digest("directory", hex_), True
-        files = list(pending_files(tree))
-        for f, hex_ in zip(files, self._cache.lookup_files([f.stat for f in files]), strict=True):
-            if hex_ is not None:
-                f.digest, f.cached = Digest("file", hex_), True
-        return tree
-
-    async def _hash_all(self, files: Sequence[FileNode]) -> None:
-        jobs = [asyncio.ensure_future(self._hash_and_report(batch)) for batch in _batches(files)]
         try:
             await asyncio.gather(*jobs)
         except BaseException:
             for job in jobs:
                 job.cancel()  # queued batches leave the pool; running ones finish
             raise
+        digest = await self._pool.run(self._finish, tree, files)
+        if not want_files:
+            return digest, []
+        entries = [
+            FileEntry(rel, Path(f.path), _known(f), _stat(f).size, _stat(f).mtime_ns)
+            for rel, f in iter_files(tree)
+        ]
+        entries.sort(key=lambda e: e.relpath)
+        return digest, entries
 
-    async def _hash_and_report(self, batch: list[FileNode]) -> None:
-        results = await self._pool.run(self._hash_batch, [f.path for f in batch])
-        for node, (hex_, hashed) in zip(batch, results, strict=True):
-            node.digest, node.stat = Digest("file", hex_), hashed
-        self._hashed(batch)
+    async def _batch(self, batch: list[FileNode]) -> None:
+        await self._pool.run(self._batch_job, batch, store=False)
+        self._report(batch)
 
-    @staticmethod
-    def _hash_batch(paths: list[str]) -> list[tuple[str, FileStat]]:
-        return [hash_file(path) for path in paths]
+    def _batch_job(self, batch: list[FileNode], *, store: bool) -> None:
+        """Stat, look up and hash what the cache lacks; in a worker thread.
 
-    def _finish(self, tree: DirNode, hashed: Sequence[FileNode]) -> Digest:
-        """Combine the directory digest and store what was learnt in the cache."""
-        assign_statkeys(tree)  # stats taken while hashing may differ from the walk's
+        One stat per file is the least that proves a cached digest current;
+        one query serves the whole batch.
+        """
+        for node in batch:
+            if node.stat is None:
+                node.stat = regular_stat(node.path)
+        known = self._cache.lookup_files([_stat(n) for n in batch])
+        hashed = []
+        for node, cached in zip(batch, known, strict=True):
+            if cached is None:
+                hex_, node.stat = hash_file(node.path, expected=node.stat)
+                node.digest = Digest._trusted("file", hex_)
+                hashed.append(node)
+            else:
+                node.digest, node.cached = Digest("file", cached), True
+        if store:
+            self._cache.store_files((_stat(n), _known(n).hex) for n in hashed)
+
+    def _finish(self, tree: DirNode, files: Sequence[FileNode]) -> Digest:
+        """Combine the directory digest; remember the new file digests in one go."""
         digest = combine(tree)
-        self._cache.store_files((f.stat, _hex(f)) for f in hashed)
-        self._cache.store_trees(
-            (d.statkey, _hex(d)) for d in iter_dirs(tree, cached=False) if not d.cached
-        )
+        self._cache.store_files((_stat(f), _known(f).hex) for f in files if not f.cached)
         return digest
 
-    def _hashed(self, nodes: Sequence[FileNode]) -> None:
+    def _report(self, nodes: Sequence[FileNode]) -> None:
+        stats, progress = self.stats, self._progress
         for node in nodes:
-            self.stats.files_hashed += 1
-            self.stats.bytes_hashed += node.stat.size
-            self._progress.bytes_hashed(node.stat.size)
-            self._progress.file_done(Path(node.path), False)
-
-    def _found_cached(self, nodes: Sequence[FileNode]) -> None:
-        self.stats.files_cached += len(nodes)
-        for node in nodes:
-            self._progress.file_done(Path(node.path), True)
+            size = _stat(node).size
+            if node.cached:
+                stats.files_cached += 1
+            else:
+                stats.files_hashed += 1
+                stats.bytes_hashed += size
+            if self._tracking:
+                if not node.cached:
+                    progress.bytes_hashed(size)
+                progress.file_done(Path(node.path), node.cached)
 
 
 def _absolute(path: StrPath) -> str:
@@ -308,24 +277,12 @@ def _known(node: FileNode | DirNode) -> Digest:
     return node.digest
 
 
-def _hex(node: FileNode | DirNode) -> str:
-    return _known(node).hex
+def _stat(node: FileNode) -> FileStat:
+    assert node.stat is not None, f"{node.path} was never looked at"
+    return node.stat
 
 
-def _batches(files: Sequence[FileNode]) -> list[list[FileNode]]:
-    """Large files alone (blake3 spreads them over threads), small ones grouped."""
-    batches: list[list[FileNode]] = []
-    current: list[FileNode] = []
-    size = 0
-    for node in files:
-        if node.stat.size >= MMAP_THRESHOLD:
-            batches.append([node])
-            continue
-        current.append(node)
-        size += node.stat.size
-        if len(current) >= _BATCH_FILES or size >= _BATCH_BYTES:
-            batches.append(current)
-            current, size = [], 0
-    if current:
-        batches.append(current)
-    return batches
+def _batches(files: Sequence[FileNode], threads: int) -> list[list[FileNode]]:
+    """Batches small enough to spread over every worker, big enough to be cheap."""
+    size = max(1, min(_BATCH_FILES, -(-len(files) // (threads * 4))))
+    return [list(files[i : i + size]) for i in range(0, len(files), size)]

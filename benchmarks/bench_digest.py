@@ -1,0 +1,238 @@
+"""Digest engine vs ``b3sum``, side by side in one run, on the same files.
+
+Cases (median of the runs; runs of the two sides are interleaved so that
+background load hits both alike; the page cache is warmed first):
+
+1. one large file (2 GiB; ``--small``: 256 MiB): tesengine file digest vs
+   ``b3sum FILE`` (default threads). Target: >= 0.95x b3sum's speed.
+2. a tree of 20,000 files x 16 KiB (``--small``: 2,000): tesengine directory
+   digest with an empty cache vs one ``b3sum`` invocation over all paths.
+   Target: >= 1.0x b3sum's speed.
+3. the same tree again with the warm cache. Target: <= 5% of the cold time.
+
+Data is created under /tmp and deleted afterwards. Results go to
+``benchmarks/results/digest.json``. Run::
+
+    .venv/bin/python -m benchmarks bench_digest            # full
+    .venv/bin/python -m benchmarks.bench_digest --small    # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+
+from tesengine.digest import Digester
+
+RESULTS = Path(__file__).parent / "results" / "digest.json"
+MIB = 1 << 20
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench_digest", description=__doc__.split("\n")[0])
+    parser.add_argument("--small", action="store_true", help="a quick run on less data")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per side (>= 3)")
+    parser.add_argument("--threads", type=int, help="digest worker threads (default: per CPU)")
+    args = parser.parse_args(argv)
+    b3sum = shutil.which("b3sum")
+    if b3sum is None:
+        print("b3sum is not installed (apt-get install b3sum)", file=sys.stderr)
+        return 1
+    runs = max(3, args.runs)
+    big_mib, tree_files = (256, 2_000) if args.small else (2048, 20_000)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="tesengine-bench-digest-", dir="/tmp") as tmp:
+        work = Path(tmp)
+        cases = [
+            _big_file(work, b3sum, big_mib, runs, args.threads),
+            *_tree(work, b3sum, tree_files, runs, args.threads),
+        ]
+    report = {
+        "benchmark": "digest",
+        "small": args.small,
+        "runs": runs,
+        "machine": _machine(b3sum, load_before),
+        "cases": cases,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    _table(cases)
+    print(f"load average before {load_before}, after {os.getloadavg()}; wrote {RESULTS}")
+    return 0
+
+
+def _big_file(
+    work: Path, b3sum: str, mib: int, runs: int, threads: int | None
+) -> dict[str, object]:
+    path = work / "big.bin"
+    block = os.urandom(16 * MIB)
+    with path.open("wb") as fh:
+        for _ in range(mib // 16):
+            fh.write(block)
+    _run([b3sum, str(path)])  # warm the page cache
+    ours, ref = _interleaved(
+        runs,
+        lambda: _digest(path, threads, cache_dir=None),
+        lambda: _run([b3sum, str(path)]),
+    )
+    path.unlink()
+    size = mib * MIB
+    return _case(
+        f"file {mib} MiB",
+        ours,
+        ref,
+        target="speed >= 0.95x b3sum",
+        ok=statistics.median(ref) / statistics.median(ours) >= 0.95,
+        extra={"tesengine_gib_s": _gib_s(size, ours), "b3sum_gib_s": _gib_s(size, ref)},
+    )
+
+
+def _tree(
+    work: Path, b3sum: str, count: int, runs: int, threads: int | None
+) -> list[dict[str, object]]:
+    root = work / "tree"
+    rel = _make_tree(root, count)
+    argv = [b3sum, *rel]
+    _run(argv, cwd=root)  # warm the page cache
+    caches = iter(range(runs * 2 + 1))
+
+    def cold() -> float:
+        return _digest(root, threads, cache_dir=work / f"cache{next(caches)}")
+
+    ours, ref = _interleaved(runs, cold, lambda: _run(argv, cwd=root))
+    warm_dir = work / "cache-warm"
+    _digest(root, threads, cache_dir=warm_dir)  # fill it
+    warm = [_digest(root, threads, cache_dir=warm_dir) for _ in range(runs)]
+    nocache = [_digest(root, threads, cache_dir=None) for _ in range(runs)]
+    name = f"tree {count} x 16 KiB"
+    return [
+        _case(
+            f"{name}, cold cache",
+            ours,
+            ref,
+            target="speed >= 1.0x b3sum",
+            ok=statistics.median(ref) / statistics.median(ours) >= 1.0,
+            extra={"tesengine_no_cache_s": nocache, "files_per_s": count / statistics.median(ours)},
+        ),
+        _case(
+            f"{name}, warm cache",
+            warm,
+            ours,
+            target="<= 5% of cold",
+            ok=statistics.median(warm) <= 0.05 * statistics.median(ours),
+            reference="tesengine cold",
+        ),
+    ]
+
+
+def _make_tree(root: Path, count: int) -> list[str]:
+    per_dir = 200
+    block = os.urandom(16 * 1024)
+    rel = []
+    for i in range(count):
+        sub = f"d{i // per_dir:03}"
+        if i % per_dir == 0:
+            (root / sub).mkdir(parents=True)
+        name = f"{sub}/f{i:05}"
+        # Distinct contents, so nothing can be deduplicated by accident.
+        (root / name).write_bytes(i.to_bytes(4, "little") + block[4:])
+        rel.append(name)
+    return rel
+
+
+def _digest(path: Path, threads: int | None, *, cache_dir: Path | None) -> float:
+    async def once() -> float:
+        start = time.perf_counter()
+        async with Digester(
+            threads=threads, cache_dir=cache_dir, cache=cache_dir is not None
+        ) as digester:
+            await digester.digest(path)
+        return time.perf_counter() - start
+
+    return asyncio.run(once())
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _interleaved(
+    runs: int, ours: Callable[[], float], ref: Callable[[], float]
+) -> tuple[list[float], list[float]]:
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(runs):
+        a.append(ours())
+        b.append(ref())
+    return a, b
+
+
+def _case(
+    name: str,
+    ours: list[float],
+    ref: list[float],
+    *,
+    target: str,
+    ok: bool,
+    reference: str = "b3sum",
+    extra: dict[str, object] | None = None,
+) -> dict[str, object]:
+    mo, mr = statistics.median(ours), statistics.median(ref)
+    return {
+        "case": name,
+        "reference": reference,
+        "tesengine_s": ours,
+        "reference_s": ref,
+        "tesengine_median_s": mo,
+        "reference_median_s": mr,
+        "speed_vs_reference": mr / mo,
+        "target": target,
+        "met": ok,
+        **(extra or {}),
+    }
+
+
+def _gib_s(size: int, times: list[float]) -> float:
+    return size / (1 << 30) / statistics.median(times)
+
+
+def _machine(b3sum: str, load: tuple[float, float, float]) -> dict[str, object]:
+    out = subprocess.run([b3sum, "--version"], capture_output=True, text=True, check=False)
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "blake3": version("blake3"),
+        "b3sum": out.stdout.strip(),
+        "load_average_before": load,
+    }
+
+
+def _table(cases: list[dict[str, object]]) -> None:
+    head = f"{'case':<34} {'tesengine':>10} {'reference':>10} {'ref':<15} {'ratio':>7}  target"
+    print(head)
+    print("-" * len(head))
+    for c in cases:
+        print(
+            f"{c['case']!s:<34} {c['tesengine_median_s']:>9.3f}s {c['reference_median_s']:>9.3f}s"
+            f" {c['reference']!s:<15} {c['speed_vs_reference']:>6.2f}x  {c['target']}"
+            f" {'MET' if c['met'] else 'MISSED'}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
