@@ -329,3 +329,77 @@ async def test_no_unclosed_session_warnings(
         gc.collect()
     assert not [w for w in caught if "Unclosed" in str(w.message)]
     assert "Unclosed" not in caplog.text
+
+
+class PreemptingServer:
+    """A tiny TES server whose first N tasks end PREEMPTED, the rest COMPLETE."""
+
+    def __init__(self, preempt: int) -> None:
+        self.preempt = preempt
+        self.created: list[dict[str, Any]] = []
+
+    def app(self) -> Any:
+        from aiohttp import web
+
+        async def create(request: web.Request) -> web.Response:
+            self.created.append(await request.json())
+            return web.json_response({"id": f"p{len(self.created)}"})
+
+        async def get(request: web.Request) -> web.Response:
+            index = int(request.match_info["id"][1:])
+            state = "PREEMPTED" if index <= self.preempt else "COMPLETE"
+            body = {**self.created[index - 1], "id": f"p{index}", "state": state}
+            return web.json_response(body)
+
+        app = web.Application()
+        app.router.add_post("/ga4gh/tes/v1/tasks", create)
+        app.router.add_get("/ga4gh/tes/v1/tasks/{id}", get)
+        return app
+
+
+async def _preempting(preempt: int, retries: int, tmp_path: Path) -> tuple[Any, PreemptingServer]:
+    from aiohttp.test_utils import TestServer
+
+    fake = PreemptingServer(preempt)
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    config = Config(
+        backend_name="t",
+        backend=BackendConfig(
+            type="tes",
+            url=f"http://127.0.0.1:{server.port}/ga4gh/tes/v1",
+            inputs=(tmp_path / "in").as_uri(),
+            outputs=(tmp_path / "out").as_uri(),
+            interval=0.01,
+            cache_dir=tmp_path / "cache",
+            preempted_retries=retries,
+        ),
+    )
+    async with TesBackend(config) as backend:
+        run = await backend.submit(
+            Task(name="pre", executors=[sh("true")], outputs={"n": "/out/n"})
+        )
+        try:
+            return await run, fake
+        except TaskFailed as exc:
+            return exc, fake
+        finally:
+            await server.close()
+
+
+async def test_preempted_task_is_resubmitted(tmp_path: Path) -> None:
+    result, fake = await _preempting(preempt=2, retries=2, tmp_path=tmp_path)
+    assert not isinstance(result, TaskFailed)
+    assert result.id == "p3"
+    assert len(fake.created) == 3
+    prefixes = {task["tags"]["tesengine-prefix"] for task in fake.created}
+    assert len(prefixes) == 3  # each execution writes under a new prefix
+    assert result.outputs["n"].url.startswith(fake.created[2]["tags"]["tesengine-prefix"])
+
+
+async def test_preempted_too_often_fails(tmp_path: Path) -> None:
+    result, fake = await _preempting(preempt=5, retries=1, tmp_path=tmp_path)
+    assert isinstance(result, TaskFailed)
+    assert result.state == "PREEMPTED"
+    assert "preempted too many times" in str(result)
+    assert len(fake.created) == 2

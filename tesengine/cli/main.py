@@ -32,10 +32,14 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+class UsageError(TesEngineError):
+    """A malformed command line that argparse cannot catch (exit status 2)."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"tesengine: error: {message}\n")
+        # One line, no usage dump: the message and where to read more.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +79,7 @@ def entry() -> None:
 
 def _report(exc: TesEngineError) -> int:
     print(f"tesengine: {exc}", file=sys.stderr)
-    if isinstance(exc, ConfigError | InvalidTask):
+    if isinstance(exc, ConfigError | InvalidTask | UsageError):
         return EXIT_USAGE
     return EXIT_FAILED
 

@@ -21,14 +21,11 @@ from ..errors import ConfigError, InvalidTask, TaskFailed, TesEngineError
 from . import aio
 from .display import Display
 from .embedded import open_backend_config
+from .main import UsageError
 from .taskfile import DEFAULT_IMAGE, FromOutput, TaskFile, TaskSpec, load_task_file, to_task
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PRINT_LIMIT = 64 * 1024
-
-
-class UsageError(TesEngineError):
-    """A malformed flag value (exit status 2)."""
 
 
 class NotRun(TesEngineError):

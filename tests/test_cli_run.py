@@ -1,0 +1,199 @@
+"""``tesengine run`` and the task commands, as a user runs them (real processes, real HTTP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.tes_server import ServedTes, bwrap_available
+from tests.support import REPO, require
+
+README = REPO / "README.md"
+
+
+def readme_command(name: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(REPO / ".ci" / "readme_command.py"), name],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def user_env(tmp_path: Path) -> dict[str, str]:
+    """A fresh user: empty cache and no tesengine configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESENGINE_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def tesengine(
+    *args: str, cwd: Path, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tesengine", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_config(tmp_path: Path, served: ServedTes) -> Path:
+    config = tmp_path / "sprocket.toml"
+    config.write_text(
+        "[run.backends.default]\n"
+        'type = "tes"\n'
+        f'url = "{served.url}"\n'
+        f'inputs = "{(served.storage_dir / "inputs").as_uri()}"\n'
+        f'outputs = "{(served.storage_dir / "outputs").as_uri()}"\n'
+        "interval = 0.05\n"
+    )
+    return config
+
+
+def test_readme_main_command_runs_as_written(tmp_path: Path) -> None:
+    require(bwrap_available(), "bubblewrap (bwrap) for the embedded local runtime")
+    command = readme_command("run")
+    assert "tesengine run" in command
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command],
+        cwd=REPO,
+        env=user_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "using an embedded local TES server" in result.stderr
+    assert "split: COMPLETE" in result.stdout
+    assert "count: COMPLETE" in result.stdout
+    words = len((REPO / "examples" / "wordcount" / "text.txt").read_text().split())
+    assert f"| {words}" in result.stdout
+    assert (tmp_path / "cache" / "tesengine" / "embedded").is_dir()
+
+
+def test_run_one_task_with_flags_and_json(tmp_path: Path, local_tes: ServedTes) -> None:
+    config = write_config(tmp_path, local_tes)
+    data = tmp_path / "in.txt"
+    data.write_text("one two three\n")
+    result = tesengine(
+        "run", "--config", str(config), "--json", "--name", "wc",
+        "--input", f"{data}=/in/in.txt", "--output", "n=/out/n.txt",
+        "--env", "GREETING=hi", "--download", str(tmp_path / "dl"),
+        "--", "sh", "-c", 'wc -w < /in/in.txt > /out/n.txt; echo "$GREETING"',
+        cwd=tmp_path, env=user_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    (task,) = report["tasks"]
+    assert task["state"] == "COMPLETE"
+    assert task["exit_codes"] == [0]
+    assert Path(task["downloads"]["n"]).read_text().strip() == "3"
+    logs = tesengine(
+        "logs", task["id"], "--config", str(config), cwd=tmp_path, env=user_env(tmp_path)
+    )
+    assert logs.returncode == 0, logs.stderr
+    assert "== executor 0 stdout ==\nhi\n" in logs.stdout
+    status = tesengine(
+        "status", task["id"], "--config", str(config), cwd=tmp_path, env=user_env(tmp_path)
+    )
+    assert status.returncode == 0
+    assert f"{task['id']}  COMPLETE  wc" in status.stdout
+    listed = tesengine(
+        "list", "--config", str(config), "--name-prefix", "wc", cwd=tmp_path, env=user_env(tmp_path)
+    )
+    assert listed.returncode == 0
+    assert task["id"] in listed.stdout
+
+
+def test_failed_task_exit_1_with_reason(tmp_path: Path, local_tes: ServedTes) -> None:
+    config = write_config(tmp_path, local_tes)
+    result = tesengine(
+        "run", "--config", str(config), "--name", "fails",
+        "--", "sh", "-c", "echo 'it went wrong' >&2; exit 7",
+        cwd=tmp_path, env=user_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "EXECUTOR_ERROR: executor 0 exited 7: it went wrong" in result.stderr
+    assert "stderr | it went wrong" in result.stderr
+
+
+def test_cancel_command(tmp_path: Path, serve_tes: object) -> None:
+    served = serve_tes(runtime="noop", args=["--noop-delay", "60"])  # type: ignore[operator]
+    config = write_config(tmp_path, served)
+    env = user_env(tmp_path)
+    from tesengine.tes import models as wire
+
+    body = wire.Task(name="c", executors=[wire.Executor(image="i", command=["true"])])
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{served.api}/tasks",
+        data=body.request_json(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        task_id = json.load(reply)["id"]
+    result = tesengine("cancel", task_id, "--config", str(config), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    status = tesengine("status", task_id, "--config", str(config), "--json", cwd=tmp_path, env=env)
+    assert json.loads(status.stdout)["state"] in ("CANCELED", "CANCELING")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "--input", "nonsense", "--", "true"], "--input 'nonsense': expected SRC=PATH"),
+        (["run"], "nothing to run"),
+        (["run", "--output", "n", "--", "true"], "--output 'n': expected NAME=PATH"),
+        (["run", "--frobnicate"], "unrecognized arguments"),
+        (["run", "--file", "missing.toml"], "missing.toml: cannot read task file"),
+        (["status"], "the following arguments are required: ID"),
+    ],
+)
+def test_bad_usage_exit_2_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = tesengine(*args, cwd=tmp_path, env=user_env(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_invalid_task_exit_2_nothing_submitted(tmp_path: Path, noop_tes: ServedTes) -> None:
+    config = write_config(tmp_path, noop_tes)
+    result = tesengine(
+        "run", "--config", str(config), "--name", "never-submitted",
+        "--input", f"{tmp_path / 'absent.txt'}=/in/x", "--", "true",
+        cwd=tmp_path, env=user_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "inputs['/in/x']: local path does not exist" in result.stderr
+    listed = tesengine(
+        "list", "--config", str(config), "--name-prefix", "never", cwd=tmp_path,
+        env=user_env(tmp_path),
+    )  # fmt: skip
+    assert listed.stdout.strip() == ""
+
+
+def test_task_file_errors_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "tasks.toml"
+    bad.write_text(
+        '[[tasks]]\nname = "a"\ncommand = ["true"]\n'
+        '[[tasks]]\nname = "b"\ncommand = ["true"]\ninputs = { "/in" = { from = "a.outputs.x" } }\n'
+    )
+    result = tesengine("run", "--file", str(bad), cwd=tmp_path, env=user_env(tmp_path))
+    assert result.returncode == 2
+    assert "tasks[1].inputs./in.from: task 'a' has no output 'x'" in result.stderr
