@@ -95,6 +95,30 @@ def test_sandbox_keeps_the_host_read_only(local_tes: ServedTes, tmp_path: Path) 
     assert not victim.exists()
 
 
+def test_stdin_volumes_and_env(local_tes: ServedTes) -> None:
+    task = tes.Task(
+        inputs=[tes.Input(content="b\na\n", path="/data/lines")],
+        volumes=["/vol/shared"],
+        executors=[
+            sh("sort > /vol/shared/sorted", stdin="/data/lines"),
+            sh('cat /vol/shared/sorted; echo "$GREETING"', env={"GREETING": "hi there"}),
+        ],
+    )
+    done = run(local_tes, task)
+    assert done.state == "COMPLETE", done.logs
+    assert done.logs[0].logs[1].stdout == "a\nb\nhi there\n"
+
+
+def test_missing_bubblewrap_says_how_to_install(tmp_path: Path) -> None:
+    import asyncio
+
+    from tesengine.server.runtime import RuntimeUnavailable
+    from tesengine.server.runtime.local import LocalRuntime
+
+    with pytest.raises(RuntimeUnavailable, match="apt-get install bubblewrap"):
+        asyncio.run(LocalRuntime(bwrap=str(tmp_path / "no-bwrap")).check())
+
+
 def test_file_inputs_outside_allowed_dirs_are_refused(local_tes: ServedTes) -> None:
     task = tes.Task(
         inputs=[tes.Input(url="file:///etc/shadow", path="/data/shadow")],
@@ -292,3 +316,14 @@ def test_bad_requests_are_400_over_the_wire(noop_tes: ServedTes) -> None:
     assert "executors[0].command" in resp.json()["error"]
     with pytest.raises(requests.HTTPError):
         client(noop_tes).get_task("does-not-exist")
+
+
+def test_serve_refuses_open_remote_bind(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "tesengine", "serve", "--host", "0.0.0.0", "--port", "0"]
+    argv += ["--runtime", "noop", "--work-dir", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert "non-loopback" in done.stderr and "--allow-remote-without-auth" in done.stderr

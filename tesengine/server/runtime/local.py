@@ -51,7 +51,7 @@ class LocalRuntime:
     reserved = frozenset({*SYSTEM_DIRS, "proc", "dev", "sys"})
 
     def __init__(self, bwrap: str | None = None) -> None:
-        self._bwrap = bwrap or shutil.which("bwrap")
+        self._bwrap = shutil.which(bwrap or "bwrap")
 
     def describe(self) -> str:
         """One line for service-info."""
