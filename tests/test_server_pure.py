@@ -62,6 +62,9 @@ BAD_TASKS: list[tuple[object, str]] = [
     (_task(tags={"a": None}), "tags.a"),
     (_task(name=5), "name: must be a string"),
     (_task(executor=[]), "executor: unknown field"),
+    (_task(name="bad\ud800"), "name: must be valid UTF-8"),
+    (_task(executors=[{"image": "a", "command": ["x"], "env": {"A=B": "1"}}]), "env: invalid"),
+    (_task(tags={"a": "nul\x00"}), "tags.a: must not contain NUL"),
 ]
 
 

@@ -81,6 +81,11 @@ def _str(value: object, field: str, *, nonempty: bool = False) -> str:
         raise _fail(field, "must not be empty")
     if "\x00" in value:
         raise _fail(field, "must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _fail(field, "must be valid UTF-8 (no lone surrogates)") from None
     return value
 
 
@@ -186,7 +191,10 @@ def _executor(value: object, field: str) -> dict[str, Any]:
         if obj.get(key) is not None:
             out[key] = _abs_path(obj[key], f"{field}.{key}")
     if obj.get("env") is not None:
-        out["env"] = _str_map(obj["env"], f"{field}.env")
+        out["env"] = env = _str_map(obj["env"], f"{field}.env")
+        for name in env:
+            if not name or "=" in name:
+                raise _fail(f"{field}.env", f"invalid variable name {name[:100]!r}")
     if obj.get("ignore_error") is not None:
         out["ignore_error"] = _bool(obj["ignore_error"], f"{field}.ignore_error")
     return out
