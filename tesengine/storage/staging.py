@@ -145,19 +145,24 @@ class Stager:
 
     async def stage(self, path_or_url: str | os.PathLike[str]) -> StageResult:
         """Stage one input; a URL is returned untouched, without any request."""
-        if isinstance(path_or_url, str) and is_url(path_or_url):
-            return StageResult(path_or_url, path_or_url, "url", uploaded=False)
-        path = Path(path_or_url)
-        if await anyio.Path(path).is_dir():
-            return await self._stage_directory(path)
-        return await self._stage_file(path)
+        return (await self.stage_many([path_or_url]))[0]
 
     async def stage_many(self, items: Iterable[str | os.PathLike[str]]) -> list[StageResult]:
         """Stage every item concurrently; results in the order given.
 
         The first failure cancels the rest and is raised.
         """
-        return await _all([self.stage(item) for item in items])
+        items = list(items)
+        paths = [None if _is_url(i) else Path(i) for i in items]
+        local = [p for p in paths if p is not None]
+        # one trip to a thread tells every directory from a file
+        dirs = set(await anyio.to_thread.run_sync(_directories, local)) if local else set()
+        jobs = [self._stage_directory(p) if p in dirs else self._stage_file(p) for p in local]
+        staged = iter(await _all(jobs))
+        return [
+            StageResult(str(i), str(i), "url", uploaded=False) if p is None else next(staged)
+            for i, p in zip(items, paths, strict=True)
+        ]
 
     def marker_url(self, digest: Digest) -> str:
         """Where the completion marker of directory ``digest`` lives."""
@@ -305,6 +310,14 @@ class Stager:
         if self._limit is None:
             self._limit = asyncio.Semaphore(self._concurrency)
         return self._limit
+
+
+def _is_url(item: str | os.PathLike[str]) -> bool:
+    return isinstance(item, str) and is_url(item)
+
+
+def _directories(paths: list[Path]) -> list[Path]:
+    return [p for p in paths if p.is_dir()]
 
 
 async def _all(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
