@@ -20,7 +20,6 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import groupby
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,14 +38,20 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (dev, ino)
 ) WITHOUT ROWID;
 """
-_SELECT_FILES = "SELECT ino, size, mtime_ns, ctime_ns, hex FROM files WHERE dev = ? AND ino IN"
-_CHUNK = 500  # well under SQLite's bound-parameter limit
+_SELECT_FILES = (
+    "SELECT dev, ino, size, mtime_ns, ctime_ns, hex FROM files"
+    " WHERE length(hex) = 64 AND dev = ? AND ino IN"
+)
+_CHUNK = 500
+_TOP = 1 << 63  # well under SQLite's bound-parameter limit
 T = TypeVar("T")
 
 
-def _int64(value: int) -> int:
+def _signed(s: FileStat) -> tuple[int, ...]:
     # SQLite integers are signed 64-bit; some filesystems use the top bit of ino.
-    return value - (1 << 64) if value >= 1 << 63 else value
+    if s.dev < _TOP and s.ino < _TOP:
+        return s
+    return tuple(v - (1 << 64) if v >= _TOP else v for v in s)
 
 
 class DigestCache:
@@ -59,26 +64,23 @@ class DigestCache:
         self._disabled = directory is None
 
     def lookup_files(self, stats: Sequence[FileStat]) -> list[str | None]:
-        """The cached hex of each file in ``stats``, or None where there is none."""
-        found: dict[tuple[int, int], tuple[int, int, int, str]] = {}
-        for dev, group in groupby(sorted(stats, key=_dev), key=_dev):
-            for chunk in _chunks([_int64(s.ino) for s in group]):
-                marks = ",".join("?" * len(chunk))
-                sql = f"{_SELECT_FILES} ({marks})"
-                for ino, size, mtime, ctime, hex_ in self._query(sql, (_int64(dev), *chunk)):
-                    found[(dev, ino)] = (size, mtime, ctime, hex_)
-        result: list[str | None] = []
-        for s in stats:
-            row = found.get((s.dev, _int64(s.ino)))
-            fresh = row is not None and row[:3] == (s.size, s.mtime_ns, s.ctime_ns)
-            result.append(row[3] if fresh and row is not None else None)
-        return result
+        """The cached hex of each file in ``stats``, or None where there is none.
+
+        A row counts only when all five stat fields match; one query per
+        device and chunk serves many files (this runs once per file of a tree).
+        """
+        keys = [_signed(s) for s in stats]
+        found: dict[tuple[int, ...], str] = {}
+        for dev in {k[0] for k in keys}:
+            inos = [k[1] for k in keys if k[0] == dev]
+            for chunk in _chunks(inos):
+                sql = f"{_SELECT_FILES} ({','.join('?' * len(chunk))})"
+                found.update((row[:5], row[5]) for row in self._query(sql, (dev, *chunk)))
+        return [found.get(k) for k in keys]
 
     def store_files(self, rows: Iterable[tuple[FileStat, str]]) -> None:
         """Remember that the file with each stat has the given hex digest."""
-        values = [
-            (_int64(s.dev), _int64(s.ino), s.size, s.mtime_ns, s.ctime_ns, hex_) for s, hex_ in rows
-        ]
+        values = [(*_signed(s), hex_) for s, hex_ in rows]
         self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", values)
 
     def close(self) -> None:
@@ -160,10 +162,6 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _remove(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
-
-
-def _dev(s: FileStat) -> int:
-    return s.dev
 
 
 def _chunks(items: list[T]) -> Iterator[list[T]]:

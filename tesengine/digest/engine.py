@@ -242,7 +242,7 @@ class Digester:
                 node.digest = Digest._trusted("file", hex_)
                 hashed.append(node)
             else:
-                node.digest, node.cached = Digest("file", cached), True
+                node.digest, node.cached = Digest._trusted("file", cached), True
         if store:
             self._cache.store_files((_stat(n), _known(n).hex) for n in hashed)
 
