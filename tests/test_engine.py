@@ -403,3 +403,16 @@ async def test_preempted_too_often_fails(tmp_path: Path) -> None:
     assert result.state == "PREEMPTED"
     assert "preempted too many times" in str(result)
     assert len(fake.created) == 2
+
+
+async def test_testing_mode_zeroes_the_poll_interval(noop_env: Env) -> None:
+    import tesengine.testing
+
+    async with noop_env.backend(interval=3600) as backend:
+        with tesengine.testing.testing():
+            assert tesengine.testing.is_testing()
+            result = await asyncio.wait_for(
+                await backend.submit(Task(name="fast", executors=[sh("true")])), 30
+            )
+        assert not tesengine.testing.is_testing()
+    assert result.state is State.COMPLETE

@@ -23,6 +23,7 @@ from ..errors import TesEngineError
 from ..storage import Stager, Storage
 from ..tes import TesClient
 from ..tes import models as wire
+from ..testing import poll_interval
 from .events import EngineEvents, NullEvents, emit
 from .outputs import OutputCache, RemoteDirectory, RemoteFile
 from .poller import PerTaskStatus, Sleep, StatusSource, poll
@@ -182,7 +183,8 @@ class TesBackend:
 
     async def _poll(self, run: TaskRun) -> Any:
         try:
-            return await poll(run, self._status, self.config.backend.interval, self._sleep)
+            interval = poll_interval(self.config.backend.interval)
+            return await poll(run, self._status, interval, self._sleep)
         finally:
             self._runs.discard(run)
 
