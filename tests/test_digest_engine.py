@@ -53,6 +53,8 @@ async def test_file_digests_equal_b3sum(tmp_path: Path, digester: Digester) -> N
     got = [(await digester.digest(p)).hex for p in paths]
     assert got == b3sum(*paths)
     assert digester.stats.files_hashed == len(SIZES)
+    async with Digester(cache=False, mmap=False) as reader:  # large files read, not mapped
+        assert [(await reader.digest(p)).hex for p in paths] == got
 
 
 async def test_directory_files_equal_b3sum(tmp_path: Path, digester: Digester) -> None:
@@ -138,10 +140,10 @@ async def test_file_rewritten_while_hashed_is_hashed_again(
     real = filehash._hash_fd
     calls = 0
 
-    def rewrite_during_first_read(fd: int, where: str, size: int, threads: int) -> str:
+    def rewrite_during_first_read(fd: int, where: str, size: int, mmap: bool) -> str:
         nonlocal calls
         calls += 1
-        result = real(fd, where, size, threads)
+        result = real(fd, where, size, mmap)
         if calls == 1:
             with open(where, "ab") as fh:  # a real write, while "hashing" is under way
                 fh.write(b" and more")
@@ -160,8 +162,8 @@ async def test_file_that_never_settles_is_reported(
     path.write_bytes(b"x")
     real = filehash._hash_fd
 
-    def always_rewrite(fd: int, where: str, size: int, threads: int) -> str:
-        result = real(fd, where, size, threads)
+    def always_rewrite(fd: int, where: str, size: int, mmap: bool) -> str:
+        result = real(fd, where, size, mmap)
         with open(where, "ab") as fh:
             fh.write(b"x")
         return result

@@ -91,8 +91,10 @@ class Digester:
 
     ``threads`` bounds the worker pool (default: one per CPU); ``cache_dir``
     holds the persistent digest cache (default :func:`default_cache_dir`),
-    and ``cache=False`` turns it off. Use it as ``async with Digester() as d``
-    or call :meth:`aclose`.
+    and ``cache=False`` turns it off. ``mmap=False`` reads large files instead
+    of mapping them: slower, but immune to SIGBUS when another process
+    truncates a file while it is hashed (see :mod:`.filehash`).
+    Use it as ``async with Digester() as d`` or call :meth:`aclose`.
     """
 
     def __init__(
@@ -102,11 +104,13 @@ class Digester:
         cache_dir: Path | None = None,
         progress: DigestProgress | None = None,
         cache: bool = True,
+        mmap: bool = True,
     ) -> None:
         self._pool = DigestPool(threads)
         self._cache = DigestCache((cache_dir or default_cache_dir()) if cache else None)
         self._progress: DigestProgress = progress or NullProgress()
         self._tracking = progress is not None
+        self._mmap = mmap
         self._inflight: dict[tuple[object, ...], asyncio.Future[Any]] = {}
         self.stats = DigestStats()
 
@@ -238,7 +242,7 @@ class Digester:
         hashed = []
         for node, cached in zip(batch, known, strict=True):
             if cached is None:
-                hex_, node.stat = hash_file(node.path, expected=node.stat)
+                hex_, node.stat = hash_file(node.path, expected=node.stat, mmap=self._mmap)
                 node.digest = Digest._trusted("file", hex_)
                 hashed.append(node)
             else:

@@ -4,6 +4,11 @@ Large files are memory-mapped and hashed by blake3 on several threads, which
 is what ``b3sum`` does; small ones are read in bounded chunks, since a
 mapping costs more than it saves for them. Either way memory stays flat.
 
+A mapped file that another process truncates while it is hashed makes the
+kernel send SIGBUS, which kills the process (b3sum has the same hazard).
+Programs that cannot rule that out pass ``mmap=False``: large files are then
+read in 8 MiB chunks, still hashed on several threads, somewhat slower.
+
 A file is opened once and everything is checked on that descriptor, so a
 path swapped under us cannot be mixed with another file's stat. A FIFO is
 opened non-blocking and rejected by its stat, so it never hangs a worker.
@@ -34,6 +39,7 @@ __all__ = [
 #: Files at least this large are memory-mapped and hashed on several threads.
 MMAP_THRESHOLD = 4 << 20
 _READ_SIZE = 1 << 20
+_BIG_READ_SIZE = 8 << 20
 #: How often a file that keeps changing while hashed is retried before giving up.
 _ATTEMPTS = 3
 _PROC_FD = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
@@ -92,7 +98,7 @@ def regular_stat(path: str) -> FileStat:
 
 
 def hash_file(
-    path: str, *, expected: FileStat | None = None, mmap_threads: int = blake3.AUTO
+    path: str, *, expected: FileStat | None = None, mmap: bool = True
 ) -> tuple[str, FileStat]:
     """BLAKE3 hex of the file at ``path`` and its stat while it was hashed.
 
@@ -107,7 +113,7 @@ def hash_file(
             small = expected is not None and expected.size < MMAP_THRESHOLD
             # A mapping re-opens the file: it must be known regular on this very fd.
             before = expected if small and expected else _regular_fstat(fd, path)
-            hex_ = _hash_fd(fd, path, before.size, mmap_threads)
+            hex_ = _hash_fd(fd, path, before.size, mmap)
             after_st = os.fstat(fd)
         except OSError as exc:
             raise _error(path, exc) from exc
@@ -146,17 +152,19 @@ def not_regular(path: str, mode: int) -> DigestError:
     )
 
 
-def _hash_fd(fd: int, path: str, size: int, mmap_threads: int) -> str:
-    if size >= MMAP_THRESHOLD:
-        hasher = blake3(max_threads=mmap_threads)
-        # Mapping through /proc keeps us on the inode we opened and checked.
-        hasher.update_mmap(f"/proc/self/fd/{fd}" if _PROC_FD else path)
-        return hasher.hexdigest()
+def _hash_fd(fd: int, path: str, size: int, mmap: bool) -> str:
+    if size < MMAP_THRESHOLD:
+        hasher, read_size = blake3(), _READ_SIZE
+    else:
+        hasher, read_size = blake3(max_threads=blake3.AUTO), _BIG_READ_SIZE
+        if mmap:
+            # Mapping through /proc keeps us on the inode we opened and checked.
+            hasher.update_mmap(f"/proc/self/fd/{fd}" if _PROC_FD else path)
+            return hasher.hexdigest()
     # Reading exactly `size` bytes saves the EOF read; growth shows in the
     # stat taken afterwards and triggers another attempt.
-    hasher = blake3()
     left = size
-    while left > 0 and (chunk := os.read(fd, min(left, _READ_SIZE))):
+    while left > 0 and (chunk := os.read(fd, min(left, read_size))):
         hasher.update(chunk)
         left -= len(chunk)
     return hasher.hexdigest()
