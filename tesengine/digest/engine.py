@@ -42,7 +42,7 @@ T = TypeVar("T")
 StrPath = str | os.PathLike[str]
 
 #: At most this many files are handed to a worker at a time.
-_BATCH_FILES = 64
+_BATCH_FILES = 256
 
 
 class DigestProgress(Protocol):

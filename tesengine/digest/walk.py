@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..errors import DigestError
 from .filehash import FileStat, describe_path, kind_of
-from .layout import Digest, directory_digest, sort_key
+from .layout import Digest, directory_digest
 
 __all__ = ["DirNode", "FileNode", "combine", "iter_files", "scan", "stat_path"]
 
@@ -75,7 +75,10 @@ def _scan_dir(path: str, name: str, ancestors: set[tuple[int, int]]) -> DirNode:
     except OSError as exc:
         raise _walk_error(path, exc) from exc
     for entry in found:
-        _check_name(entry)
+        try:
+            entry.name.encode("utf-8")  # what sort_key() does, without the call
+        except UnicodeEncodeError:
+            raise _bad_name(entry) from None
         if entry.is_file(follow_symlinks=False):
             node.files.append(FileNode(entry.name, entry.path))
             continue
@@ -111,13 +114,9 @@ def _scan_child(
         ancestors.discard(key)
 
 
-def _check_name(entry: os.DirEntry[str]) -> None:
-    try:
-        sort_key(entry.name)
-    except UnicodeEncodeError:
-        raise DigestError(
-            f"{describe_path(entry.path)}: file name is not valid UTF-8", path=entry.path
-        ) from None
+def _bad_name(entry: os.DirEntry[str]) -> DigestError:
+    shown = describe_path(entry.path)
+    return DigestError(f"{shown}: file name is not valid UTF-8", path=entry.path)
 
 
 def _entry_stat(entry: os.DirEntry[str]) -> os.stat_result | None:
