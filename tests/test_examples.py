@@ -1,0 +1,41 @@
+"""The examples stay true: their configs load and the embedding program runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tesengine import load_config
+from tests.support import REPO, require
+
+EXAMPLES = REPO / "examples"
+
+
+@pytest.mark.parametrize("name", ["sprocket.toml", "funnel-s3.toml", "azure.toml"])
+def test_example_configs_load(name: str) -> None:
+    config = load_config(EXAMPLES / name)
+    assert config.backend.type == "tes"
+    assert config.backend.url.startswith(("http://", "https://"))
+
+
+def test_fanout_example_runs_100_tasks(tmp_path: Path) -> None:
+    require(shutil.which("bwrap") is not None, "bubblewrap (bwrap) for the local runtime")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESENGINE_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "fanout.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    words = sum(3 + i for i in range(100))  # "line <i> has" + i times "word"
+    assert result.stdout.strip() == f"100 tasks complete; {words} words in all"
