@@ -132,26 +132,31 @@ async def test_many_callers_share_a_bounded_pool(tmp_path: Path) -> None:
     assert [r.hex for r in results[:3]] == [blake3(pattern(i)).hexdigest() for i in range(3)]
 
 
+def append_while_reading(monkeypatch: pytest.MonkeyPatch, path: Path, times: int) -> list[int]:
+    """Make the first ``times`` reads of ``path`` race with a real write to it."""
+    real = filehash._read
+    reads: list[int] = []
+
+    def read_then_write(fd: int, n: int) -> bytes:
+        data = real(fd, n)
+        reads.append(n)
+        if len(reads) <= times:
+            with path.open("ab") as fh:
+                fh.write(b" and more")
+        return data
+
+    monkeypatch.setattr(filehash, "_read", read_then_write)
+    return reads
+
+
 async def test_file_rewritten_while_hashed_is_hashed_again(
     tmp_path: Path, digester: Digester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "moving"
     path.write_bytes(b"old content")
-    real = filehash._hash_fd
-    calls = 0
-
-    def rewrite_during_first_read(fd: int, where: str, size: int, mmap: bool) -> str:
-        nonlocal calls
-        calls += 1
-        result = real(fd, where, size, mmap)
-        if calls == 1:
-            with open(where, "ab") as fh:  # a real write, while "hashing" is under way
-                fh.write(b" and more")
-        return result
-
-    monkeypatch.setattr(filehash, "_hash_fd", rewrite_during_first_read)
+    reads = append_while_reading(monkeypatch, path, times=1)
     got = await digester.digest(path)
-    assert calls == 2
+    assert len(reads) == 2
     assert got.hex == blake3(b"old content and more").hexdigest()
 
 
@@ -159,21 +164,15 @@ async def test_file_that_never_settles_is_reported(
     tmp_path: Path, digester: Digester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "moving"
-    path.write_bytes(b"x")
-    real = filehash._hash_fd
-
-    def always_rewrite(fd: int, where: str, size: int, mmap: bool) -> str:
-        result = real(fd, where, size, mmap)
-        with open(where, "ab") as fh:
-            fh.write(b"x")
-        return result
-
-    monkeypatch.setattr(filehash, "_hash_fd", always_rewrite)
+    path.write_bytes(pattern(filehash.MMAP_THRESHOLD // 2))
+    append_while_reading(monkeypatch, path, times=100)
     with pytest.raises(InputChanged, match="moving: file kept changing") as info:
         await digester.digest(path)
     assert info.value.path == str(path)
-    # The stale digest was not remembered either.
-    assert digester.stats.files_hashed == 0
+    assert digester.stats.files_hashed == 0  # and no stale digest was remembered
+    monkeypatch.undo()
+    settled = await digester.digest(path)
+    assert settled.hex == blake3(path.read_bytes()).hexdigest()
 
 
 async def test_fifo_is_rejected_without_hanging(tmp_path: Path, digester: Digester) -> None:

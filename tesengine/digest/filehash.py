@@ -43,6 +43,7 @@ _BIG_READ_SIZE = 8 << 20
 #: How often a file that keeps changing while hashed is retried before giving up.
 _ATTEMPTS = 3
 _PROC_FD = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
+_read = os.read  # one name for every read, so tests can write to a file mid-read
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -138,7 +139,7 @@ def _hash_small(path: str, expected: FileStat) -> tuple[str, FileStat] | None:
     # Most inputs of a large tree take this path, so it saves every call it can.
     fd = _open(path)
     try:
-        data = os.read(fd, expected.size)
+        data = _read(fd, expected.size)
         after = FileStat.of(os.fstat(fd))
     except OSError as exc:
         raise _error(path, exc) from exc
@@ -185,7 +186,7 @@ def _hash_fd(fd: int, path: str, size: int, mmap: bool) -> str:
     # Reading exactly `size` bytes saves the EOF read; growth shows in the
     # stat taken afterwards and triggers another attempt.
     left = size
-    while left > 0 and (chunk := os.read(fd, min(left, read_size))):
+    while left > 0 and (chunk := _read(fd, min(left, read_size))):
         hasher.update(chunk)
         left -= len(chunk)
     return hasher.hexdigest()
