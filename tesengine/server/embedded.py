@@ -8,28 +8,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from ..config import is_loopback
 from ..errors import ConfigError
 from .app import ServerSettings, create_app
 from .runtime import Runtime
 
-__all__ = ["LocalTesServer", "is_loopback"]
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["LocalTesServer"]
 
 
 class LocalTesServer:
