@@ -205,8 +205,7 @@ async def _stager(spec: dict[str, Any], inputs: str, cache: str) -> Any:
     from tesengine.storage import Stager, Storage
 
     digester = Digester(cache_dir=Path(cache))
-    stager = Stager(Storage(_config(spec)), digester, inputs, concurrency=CONCURRENCY)
-    return stager
+    return Stager(Storage(_config(spec)), digester, inputs, concurrency=CONCURRENCY)
 
 
 async def _seed(spec: dict[str, Any]) -> dict[str, Any]:
