@@ -3,7 +3,9 @@
 ``submit`` validates a task completely, stages its local inputs (digest,
 exists?, upload), builds the TES request with a unique output prefix, creates
 the task and returns a :class:`TaskRun` at once; one poller coroutine per
-task then resolves it. Leaving ``async with`` cancels (or leaves, per
+task then resolves it, reading states from one shared
+:class:`~tesengine.engine.batch.BatchStatus` (one tag-filtered listing per
+interval) or per task, as ``polling`` says. Leaving ``async with`` cancels (or leaves, per
 ``on_close``) what is still in flight and closes every session.
 """
 
@@ -24,9 +26,10 @@ from ..storage import Stager, Storage
 from ..tes import TesClient
 from ..tes import models as wire
 from ..testing import poll_interval
+from .batch import status_source
 from .events import EngineEvents, NullEvents, emit
 from .outputs import OutputCache, RemoteDirectory, RemoteFile
-from .poller import PerTaskStatus, Sleep, StatusSource, poll
+from .poller import Sleep, StatusSource, poll
 from .request import (
     LOG_OUTPUT,
     PREFIX_TAG,
@@ -72,7 +75,7 @@ class TesBackend:
             concurrency=config.backend.staging_concurrency,
         )
         self.reader = OutputCache(self.storage, cache / "outputs")
-        self._status = status or PerTaskStatus(self.client)
+        self._status = status or status_source(config.backend.polling, self.client, sleep)
         self._sleep = sleep
         self._runs: set[TaskRun] = set()
         self._closed = False
@@ -120,6 +123,8 @@ class TesBackend:
         self._check_open()
         task = await self.client.get_task(task_id, wire.View.BASIC)
         submission = _recover(task, outputs)
+        # Tasks of an earlier process carry its run tag: batched polling lists that one too.
+        self._status.watch(submission.task_id, (task.tags or {}).get(RUN_TAG))
         return self._track(TaskRun(self, task.name or task_id, submission, None))
 
     def remote_file(self, url: str) -> RemoteFile:
@@ -150,6 +155,7 @@ class TesBackend:
         for run in live:
             run.stop_polling()
         await asyncio.gather(*(run.wait_stopped() for run in live))
+        await self._status.aclose()  # before the client: its loop may be mid-request
         await _close_all(self.client.aclose(), self.storage.aclose(), self.digester.aclose())
 
     # -- internals --------------------------------------------------------
@@ -173,6 +179,7 @@ class TesBackend:
         prefix = output_prefix(self.config.backend.outputs, plan.task.name)
         request = build_task(plan, staged, prefix, {RUN_TAG: self.run_tag})
         task_id = await self.client.create_task(request)
+        self._status.watch(task_id, self.run_tag)
         return Submission(task_id, prefix, output_targets(plan.outputs, prefix), logs_url(prefix))
 
     def _track(self, run: TaskRun) -> TaskRun:

@@ -1,13 +1,18 @@
-"""One poller coroutine per task: wait, read the MINIMAL state, act on it.
+"""One poller coroutine per task: wait for the next MINIMAL state, act on it.
 
-A transient error (the client already retried) never fails a task: the poller
-logs it and polls again. A state that moves backwards is accepted as it is.
-PREEMPTED resubmits (a new output prefix) up to the configured count; the
-FULL view is read once, when the state is final.
+Where states come from is a :class:`StatusSource`: :class:`PerTaskStatus`
+sleeps ``interval`` (jittered) and GETs the task; the coalesced
+:class:`~tesengine.engine.batch.BatchStatus` answers every poller of a backend
+from one tag-filtered listing per interval. A transient error (the client
+already retried) never fails a task: the poller logs it and polls again. A
+state that moves backwards is accepted as it is. PREEMPTED resubmits (a new
+output prefix) up to the configured count; the FULL view is read once, when
+the state is final.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -27,10 +32,21 @@ _RNG = random.Random()  # noqa: S311 - jitter, not cryptography
 
 
 class StatusSource(Protocol):
-    """Where pollers read task states: one GET each, or a shared batched listing."""
+    """Where pollers read task states: one GET each, or a shared batched listing.
 
-    async def state(self, task_id: str) -> State: ...
+    The backend calls :meth:`watch` for every task it creates or attaches
+    (with the task's ``tesengine-run`` tag, None when it has none); the poller
+    calls :meth:`unwatch` when it stops watching a task id.
+    """
+
+    def watch(self, task_id: str, tag: str | None) -> None: ...
+    def unwatch(self, task_id: str) -> None: ...
+    async def next_state(self, task_id: str, interval: float) -> State:
+        """The task's state, observed about ``interval`` seconds after the last call."""
+        ...
+
     async def full(self, task_id: str) -> Task: ...
+    async def aclose(self) -> None: ...
 
 
 def jittered(interval: float, rng: random.Random = _RNG) -> float:
@@ -40,21 +56,26 @@ def jittered(interval: float, rng: random.Random = _RNG) -> float:
 
 async def poll(run: TaskRun, source: StatusSource, interval: float, sleep: Sleep) -> TaskResult:
     """Poll ``run`` until it is final; return its result or raise :class:`TaskFailed`."""
-    while True:
-        await sleep(jittered(interval))
-        state = await _read_state(run, source)
-        if state is None:
-            continue
-        run.observe(state)
-        if state is State.PREEMPTED and await run.resubmit_after_preemption():
-            continue
-        if state.is_final:
-            return run.finish(await _read_full(run, source, interval, sleep))
-
-
-async def _read_state(run: TaskRun, source: StatusSource) -> State | None:
     try:
-        return await source.state(run.id)
+        while True:
+            state = await _read_state(run, source, interval)
+            if state is None:
+                continue
+            run.observe(state)
+            if state is State.PREEMPTED:
+                old = run.id
+                if await run.resubmit_after_preemption():
+                    source.unwatch(old)
+                    continue
+            if state.is_final:
+                return run.finish(await _read_full(run, source, interval, sleep))
+    finally:
+        source.unwatch(run.id)
+
+
+async def _read_state(run: TaskRun, source: StatusSource, interval: float) -> State | None:
+    try:
+        return await source.next_state(run.id, interval)
     except TesUnavailable as exc:
         log.warning("task %s: polling failed, will retry: %s", run.id, exc)
     except TesApiError as exc:
@@ -74,16 +95,31 @@ async def _read_full(run: TaskRun, source: StatusSource, interval: float, sleep:
 
 
 class PerTaskStatus:
-    """One ``GET /tasks/{id}?view=MINIMAL`` per poll."""
+    """One ``GET /tasks/{id}?view=MINIMAL`` per poll, after a jittered sleep."""
 
-    def __init__(self, client: _Client) -> None:
+    def __init__(self, client: _Client, sleep: Sleep = asyncio.sleep) -> None:
         self._client = client
+        self._sleep = sleep
 
-    async def state(self, task_id: str) -> State:
+    def watch(self, task_id: str, tag: str | None) -> None:
+        """Nothing to remember: every poll names its task."""
+
+    def unwatch(self, task_id: str) -> None:
+        """Nothing to forget."""
+
+    async def next_state(self, task_id: str, interval: float) -> State:
+        await self._sleep(jittered(interval))
+        return await self.read(task_id)
+
+    async def read(self, task_id: str) -> State:
+        """GET the MINIMAL view now."""
         return (await self._client.get_task(task_id, View.MINIMAL)).current_state
 
     async def full(self, task_id: str) -> Task:
         return await self._client.get_task(task_id, View.FULL)
+
+    async def aclose(self) -> None:
+        """Nothing runs in the background."""
 
 
 class _Client(Protocol):

@@ -1,0 +1,283 @@
+"""Coalesced status polling: one tag-filtered listing per interval for every poller.
+
+Each task a backend creates carries the tag ``tesengine-run: <run tag>``. Once
+per interval, :class:`BatchStatus` walks ``GET /tasks?view=MINIMAL&tag_key=
+tesengine-run&tag_value=<tag>&page_size=2047`` (following page tokens) for each
+run tag with a waiting poller, and hands every poller its task's state: the
+server sees O(tasks / page size) requests per interval instead of O(tasks).
+The FULL view is still read once per finished task, by its poller.
+
+Nothing here ever fails a task:
+
+- a task missing from the listing (servers may drop or re-page tasks) is read
+  with one GET by its own poller, as :class:`PerTaskStatus` would;
+- a walk that fails (the client already retried) leaves this tick's tasks
+  to one GET each, and the next tick lists again;
+- with ``polling = "auto"``, the first walk checks that the server honours tag
+  filters (a listing for a random tag must be empty, and a sample listed for
+  a real tag must carry it); a server that does not, or that refuses listing,
+  is polled per task from then on;
+- a walk stops once it has seen every waiting task of its tag, or once it has
+  read as many pages as tasks remain unseen (a long history of finished tasks
+  under an old run tag then costs no more than per-task GETs would).
+
+Attached tasks are watched under their own, older run tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from ..errors import TesApiError, TesUnavailable
+from ..tes.models import ListTasksResponse, State, Task, View
+from .poller import PerTaskStatus, Sleep, StatusSource, jittered
+from .request import RUN_TAG
+
+__all__ = ["PAGE_SIZE", "BatchStatus", "ListingClient", "Mode", "status_source"]
+
+log = logging.getLogger("tesengine.engine")
+
+#: The largest page the TES spec allows ("must be less than 2048").
+PAGE_SIZE = 2047
+_SAMPLE = 8  # tasks read in BASIC view to check that a tag filter holds
+
+Mode = Literal["probing", "batch", "per-task"]
+Polling = Literal["auto", "batch", "per-task"]
+
+
+class ListingClient(Protocol):
+    """What :class:`BatchStatus` needs from a :class:`~tesengine.tes.TesClient`."""
+
+    async def get_task(self, task_id: str, view: View = ...) -> Task: ...
+
+    async def list_tasks(
+        self,
+        *,
+        tags: Mapping[str, str] | None = None,
+        view: View = ...,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> ListTasksResponse: ...
+
+
+def status_source(polling: Polling, client: ListingClient, sleep: Sleep) -> StatusSource:
+    """The status source for a backend's ``polling`` setting."""
+    if polling == "per-task":
+        return PerTaskStatus(client, sleep)
+    return BatchStatus(client, probe=polling == "auto", sleep=sleep)
+
+
+@dataclass(slots=True)
+class _Waiter:
+    """A poller waiting for its task's next state (None: read it yourself)."""
+
+    future: asyncio.Future[State | None]
+    interval: float
+
+
+class BatchStatus:
+    """A :class:`StatusSource` that answers all pollers from one listing per interval.
+
+    ``probe`` (``polling = "auto"``) checks at first use that the server
+    honours tag filters; without it (``polling = "batch"``) the server is
+    trusted. ``sleep`` is used only by the per-task fallback.
+    """
+
+    def __init__(
+        self, client: ListingClient, *, probe: bool = True, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        self._client = client
+        self._direct = PerTaskStatus(client, sleep)
+        self._mode: Mode = "probing" if probe else "batch"
+        self._page_size: int | None = PAGE_SIZE
+        self._tags: dict[str, str] = {}  # watched task id -> its run tag
+        self._waiters: dict[str, _Waiter] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._next_tick = math.inf  # loop time of the next walk; inf: none scheduled
+        self._interval = math.inf  # the shortest interval a waiting poller asked for
+        self._closed = False
+
+    @property
+    def mode(self) -> Mode:
+        """``probing`` until the first walk, then ``batch`` or ``per-task``."""
+        return self._mode
+
+    @property
+    def refreshing(self) -> bool:
+        """True while the background refresh loop runs."""
+        return self._refresher is not None
+
+    def watch(self, task_id: str, tag: str | None) -> None:
+        if tag:
+            self._tags[task_id] = tag
+
+    def unwatch(self, task_id: str) -> None:
+        self._tags.pop(task_id, None)
+        if not self._tags:
+            self._wake.set()  # an idle refresh loop ends now
+
+    async def next_state(self, task_id: str, interval: float) -> State:
+        if self._mode == "per-task" or self._closed or task_id not in self._tags:
+            return await self._direct.next_state(task_id, interval)
+        state = await self._wait(task_id, interval)
+        return state if state is not None else await self._direct.read(task_id)
+
+    async def full(self, task_id: str) -> Task:
+        return await self._direct.full(task_id)
+
+    async def aclose(self) -> None:
+        """Stop the refresh loop; pollers still waiting are cancelled."""
+        self._closed = True
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.wait([self._refresher])
+        for waiter in self._waiters.values():
+            waiter.future.cancel()
+        self._waiters.clear()
+
+    # -- waiting ----------------------------------------------------------
+
+    async def _wait(self, task_id: str, interval: float) -> State | None:
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future(), interval)
+        self._waiters[task_id] = waiter
+        # Waiters join the scheduled walk; only an idle loop or a shorter
+        # interval (test mode switched on) moves the walk earlier.
+        if self._next_tick == math.inf or interval < self._interval:
+            self._interval = min(interval, self._interval)
+            self._next_tick = min(self._next_tick, loop.time() + jittered(interval))
+            self._wake.set()
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh_loop(), name="tesengine-status")
+        try:
+            return await waiter.future
+        finally:
+            if self._waiters.get(task_id) is waiter:
+                del self._waiters[task_id]
+
+    async def _refresh_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._tags and not self._closed:
+                await self._until_tick(loop)
+                batch, self._waiters = self._waiters, {}
+                if batch:
+                    self._interval = min(w.interval for w in batch.values())
+                    self._next_tick = loop.time() + jittered(self._interval)
+                    await self._refresh(batch)
+                else:  # nobody waits (e.g. all read FULL views): sleep until someone does
+                    self._next_tick = self._interval = math.inf
+        except Exception:
+            log.exception("batched status polling failed; polling each task from now on")
+            self._mode = "per-task"
+            _release(self._waiters.values())
+        finally:
+            self._refresher = None
+
+    async def _until_tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._tags and (delay := self._next_tick - loop.time()) > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(None if delay == math.inf else delay):
+                    await self._wake.wait()
+
+    # -- refreshing -------------------------------------------------------
+
+    async def _refresh(self, batch: dict[str, _Waiter]) -> None:
+        try:
+            if self._mode == "probing":
+                await self._probe(batch)
+            if self._mode == "batch":
+                for tag, waiters in _by_tag(batch, self._tags).items():
+                    if self._mode == "batch":
+                        await self._walk(tag, waiters)
+        finally:
+            _release(batch.values())  # whatever the listing did not answer
+
+    async def _probe(self, batch: Mapping[str, _Waiter]) -> None:
+        tag = next((self._tags[i] for i in batch if i in self._tags), None)
+        if tag is None:
+            return
+        try:
+            honoured = await self._honours_tag_filter(tag)
+        except TesUnavailable as exc:
+            log.warning("checking tag filtering failed, will retry: %s", exc)
+            return
+        except TesApiError as exc:
+            log.info("TES server refuses tag-filtered listing (%s): polling each task", exc)
+            honoured = False
+        if honoured:
+            log.debug("TES server honours tag filters: batched status polling")
+            self._mode = "batch"
+        else:
+            log.info("TES server ignores tag filters: polling each task")
+            self._mode = "per-task"
+
+    async def _honours_tag_filter(self, tag: str) -> bool:
+        empty = await self._page({RUN_TAG: f"tesengine-probe-{uuid.uuid4().hex}"}, None)
+        if empty.tasks:
+            return False  # a tag nobody used matched tasks: the filter is ignored
+        sample = await self._client.list_tasks(
+            tags={RUN_TAG: tag}, view=View.BASIC, page_size=_SAMPLE
+        )
+        return all((t.tags or {}).get(RUN_TAG) == tag for t in sample.tasks)
+
+    async def _walk(self, tag: str, waiters: dict[str, _Waiter]) -> None:
+        """Answer ``waiters`` (popping each one answered) from the listing of ``tag``."""
+        token: str | None = None
+        tokens: set[str] = set()
+        pages = 0
+        while waiters:
+            try:
+                page = await self._page({RUN_TAG: tag}, token)
+            except TesUnavailable as exc:
+                log.warning("listing tasks failed; one GET per waiting task this time: %s", exc)
+                return
+            except TesApiError as exc:
+                log.warning("TES server refused listing tasks (%s): polling each task", exc)
+                self._mode = "per-task"
+                return
+            pages += 1
+            for task in page.tasks:
+                waiter = waiters.pop(task.id or "", None)
+                if waiter is not None and not waiter.future.done():
+                    waiter.future.set_result(task.current_state)
+            token = page.next_page_token
+            if not token or token in tokens or pages >= len(waiters):
+                break  # the rest (if any) cost no more as one GET each
+            tokens.add(token)
+
+    async def _page(self, tags: Mapping[str, str], token: str | None) -> ListTasksResponse:
+        """One MINIMAL page, as large as the server accepts."""
+        try:
+            return await self._client.list_tasks(
+                tags=tags, view=View.MINIMAL, page_size=self._page_size, page_token=token
+            )
+        except TesApiError as exc:
+            if exc.status != 400 or self._page_size is None:
+                raise
+        self._page_size = None  # the server refuses our page size: use its default
+        return await self._client.list_tasks(tags=tags, view=View.MINIMAL, page_token=token)
+
+
+def _by_tag(batch: Mapping[str, _Waiter], tags: Mapping[str, str]) -> dict[str, dict[str, _Waiter]]:
+    groups: dict[str, dict[str, _Waiter]] = {}
+    for task_id, waiter in batch.items():
+        if (tag := tags.get(task_id)) is not None:
+            groups.setdefault(tag, {})[task_id] = waiter
+    return groups
+
+
+def _release(waiters: Iterable[_Waiter]) -> None:
+    """Tell each waiter still pending to read its task itself."""
+    for waiter in waiters:
+        if not waiter.future.done():
+            waiter.future.set_result(None)
