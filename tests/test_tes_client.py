@@ -379,7 +379,16 @@ async def test_404_is_not_retried(fake: FakeTes, client: TesClient) -> None:
 
 
 async def test_malformed_json_fails_clearly(fake: FakeTes, client: TesClient) -> None:
-    fake.faults.append(Fault("GET", "get", 200, '{"id": "x", "state": '))
+    # JSON cut short in transit is retried like any transient fault, then reported
+    fake.faults.extend([Fault("GET", "get", 200, '{"id": "x", "state": ')] * 4)
+    with pytest.raises(TesUnavailable, match=r"malformed Task from server"):
+        await client.get_task("x")
+    assert fake.count("GET", "get") == 4
+
+
+async def test_html_instead_of_json_fails_at_once(fake: FakeTes, client: TesClient) -> None:
+    html = {"Content-Type": "text/html"}
+    fake.faults.append(Fault("GET", "get", 200, "<html>login</html>", headers=html))
     with pytest.raises(TesApiError, match=r"malformed Task from server") as info:
         await client.get_task("x")
     assert info.value.status == 200 and fake.count("GET", "get") == 1

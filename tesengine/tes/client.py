@@ -42,7 +42,7 @@ from .models import (
     View,
     WireModel,
 )
-from .retry import RetryPolicy
+from .retry import MalformedReply, RetryPolicy
 from .transport import Reply, Transport, may_have_reached_server
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class TesClient:
     async def service_info(self) -> ServiceInfo:
         """GET /service-info."""
         url = f"{await self.base_url()}/service-info"
-        return _parse(ServiceInfo, await self._transport.request("GET", url))
+        return await self._get(ServiceInfo, url)
 
     async def create_task(self, task: Task) -> str:
         """POST /tasks without ever creating the task twice; returns its id.
@@ -176,17 +176,17 @@ class TesClient:
                 return found
             try:
                 reply = await self._transport.send_once("POST", url, body)
+                return _parse(CreateTaskResponse, reply).id
             except Exception as exc:
                 maybe_sent = maybe_sent or may_have_reached_server(exc)
                 raise
-            return _parse(CreateTaskResponse, reply).id
 
         return await self._transport.call("POST", url, attempt)
 
     async def get_task(self, task_id: str, view: View = View.MINIMAL) -> Task:
         """GET /tasks/{id}."""
         url = f"{await self.base_url()}/tasks/{quote(task_id, safe='')}?view={View(view).value}"
-        return _parse(Task, await self._transport.request("GET", url))
+        return await self._get(Task, url)
 
     async def list_tasks(
         self,
@@ -208,7 +208,7 @@ class TesClient:
             page_size=page_size,
             page_token=page_token,
         )
-        return _parse(ListTasksResponse, await self._transport.request("GET", url))
+        return await self._get(ListTasksResponse, url)
 
     async def iter_tasks(
         self,
@@ -242,6 +242,14 @@ class TesClient:
         """POST /tasks/{id}:cancel."""
         url = f"{await self.base_url()}/tasks/{quote(task_id, safe='')}:cancel"
         await self._transport.request("POST", url, b"{}")
+
+    async def _get(self, model: type[_M], url: str) -> _M:
+        """GET and parse, retrying a reply whose body was cut short like any transient fault."""
+
+        async def attempt() -> _M:
+            return _parse(model, await self._transport.send_once("GET", url))
+
+        return await self._transport.call("GET", url, attempt)
 
     async def _find_submission(self, base: str, tag: str, name: str | None) -> str | None:
         """The id of the task tagged ``tag``, if the server has one.
@@ -317,10 +325,17 @@ def _parse(model: type[_M], reply: Reply) -> _M:
     except ValidationError as exc:
         problem = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(p) for p in problem["loc"]) or "document"
-        raise TesApiError(
-            reply.method,
-            reply.url,
-            reply.status,
+        message = (
             f"malformed {model.__name__} from server ({where}: {problem['msg']}):"
-            f" {reply.body[:200].decode('utf-8', errors='replace')}",
-        ) from None
+            f" {reply.body[:200].decode('utf-8', errors='replace')}"
+        )
+        if problem["type"] == "json_invalid" and _says_json(reply.content_type):
+            # JSON announced but cut short: a transit fault; a POST may have
+            # been acted on, so create_task looks its tag up before posting again
+            raise MalformedReply(message) from None
+        raise TesApiError(reply.method, reply.url, reply.status, message) from None
+
+
+def _says_json(content_type: str | None) -> bool:
+    """True unless the reply says it is something else (an HTML page, plain text)."""
+    return content_type is None or "json" in content_type.lower()

@@ -1,6 +1,7 @@
 """When and how long to wait before retrying a TES request.
 
-Retried: connection errors, timeouts, HTTP 500/502/503/504 and 429. The wait
+Retried: connection errors, timeouts, HTTP 500/502/503/504 and 429, and a
+2xx JSON reply whose body does not parse (a body cut short in transit). The wait
 is exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``),
 except that a ``Retry-After`` header (seconds or an HTTP date) is honoured
 as given, up to :attr:`RetryPolicy.retry_after_max`.
@@ -24,6 +25,7 @@ import stamina
 
 __all__ = [
     "RETRY_STATUSES",
+    "MalformedReply",
     "RetryPolicy",
     "RetryableStatus",
     "is_retryable",
@@ -44,6 +46,10 @@ class RetryableStatus(Exception):
         self.retry_after = retry_after
 
 
+class MalformedReply(Exception):
+    """A 2xx reply whose JSON body does not parse (cut short on the way): worth another try."""
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True for failures that another attempt may cure.
 
@@ -52,7 +58,11 @@ def is_retryable(exc: BaseException) -> bool:
     """
     return isinstance(
         exc,
-        RetryableStatus | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | TimeoutError,
+        RetryableStatus
+        | MalformedReply
+        | aiohttp.ClientConnectionError
+        | aiohttp.ClientPayloadError
+        | TimeoutError,
     )
 
 

@@ -44,6 +44,7 @@ class Reply:
     url: str
     retry_after: str | None = None
     location: str | None = None
+    content_type: str | None = None
 
 
 def may_have_reached_server(exc: BaseException) -> bool:
@@ -199,6 +200,7 @@ class Transport:
                 url,
                 resp.headers.get("Retry-After"),
                 resp.headers.get("Location"),
+                resp.headers.get("Content-Type"),
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s -> %d", method, redact_url(url), reply.status)
