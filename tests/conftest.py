@@ -13,6 +13,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.azurite",
     "tests.fixtures.tes_spec",
     "tests.fixtures.tes_server",
+    "tests.fixtures.proxy",
 ]
 
 

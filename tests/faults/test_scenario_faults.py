@@ -1,0 +1,70 @@
+"""Scenario 1: many tasks through a proxy that fails a fifth of all requests.
+
+Every task must complete exactly once on the server (counted by submission
+tag: none duplicated, none lost), and every future must resolve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from tesengine import Executor, Task, TesBackend
+from tesengine.tes import SUBMISSION_TAG, State, TesClient, View
+from tests.faults.conftest import FULL, make_config
+from tests.fixtures.proxy import (
+    MALFORMED,
+    REGRESS,
+    RESET_AFTER,
+    RESET_BEFORE,
+    THROTTLED,
+    TRUNCATED,
+    UNAVAILABLE,
+    Fault,
+    FaultProxy,
+)
+from tests.fixtures.tes_server import ServedTes
+
+Proxy = Callable[[str], Awaitable[FaultProxy]]
+TASKS = 500 if FULL else 120
+MIXED = (
+    UNAVAILABLE, THROTTLED, RESET_BEFORE, RESET_AFTER, TRUNCATED, MALFORMED, REGRESS,
+    Fault("delay", seconds=0.8),
+)  # fmt: skip
+
+
+async def test_tasks_through_a_failing_proxy_complete_exactly_once(
+    serve_tes: Callable[..., ServedTes], fault_proxy: Proxy, fast_retries: None, tmp_path: Path
+) -> None:
+    served = serve_tes(args=["--max-tasks", "64"])
+    proxy = await fault_proxy(served.url, seed=1)
+    proxy.add(*MIXED, probability=0.2)
+    config = make_config(
+        proxy.url + "/ga4gh/tes/v1",
+        served.storage_dir,
+        tmp_path / "cache",
+        interval=0.5,
+        read_timeout=0.5,
+        max_concurrency=64,
+    )
+    async with TesBackend(config) as backend:
+        runs = await asyncio.gather(
+            *(backend.submit(Task(f"t{i}", [Executor("alpine", ["true"])])) for i in range(TASKS))
+        )
+        results = await asyncio.wait_for(asyncio.gather(*runs), timeout=240)
+    assert [r.state for r in results] == [State.COMPLETE] * TASKS
+    async with TesClient(served.api) as direct:  # count on the server, not through the proxy
+        tasks = [t async for t in direct.iter_tasks(view=View.BASIC, page_size=1000)]
+    names = Counter(t.name for t in tasks)
+    tags = Counter((t.tags or {}).get(SUBMISSION_TAG) for t in tasks)
+    assert len(tasks) == TASKS, f"{len(tasks) - TASKS:+d} tasks on the server"
+    assert set(names.values()) == {1}
+    assert len(tags) == TASKS
+    assert None not in tags
+    assert {t.id for t in tasks} == {r.id for r in results}
+    assert all(t.current_state is State.COMPLETE for t in tasks)
+    # every kind of fault was actually injected, including on task creation
+    assert set(proxy.injected) == {f.kind for f in MIXED}
+    print(f"\n{TASKS} tasks, {proxy.requests} requests, injected: {dict(proxy.injected)}")
