@@ -195,3 +195,21 @@ def test_processes_share_one_cache(tmp_path: Path) -> None:
     with sqlite3.connect(cache / CACHE_FILE) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert conn.execute("SELECT count(*) FROM files").fetchone() == (600,)
+
+
+async def test_from_config_uses_threads_and_cache_dir(tmp_path: Path) -> None:
+    from tesengine.config import BackendConfig
+
+    config = BackendConfig(
+        type="tes",
+        url="http://127.0.0.1:1",
+        inputs="file:///tmp/in",
+        outputs="file:///tmp/out",
+        digest_threads=3,
+        cache_dir=tmp_path / "configured",
+    )
+    (tmp_path / "f").write_bytes(b"x")
+    async with Digester.from_config(config) as d:
+        assert d.threads == 3
+        await d.digest(tmp_path / "f")
+    assert (tmp_path / "configured" / CACHE_FILE).is_file()

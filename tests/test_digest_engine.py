@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from blake3 import blake3
 
-from tesengine.digest import Digest, Digester, digest, filehash
+from tesengine.digest import Digest, Digester, NullProgress, digest, filehash
 from tesengine.errors import DigestError, InputChanged
 from tests.support import require
 
@@ -278,3 +278,38 @@ async def test_error_in_one_batch_fails_the_directory(
     assert digester.stats.files_hashed - before == 400
     async with Digester(cache=False) as fresh:
         assert again == await fresh.digest(root)
+
+
+class Recorder(NullProgress):
+    def __init__(self) -> None:
+        self.found = 0
+        self.bytes = 0
+        self.done: list[tuple[Path, bool]] = []
+        self.threads: set[str] = set()
+
+    def files_found(self, count: int) -> None:
+        self.found += count
+
+    def bytes_hashed(self, n: int) -> None:
+        self.bytes += n
+
+    def file_done(self, path: Path, cached: bool) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.done.append((path, cached))
+
+
+async def test_progress_hooks_run_on_the_loop_thread(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(20):
+        (root / f"f{i}").write_bytes(b"x" * i)
+    first, second = Recorder(), Recorder()
+    async with Digester(cache_dir=tmp_path / "c", progress=first) as d:
+        await d.digest(root)
+    async with Digester(cache_dir=tmp_path / "c", progress=second) as d:
+        await d.digest(root)
+    assert (first.found, first.bytes, len(first.done)) == (20, sum(range(20)), 20)
+    assert not any(cached for _, cached in first.done)
+    assert (second.found, second.bytes) == (20, 0)
+    assert sorted(second.done) == sorted((root / f"f{i}", True) for i in range(20))
+    assert first.threads == second.threads == {threading.current_thread().name}
