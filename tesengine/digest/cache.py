@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .filehash import FileStat
 
@@ -38,13 +38,15 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (dev, ino)
 ) WITHOUT ROWID;
 """
-_SELECT_FILES = (
-    "SELECT dev, ino, size, mtime_ns, ctime_ns, hex FROM files"
-    " WHERE length(hex) = 64 AND dev = ? AND ino IN"
+# SQLite matches the five stat fields itself and returns only the hits.
+_LOOKUP = (
+    "WITH q(i, dev, ino, size, mtime_ns, ctime_ns) AS (VALUES {rows})"
+    " SELECT q.i, f.hex FROM q JOIN files AS f ON f.dev = q.dev AND f.ino = q.ino"
+    " WHERE f.size = q.size AND f.mtime_ns = q.mtime_ns AND f.ctime_ns = q.ctime_ns"
+    " AND length(f.hex) = 64"
 )
-_CHUNK = 500
-_TOP = 1 << 63  # well under SQLite's bound-parameter limit
-T = TypeVar("T")
+_CHUNK = 999 // 6  # rows of 6 parameters under SQLite's oldest bound-parameter limit
+_TOP = 1 << 63
 
 
 def _signed(s: FileStat) -> tuple[int, ...]:
@@ -66,17 +68,19 @@ class DigestCache:
     def lookup_files(self, stats: Sequence[FileStat]) -> list[str | None]:
         """The cached hex of each file in ``stats``, or None where there is none.
 
-        A row counts only when all five stat fields match; one query per
-        device and chunk serves many files (this runs once per file of a tree).
+        A row counts only when all five stat fields match; one query serves
+        many files (this runs once for every file of a tree).
         """
-        keys = [_signed(s) for s in stats]
-        found: dict[tuple[int, ...], str] = {}
-        for dev in {k[0] for k in keys}:
-            inos = [k[1] for k in keys if k[0] == dev]
-            for chunk in _chunks(inos):
-                sql = f"{_SELECT_FILES} ({','.join('?' * len(chunk))})"
-                found.update((row[:5], row[5]) for row in self._query(sql, (dev, *chunk)))
-        return [found.get(k) for k in keys]
+        result: list[str | None] = [None] * len(stats)
+        for start in range(0, len(stats), _CHUNK):
+            chunk = stats[start : start + _CHUNK]
+            params: list[int] = []
+            for i, s in enumerate(chunk, start):
+                params += (i, *_signed(s))
+            sql = _LOOKUP.format(rows=",".join(["(?,?,?,?,?,?)"] * len(chunk)))
+            for i, hex_ in self._query(sql, tuple(params)):
+                result[i] = hex_
+        return result
 
     def store_files(self, rows: Iterable[tuple[FileStat, str]]) -> None:
         """Remember that the file with each stat has the given hex digest."""
@@ -162,8 +166,3 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _remove(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
-
-
-def _chunks(items: list[T]) -> Iterator[list[T]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
