@@ -313,3 +313,34 @@ async def test_progress_hooks_run_on_the_loop_thread(tmp_path: Path) -> None:
     assert (second.found, second.bytes) == (20, 0)
     assert sorted(second.done) == sorted((root / f"f{i}", True) for i in range(20))
     assert first.threads == second.threads == {threading.current_thread().name}
+
+
+async def test_last_caller_cancelling_stops_the_work(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(2000):
+        (root / f"f{i:04}").write_bytes(b"x")
+    started = asyncio.Event()
+
+    class FirstDone(NullProgress):
+        def file_done(self, path: Path, cached: bool) -> None:
+            started.set()
+
+    async with Digester(cache=False, threads=1, progress=FirstDone()) as d:
+        caller = asyncio.ensure_future(d.digest(root))
+        await started.wait()
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        for _ in range(3000):  # the shared job ends once its running batch returns
+            if not d._inflight:
+                break
+            await asyncio.sleep(0.01)
+        assert not d._inflight
+        # 8 batches of 250 files were queued; only those already running finished.
+        assert 0 < d.stats.files_hashed < 2000
+
+
+async def test_digest_file_refuses_a_directory(tmp_path: Path, digester: Digester) -> None:
+    with pytest.raises(DigestError, match=r": is a directory, not a file$"):
+        await digester.digest_file(tmp_path)

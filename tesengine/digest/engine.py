@@ -111,7 +111,7 @@ class Digester:
         self._progress: DigestProgress = progress or NullProgress()
         self._tracking = progress is not None
         self._mmap = mmap
-        self._inflight: dict[tuple[object, ...], asyncio.Future[Any]] = {}
+        self._inflight: dict[tuple[object, ...], _Flight] = {}
         self.stats = DigestStats()
 
     @classmethod
@@ -148,7 +148,7 @@ class Digester:
 
     async def aclose(self) -> None:
         """Cancel digests in flight, stop the workers and close the cache."""
-        pending = list(self._inflight.values())
+        pending = [flight.job for flight in self._inflight.values()]
         for future in pending:
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -170,19 +170,29 @@ class Digester:
         """Single flight: concurrent requests for one key share one job.
 
         The job is shielded, so one caller giving up does not cancel it for
-        the others; it leaves the table when it ends (the cache remembers).
+        the others; when the last one gives up, the job is cancelled. It
+        leaves the table when it ends (the persistent cache remembers).
         """
         key = (asyncio.get_running_loop(), *key)
-        future = self._inflight.get(key)
-        if future is None:
-            future = asyncio.ensure_future(start())
-            self._inflight[key] = future
-            future.add_done_callback(lambda done: self._forget(key, done))
-        result: T = await asyncio.shield(future)
+        flight = self._inflight.get(key)
+        if flight is None:
+            flight = _Flight(asyncio.ensure_future(start()))
+            self._inflight[key] = flight
+            flight.job.add_done_callback(lambda done: self._forget(key, done))
+        flight.waiters += 1
+        try:
+            result: T = await asyncio.shield(flight.job)
+        except asyncio.CancelledError:
+            if not flight.job.done() and flight.waiters == 1:
+                flight.job.cancel()
+            raise
+        finally:
+            flight.waiters -= 1
         return result
 
     def _forget(self, key: tuple[object, ...], done: asyncio.Future[Any]) -> None:
-        if self._inflight.get(key) is done:
+        flight = self._inflight.get(key)
+        if flight is not None and flight.job is done:
             del self._inflight[key]
         if not done.cancelled():
             done.exception()  # every awaiter may have gone; never warn "never retrieved"
@@ -202,8 +212,7 @@ class Digester:
         return _known(node)
 
     async def _tree(self, root: str, *, want_files: bool) -> tuple[Digest, list[FileEntry]]:
-        tree = await self._pool.run(scan, root)
-        files = [f for _, f in iter_files(tree)]
+        tree, files = await self._pool.run(_scan, root)
         self._progress.files_found(len(files))
         jobs = [
             asyncio.ensure_future(self._batch(batch))
@@ -215,15 +224,7 @@ class Digester:
             for job in jobs:
                 job.cancel()  # queued batches leave the pool; running ones finish
             raise
-        digest = await self._pool.run(self._finish, tree, files)
-        if not want_files:
-            return digest, []
-        entries = [
-            FileEntry(rel, Path(f.path), _known(f), _stat(f).size, _stat(f).mtime_ns)
-            for rel, f in iter_files(tree)
-        ]
-        entries.sort(key=lambda e: e.relpath)
-        return digest, entries
+        return await self._pool.run(self._finish, tree, files, want_files)
 
     async def _batch(self, batch: list[FileNode]) -> None:
         await self._pool.run(self._batch_job, batch, store=False)
@@ -250,11 +251,20 @@ class Digester:
         if store:
             self._cache.store_files((_stat(n), _known(n).hex) for n in hashed)
 
-    def _finish(self, tree: DirNode, files: Sequence[FileNode]) -> Digest:
+    def _finish(
+        self, tree: DirNode, files: Sequence[FileNode], want_files: bool
+    ) -> tuple[Digest, list[FileEntry]]:
         """Combine the directory digest; remember the new file digests in one go."""
         digest = combine(tree)
         self._cache.store_files((_stat(f), _known(f).hex) for f in files if not f.cached)
-        return digest
+        if not want_files:
+            return digest, []
+        entries = [
+            FileEntry(rel, Path(f.path), _known(f), _stat(f).size, _stat(f).mtime_ns)
+            for rel, f in iter_files(tree)
+        ]
+        entries.sort(key=lambda e: e.relpath)
+        return digest, entries
 
     def _report(self, nodes: Sequence[FileNode]) -> None:
         stats, progress = self.stats, self._progress
@@ -269,6 +279,19 @@ class Digester:
                 if not node.cached:
                     progress.bytes_hashed(size)
                 progress.file_done(Path(node.path), node.cached)
+
+
+@dataclass(slots=True, eq=False)
+class _Flight:
+    """One shared job and how many callers still wait for it."""
+
+    job: asyncio.Future[Any]
+    waiters: int = 0
+
+
+def _scan(root: str) -> tuple[DirNode, list[FileNode]]:
+    tree = scan(root)
+    return tree, [f for _, f in iter_files(tree)]
 
 
 def _absolute(path: StrPath) -> str:

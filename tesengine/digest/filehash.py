@@ -167,6 +167,8 @@ def _regular_fstat(fd: int, path: str) -> FileStat:
 
 def not_regular(path: str, mode: int) -> DigestError:
     """The error for an input that is neither a regular file nor a directory."""
+    if stat.S_ISDIR(mode):
+        return DigestError(f"{describe_path(path)}: is a directory, not a file", path=path)
     return DigestError(
         f"{describe_path(path)}: cannot hash {kind_of(mode)};"
         " only regular files and directories can be inputs",
