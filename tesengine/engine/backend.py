@@ -87,6 +87,15 @@ class TesBackend:
         """A backend configured from a sprocket.toml (found as :func:`load_config` does)."""
         return cls(load_config(path, backend, **kw))
 
+    @property
+    def polling(self) -> str:
+        """How task states are read now: ``batch``, ``per-task``, or ``probing``.
+
+        ``probing`` (``polling = "auto"``) lasts until the first listing has
+        shown whether the server honours tag filters.
+        """
+        return str(getattr(self._status, "mode", "per-task"))
+
     async def __aenter__(self) -> Self:
         return self
 

@@ -183,6 +183,9 @@ class BatchStatus:
             self._refresher = None
 
     async def _until_tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Yield once even when the tick is due: pollers the last walk answered
+        # must get to wait again, or a walk longer than the interval skips them.
+        await asyncio.sleep(0)
         while self._tags and (delay := self._next_tick - loop.time()) > 0:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -1,0 +1,346 @@
+"""Coalesced status polling, counted at the server.
+
+Every test runs ``tesengine serve`` (noop runtime, in process) behind a small
+recording proxy on loopback: real HTTP both ways. The proxy can also ignore
+tag filters (as some servers do), hide tasks from listings, or shrink pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tesengine import Executor, Task, TesBackend
+from tesengine.config import BackendConfig, Config
+from tesengine.server import LocalTesServer
+from tesengine.tes import State
+
+API = "/ga4gh/tes/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+
+    def arg(self, key: str) -> str | None:
+        return next((v for k, v in self.query if k == key), None)
+
+    @property
+    def is_list(self) -> bool:
+        return self.method == "GET" and self.path == f"{API}/tasks"
+
+    @property
+    def task_id(self) -> str | None:
+        prefix = f"{API}/tasks/"
+        if self.method == "GET" and self.path.startswith(prefix):
+            return self.path.removeprefix(prefix)
+        return None
+
+
+@dataclass
+class Proxy:
+    """Forwards to ``upstream`` and records every request it passes on."""
+
+    upstream: str
+    strip_tags: bool = False
+    page_size: int | None = None
+    refuse_list: bool = False
+    hidden: set[str] = field(default_factory=set)
+    seen: list[Seen] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    session: aiohttp.ClientSession | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        query = [(k, v) for k, v in request.query.items()]
+        seen = Seen(request.method, request.path, tuple(query))
+        async with self.changed:
+            self.seen.append(seen)
+            self.changed.notify_all()
+        if seen.is_list:
+            if self.refuse_list:
+                return web.json_response({"error": "listing is not supported"}, status=501)
+            query = [(k, v) for k, v in query if not (self.strip_tags and k.startswith("tag_"))]
+            if self.page_size is not None:
+                query = [(k, v) for k, v in query if k != "page_size"]
+                query.append(("page_size", str(self.page_size)))
+        assert self.session is not None
+        async with self.session.request(
+            request.method,
+            self.upstream + request.path,
+            params=query,
+            data=await request.read(),
+            headers={"Content-Type": request.content_type},
+        ) as reply:
+            body = await reply.read()
+            status = reply.status
+        if seen.is_list and self.hidden and status == 200:
+            doc = json.loads(body)
+            doc["tasks"] = [t for t in doc["tasks"] if t["id"] not in self.hidden]
+            body = json.dumps(doc).encode()
+        return web.Response(body=body, status=status, content_type="application/json")
+
+    async def until(self, check: Callable[[], bool], timeout: float = 60) -> None:
+        """Wait (on requests, not on a clock) until ``check()`` holds."""
+        async with asyncio.timeout(timeout), self.changed:
+            await self.changed.wait_for(check)
+
+    def lists(self, tag: str | None = None) -> list[Seen]:
+        return [s for s in self.seen if s.is_list and (tag is None or s.arg("tag_value") == tag)]
+
+    def gets(self, view: str, task_id: str | None = None) -> list[Seen]:
+        return [
+            s
+            for s in self.seen
+            if s.task_id and s.arg("view") == view and task_id in (None, s.task_id)
+        ]
+
+
+@dataclass
+class Rig:
+    server: LocalTesServer
+    proxy: Proxy
+    url: str
+    root: Path
+
+    def backend(self, events: Any = None, **kw: Any) -> TesBackend:
+        config = BackendConfig(
+            type="tes",
+            url=self.url,
+            inputs=(self.root / "inputs").as_uri(),
+            outputs=(self.root / "outputs").as_uri(),
+            interval=kw.pop("interval", 0.02),
+            cache_dir=self.root / "cache",
+            **kw,
+        )
+        return TesBackend(Config(backend_name="test", backend=config), events=events)
+
+
+@asynccontextmanager
+async def rig(tmp_path: Path, delay: float, **proxy: Any) -> AsyncIterator[Rig]:
+    storage = tmp_path / "storage"
+    storage.mkdir(exist_ok=True)
+    server = LocalTesServer(
+        tmp_path / "server", storage_url=storage.as_uri(), runtime="noop", noop_delay=delay
+    )
+    async with server, aiohttp.ClientSession() as session:
+        fake = Proxy(server.url.rstrip("/"), session=session, **proxy)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", fake.handle)
+        front = TestServer(app, host="127.0.0.1")
+        await front.start_server()
+        try:
+            yield Rig(server, fake, f"http://127.0.0.1:{front.port}", tmp_path)
+        finally:
+            await front.close()
+
+
+def task(name: str) -> Task:
+    return Task(
+        name=name,
+        executors=[Executor(image="alpine", command=["true"])],
+        outputs={"out": "/out/x"},
+    )
+
+
+@dataclass
+class States:
+    """An EngineEvents hook recording the states each task went through."""
+
+    by_task: dict[str, list[State]] = field(default_factory=dict)
+
+    def task_submitted(self, run: Any) -> None:
+        pass
+
+    def task_state(self, run: Any, state: State) -> None:
+        self.by_task.setdefault(run.name, []).append(state)
+
+    def input_staged(self, result: Any) -> None:
+        pass
+
+
+async def test_states_propagate_and_completions_resolve_from_listings(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=0.3) as r:
+        states = States()
+        async with r.backend(states) as backend:
+            runs = [await backend.submit(task(f"t{i}")) for i in range(20)]
+            results = await asyncio.gather(*runs)
+            assert backend.polling == "batch"
+        assert all(result.state is State.COMPLETE for result in results)
+        assert all(State.RUNNING in seen for seen in states.by_task.values())
+        assert all(seen[-1] is State.COMPLETE for seen in states.by_task.values())
+        assert len(states.by_task) == 20
+        assert r.proxy.gets("MINIMAL") == []  # no poller read a state on its own
+        assert len(r.proxy.gets("FULL")) == 20  # one FULL view per finished task
+        probe, sample, *walks = r.proxy.lists()
+        assert probe.arg("tag_value") != backend.run_tag  # a random tag: must list nothing
+        assert (sample.arg("view"), sample.arg("tag_value")) == ("BASIC", backend.run_tag)
+        assert walks and all(s.arg("tag_value") == backend.run_tag for s in walks)
+        assert all((s.arg("view"), s.arg("page_size")) == ("MINIMAL", "2047") for s in walks)
+        assert not backend._status.refreshing  # type: ignore[attr-defined]
+
+
+async def test_listing_cost_is_pages_not_tasks(tmp_path: Path) -> None:
+    """3,000 tasks in flight: each interval costs two list pages and no GETs."""
+    async with rig(tmp_path, delay=3600) as r:
+        async with r.backend(on_close="leave", max_concurrency=64) as backend:
+            tag = backend.run_tag
+            await asyncio.gather(*(backend.submit(task(f"n{i}")) for i in range(3000)))
+            settled = len(r.proxy.seen)
+
+            def starts() -> list[int]:
+                return [
+                    i
+                    for i, s in enumerate(r.proxy.seen)
+                    if i >= settled
+                    and s.arg("tag_value") == tag
+                    and s.arg("view") == "MINIMAL"
+                    and not s.arg("page_token")
+                ]
+
+            await r.proxy.until(lambda: len(starts()) >= 7)
+            first, last = starts()[1], starts()[6]  # five whole walks, all in flight
+            window = r.proxy.seen[first:last]
+            assert backend.polling == "batch"
+        assert len(window) == 10, [(s.method, s.path) for s in window]
+        assert all(s.is_list and s.arg("tag_value") == tag for s in window)
+        assert sum(1 for s in window if s.arg("page_token")) == 5
+        assert r.proxy.gets("MINIMAL") == []
+
+
+async def test_server_ignoring_tag_filters_falls_back_to_per_task(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=0.1, strip_tags=True) as r:
+        async with r.backend() as backend:
+            runs = [await backend.submit(task(f"t{i}")) for i in range(5)]
+            results = await asyncio.gather(*runs)
+            assert backend.polling == "per-task"
+        assert all(result.state is State.COMPLETE for result in results)
+        assert len(r.proxy.lists()) == 1  # only the probe with a random tag
+        assert r.proxy.lists()[0].arg("tag_value") != backend.run_tag
+        assert {s.task_id for s in r.proxy.gets("MINIMAL")} == {run.id for run in runs}
+
+
+async def test_server_refusing_listing_falls_back_to_per_task(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=0.05, refuse_list=True) as r:
+        async with r.backend() as backend:
+            result = await (await backend.submit(task("t")))
+            assert backend.polling == "per-task"
+        assert result.state is State.COMPLETE
+        assert len(r.proxy.gets("MINIMAL")) >= 1
+
+
+async def test_task_missing_from_listing_is_read_alone(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=0.2) as r:
+        async with r.backend() as backend:
+            runs = [await backend.submit(task(f"t{i}")) for i in range(5)]
+            r.proxy.hidden.add(runs[2].id)
+            results = await asyncio.gather(*runs)
+            assert backend.polling == "batch"
+        assert all(result.state is State.COMPLETE for result in results)
+        minimal = r.proxy.gets("MINIMAL")
+        assert minimal and {s.task_id for s in minimal} == {runs[2].id}
+        assert len(r.proxy.lists(backend.run_tag)) >= 2
+
+
+async def test_attach_lists_the_earlier_run_tag(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=0.5) as r:
+        async with r.backend(on_close="leave") as first:
+            old = await first.submit(task("old"))
+        old_tag = first.run_tag
+        async with r.backend() as second:
+            start = len(r.proxy.seen)
+            attached = await second.attach(old.id)
+            fresh = await second.submit(task("fresh"))
+            results = await asyncio.gather(attached, fresh)
+        assert [res.state for res in results] == [State.COMPLETE, State.COMPLETE]
+        assert results[0].outputs["out"].url.startswith(old.prefix)
+        later = r.proxy.seen[start:]
+        assert any(s.is_list and s.arg("tag_value") == old_tag for s in later)
+        assert any(s.is_list and s.arg("tag_value") == second.run_tag for s in later)
+        assert r.proxy.gets("MINIMAL") == []
+
+
+async def test_walk_stops_once_every_waiting_task_was_seen(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=0.2, page_size=5) as r:
+        async with r.backend() as backend:
+            await asyncio.gather(*[await backend.submit(task(f"a{i}")) for i in range(10)])
+            walked = len(r.proxy.lists(backend.run_tag))
+            late = [await backend.submit(task(f"b{i}")) for i in range(2)]
+            await asyncio.gather(*late)
+        first = r.proxy.lists(backend.run_tag)[:walked]
+        second = r.proxy.lists(backend.run_tag)[walked:]
+        assert any(s.arg("page_token") for s in first)  # 10 in flight: two pages of 5
+        assert second and not any(s.arg("page_token") for s in second)  # newest first: 1 page
+        assert not any(r.proxy.gets("MINIMAL", run.id) for run in late)
+
+
+async def test_walk_through_old_history_costs_no_more_than_gets(tmp_path: Path) -> None:
+    """An attached task listed behind many others: one page, then its own GET."""
+    async with rig(tmp_path, delay=0.6, page_size=5) as r:
+        async with r.backend(on_close="leave") as first:
+            target = await first.submit(task("oldest"))  # listed last: newest first
+            for i in range(15):
+                await first.submit(task(f"o{i}"))
+        async with r.backend() as second:
+            start = len(r.proxy.seen)
+            result = await (await second.attach(target.id))
+        assert result.state is State.COMPLETE
+        later = r.proxy.seen[start:]
+        walks = [s for s in later if s.is_list and s.arg("tag_value") == first.run_tag]
+        assert walks and not any(s.arg("page_token") for s in walks)
+        assert {s.task_id for s in r.proxy.gets("MINIMAL")} == {target.id}
+
+
+async def test_batch_mode_skips_the_probe(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=0.05) as r:
+        async with r.backend(polling="batch") as backend:
+            assert backend.polling == "batch"
+            result = await (await backend.submit(task("t")))
+        assert result.state is State.COMPLETE
+        assert {s.arg("tag_value") for s in r.proxy.lists()} == {backend.run_tag}
+        assert all(s.arg("view") == "MINIMAL" for s in r.proxy.lists())
+
+
+async def test_per_task_mode_does_one_get_per_poll(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=0.1) as r:
+        async with r.backend(polling="per-task") as backend:
+            runs = [await backend.submit(task(f"t{i}")) for i in range(5)]
+            await asyncio.gather(*runs)
+            assert backend.polling == "per-task"
+        assert r.proxy.lists() == []
+        per_task = {s.task_id for s in r.proxy.gets("MINIMAL")}
+        assert per_task == {run.id for run in runs}
+
+
+async def test_refresh_loop_ends_with_the_last_task_and_on_close(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=3600) as r:
+        backend = r.backend(on_close="leave")
+        async with backend:
+            await backend.submit(task("long"))
+            await r.proxy.until(lambda: len(r.proxy.lists(backend.run_tag)) >= 2)
+            source = backend._status
+            assert source.refreshing  # type: ignore[attr-defined]
+        assert not source.refreshing  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("polling", ["auto", "per-task"])
+async def test_test_mode_interval_is_honoured(tmp_path: Path, polling: str) -> None:
+    import tesengine.testing
+
+    async with rig(tmp_path, delay=0.05) as r, r.backend(interval=3600, polling=polling) as b:
+        with tesengine.testing.testing():
+            result = await asyncio.wait_for(await b.submit(task("fast")), 30)
+    assert result.state is State.COMPLETE
