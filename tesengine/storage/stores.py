@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -23,11 +24,26 @@ from ..errors import StorageError, redact_url
 from .urls import Location
 
 if TYPE_CHECKING:
-    from obstore.store import ClientConfig
+    from obstore.store import ClientConfig, RetryConfig
 
 __all__ = ["ObjectStore", "StoreCache", "memory_store"]
 
 ObjectStore = S3Store | GCSStore | AzureStore | LocalStore | MemoryStore | HTTPStore
+
+#: Retries of every cloud store. obstore's default gives up after 10 quick
+#: retries (about 3 s), so an object store that is unavailable for half a
+#: minute failed staging; this rides out an outage of up to five minutes.
+#: (Each wait is drawn from [init, previous * base]: it grows slowly, so the
+#: time limit, not the count, is what ends the retries.)
+STORE_RETRY: RetryConfig = {
+    "max_retries": 100,
+    "retry_timeout": timedelta(minutes=5),
+    "backoff": {
+        "init_backoff": timedelta(milliseconds=100),
+        "max_backoff": timedelta(seconds=15),
+        "base": 3.0,
+    },
+}
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _S3_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
@@ -66,17 +82,20 @@ class StoreCache:
         return store
 
     def _build(self, loc: Location) -> ObjectStore:
+        retry = STORE_RETRY
         if loc.provider == "s3":
-            return S3Store(loc.bucket, **s3_options(self.config, loc))
+            return S3Store(loc.bucket, retry_config=retry, **s3_options(self.config, loc))
         if loc.provider == "az":
-            return AzureStore(loc.bucket, **azure_options(self.config, loc))
+            return AzureStore(loc.bucket, retry_config=retry, **azure_options(self.config, loc))
         if loc.provider == "gs":
-            return GCSStore(loc.bucket, **gcs_options(self.config))
+            return GCSStore(loc.bucket, retry_config=retry, **gcs_options(self.config))
         if loc.provider == "memory":
             return memory_store(loc.bucket)
         if loc.provider == "file":
             return LocalStore("/")
-        return HTTPStore.from_url(loc.bucket, client_options=_http_client(loc.bucket))
+        return HTTPStore.from_url(
+            loc.bucket, client_options=_http_client(loc.bucket), retry_config=retry
+        )
 
 
 def s3_options(config: StorageConfig, loc: Location) -> dict[str, Any]:
