@@ -213,3 +213,38 @@ async def test_from_config_uses_threads_and_cache_dir(tmp_path: Path) -> None:
         assert d.threads == 3
         await d.digest(tmp_path / "f")
     assert (tmp_path / "configured" / CACHE_FILE).is_file()
+
+
+async def test_old_rows_are_pruned_when_due(tmp_path: Path) -> None:
+    from tesengine.digest.cache import MAX_AGE
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.write_bytes(b"old")
+    new.write_bytes(b"new")
+    await run(tmp_path / "c", old)
+    await run(tmp_path / "c", new)
+    db = tmp_path / "c" / CACHE_FILE
+    with sqlite3.connect(db) as conn:  # age one row, and make a prune due
+        conn.execute(
+            "UPDATE files SET stored = stored - ? WHERE ino = ?", (MAX_AGE + 5, old.stat().st_ino)
+        )
+        conn.execute("UPDATE meta SET value = 0 WHERE key = 'pruned'")
+    _, d_old = await run(tmp_path / "c", old)
+    _, d_new = await run(tmp_path / "c", new)
+    assert (d_old.stats.files_hashed, d_new.stats.files_hashed) == (1, 0)
+
+
+async def test_cache_of_another_schema_version_is_rebuilt(tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    cache.mkdir()
+    with sqlite3.connect(cache / CACHE_FILE) as conn:  # an older layout, version 0
+        conn.execute("CREATE TABLE files (dev, ino, hex)")
+        conn.execute("INSERT INTO files VALUES (1, 2, 'x')")
+    f = tmp_path / "f"
+    f.write_bytes(b"content")
+    got, _ = await run(cache, f)
+    again, d = await run(cache, f)
+    assert got == again == b3hex(b"content")
+    assert d.stats.files_cached == 1
+    with sqlite3.connect(cache / CACHE_FILE) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)

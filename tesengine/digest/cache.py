@@ -7,6 +7,10 @@ an ``mv`` of another file into place keeps the name but not the inode.
 Directory digests are not stored: a directory is recombined from its files'
 cached digests, since only a stat of every file proves that none changed.
 
+Rows are dropped 90 days after they were written (checked at most once a
+day, when the cache is opened), so files deleted long ago do not keep the
+database growing; a file still in use is then simply hashed once more.
+
 The cache is an optimisation, never a reason to fail: an unreadable or
 corrupt database is reported as a warning and rebuilt, and if even that
 fails the run goes on without a cache. WAL mode and a busy timeout let
@@ -19,24 +23,31 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .filehash import FileStat
 
-__all__ = ["CACHE_FILE", "DigestCache"]
+__all__ = ["CACHE_FILE", "MAX_AGE", "SCHEMA_VERSION", "DigestCache"]
 
 log = logging.getLogger("tesengine.digest")
 
 CACHE_FILE = "digests.sqlite3"
+#: Bumped whenever the tables change; a database of another version is rebuilt.
+SCHEMA_VERSION = 1
+MAX_AGE = 90 * 86400
+_PRUNE_EVERY = 86400
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
+CREATE TABLE files (
     dev INTEGER NOT NULL, ino INTEGER NOT NULL,
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
     hex TEXT NOT NULL,
+    stored INTEGER NOT NULL,
     PRIMARY KEY (dev, ino)
 ) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
 """
 # SQLite matches the five stat fields itself and returns only the hits.
 _LOOKUP = (
@@ -84,8 +95,9 @@ class DigestCache:
 
     def store_files(self, rows: Iterable[tuple[FileStat, str]]) -> None:
         """Remember that the file with each stat has the given hex digest."""
-        values = [(*_signed(s), hex_) for s, hex_ in rows]
-        self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", values)
+        now = int(time.time())
+        values = [(*_signed(s), hex_, now) for s, hex_ in rows]
+        self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", values)
 
     def close(self) -> None:
         """Close the database connection (it reopens on next use)."""
@@ -155,12 +167,57 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(_SCHEMA)
+        if _version(conn) != SCHEMA_VERSION:
+            _in_write_transaction(conn, _create)
+        if _prune_due(conn):
+            _in_write_transaction(conn, _prune)
         conn.isolation_level = "DEFERRED"  # `with conn:` commits a batch of writes at once
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _in_write_transaction(
+    conn: sqlite3.Connection, change: Callable[[sqlite3.Connection], None]
+) -> None:
+    # IMMEDIATE: two processes opening a new cache at once must not both build it.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        change(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    if _version(conn) == SCHEMA_VERSION:
+        return  # another process built it while we waited for the lock
+    log.info("digest cache: creating tables (schema version %d)", SCHEMA_VERSION)
+    for table in ("files", "meta", "trees"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _prune_due(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'pruned'").fetchone()
+    return row is None or time.time() - int(row[0]) >= _PRUNE_EVERY
+
+
+def _prune(conn: sqlite3.Connection) -> None:
+    if not _prune_due(conn):
+        return  # another process just did it
+    now = int(time.time())
+    conn.execute("DELETE FROM files WHERE stored < ?", (now - MAX_AGE,))
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('pruned', ?)", (now,))
 
 
 def _remove(path: Path) -> None:
