@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from tesengine import Executor, Task, TesBackend
+from tesengine.config import load_config
 from tesengine.errors import ConfigError, DigestError, InvalidTask, TesApiError, TesEngineError
 from tesengine.server import LocalTesServer
 from tests.faults.conftest import FULL, make_config
@@ -179,7 +180,7 @@ async def test_html_instead_of_json_is_a_clear_error(tmp_path: Path, fast_retrie
     try:
         config = make_config(f"http://127.0.0.1:{port}/ga4gh/tes/v1", tmp_path, tmp_path / "c")
         async with TesBackend(config) as backend:
-            with pytest.raises(TesApiError, match="malformed CreateTaskResponse.*<html>"):
+            with pytest.raises(TesApiError, match=r"malformed CreateTaskResponse.*<html>"):
                 await backend.submit(_task())
     finally:
         await runner.cleanup()
@@ -228,6 +229,4 @@ def test_cli_config_typo_names_the_key(tmp_path: Path) -> None:
     assert "run.backends.default.intervall: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
     with pytest.raises(ConfigError, match="intervall"):
-        from tesengine.config import load_config
-
         load_config(config)
