@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, typecheck, bench."""
+"""nox sessions: tests, lint, typecheck, bench, fuzz, faults."""
 
 from __future__ import annotations
 
@@ -45,3 +45,10 @@ def fuzz(session: nox.Session) -> None:
     """
     session.install("-e", ".[test]", "schemathesis>=4.0,<5")
     session.run("pytest", "-p", "no:cacheprovider", "tests/fuzz_server.py", *session.posargs)
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """The whole reliability and security suite, full-size scenarios included (tests/faults)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/faults", *session.posargs, env={"FAULTS_FULL": "1"})

@@ -11,9 +11,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
 from tesengine import Executor, Task, TesBackend
 from tesengine.tes import SUBMISSION_TAG, State, TesClient, View
-from tests.faults.conftest import FULL, make_config
+from tests.faults.conftest import full_only, make_config
 from tests.fixtures.proxy import (
     MALFORMED,
     REGRESS,
@@ -28,15 +30,19 @@ from tests.fixtures.proxy import (
 from tests.fixtures.tes_server import ServedTes
 
 Proxy = Callable[[str], Awaitable[FaultProxy]]
-TASKS = 500 if FULL else 120
 MIXED = (
     UNAVAILABLE, THROTTLED, RESET_BEFORE, RESET_AFTER, TRUNCATED, MALFORMED, REGRESS,
     Fault("delay", seconds=0.8),
 )  # fmt: skip
 
 
+@pytest.mark.parametrize("count", [120, pytest.param(500, marks=full_only)])
 async def test_tasks_through_a_failing_proxy_complete_exactly_once(
-    serve_tes: Callable[..., ServedTes], fault_proxy: Proxy, fast_retries: None, tmp_path: Path
+    count: int,
+    serve_tes: Callable[..., ServedTes],
+    fault_proxy: Proxy,
+    fast_retries: None,
+    tmp_path: Path,
 ) -> None:
     served = serve_tes(args=["--max-tasks", "64"])
     proxy = await fault_proxy(served.url, seed=1)
@@ -51,20 +57,20 @@ async def test_tasks_through_a_failing_proxy_complete_exactly_once(
     )
     async with TesBackend(config) as backend:
         runs = await asyncio.gather(
-            *(backend.submit(Task(f"t{i}", [Executor("alpine", ["true"])])) for i in range(TASKS))
+            *(backend.submit(Task(f"t{i}", [Executor("alpine", ["true"])])) for i in range(count))
         )
         results = await asyncio.wait_for(asyncio.gather(*runs), timeout=240)
-    assert [r.state for r in results] == [State.COMPLETE] * TASKS
+    assert [r.state for r in results] == [State.COMPLETE] * count
     async with TesClient(served.api) as direct:  # count on the server, not through the proxy
         tasks = [t async for t in direct.iter_tasks(view=View.BASIC, page_size=1000)]
     names = Counter(t.name for t in tasks)
     tags = Counter((t.tags or {}).get(SUBMISSION_TAG) for t in tasks)
-    assert len(tasks) == TASKS, f"{len(tasks) - TASKS:+d} tasks on the server"
+    assert len(tasks) == count, f"{len(tasks) - count:+d} tasks on the server"
     assert set(names.values()) == {1}
-    assert len(tags) == TASKS
+    assert len(tags) == count
     assert None not in tags
     assert {t.id for t in tasks} == {r.id for r in results}
     assert all(t.current_state is State.COMPLETE for t in tasks)
     # every kind of fault was actually injected, including on task creation
     assert set(proxy.injected) == {f.kind for f in MIXED}
-    print(f"\n{TASKS} tasks, {proxy.requests} requests, injected: {dict(proxy.injected)}")
+    print(f"\n{count} tasks, {proxy.requests} requests, injected: {dict(proxy.injected)}")

@@ -21,15 +21,13 @@ from tesengine.config import S3Auth, S3Storage, StorageConfig
 from tesengine.digest import Digester
 from tesengine.errors import InputChanged, StorageError
 from tesengine.storage import Stager, Storage
-from tests.faults.conftest import FULL, make_config
+from tests.faults.conftest import full_only, make_config
 from tests.faults.procs import server_states
 from tests.fixtures.proxy import UNAVAILABLE, Fault, FaultProxy
 from tests.fixtures.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from tests.fixtures.tes_server import ServedTes
 
 Proxy = Callable[[str], Awaitable[FaultProxy]]
-#: How long the store is down in scenario 4 (the full suite uses the issue's 30 s).
-OUTAGE = 30.0 if FULL else 3.0
 
 
 def s3_config(endpoint: str) -> StorageConfig:
@@ -132,10 +130,11 @@ async def test_directory_modified_during_staging_writes_no_marker(rig: Rig, tmp_
     assert not [k for k in await rig.keys() if "/complete/" in k]
 
 
+@pytest.mark.parametrize("outage", [3.0, pytest.param(30.0, marks=full_only)])
 async def test_store_down_then_back_staging_resumes(
-    rig: Rig, serve_tes: Callable[..., ServedTes], tmp_path: Path, moto_s3: S3Server
+    outage: float, rig: Rig, serve_tes: Callable[..., ServedTes], tmp_path: Path, moto_s3: S3Server
 ) -> None:
-    """Scenario 4: every store request fails (503) for OUTAGE seconds, then the store is back."""
+    """Scenario 4: every store request fails (503) for ``outage`` s, then the store is back."""
     served = serve_tes()
     data = tmp_path / "reads.txt"
     data.write_bytes(os.urandom(50_000))
@@ -145,7 +144,7 @@ async def test_store_down_then_back_staging_resumes(
     config = config.model_copy(
         update={"backend": config.backend.model_copy(update={"inputs": rig.inputs})}
     )
-    rig.proxy.add(UNAVAILABLE, until=time.monotonic() + OUTAGE)
+    rig.proxy.add(UNAVAILABLE, until=time.monotonic() + outage)
     async with TesBackend(config) as backend:
         run = await backend.submit(
             Task("down", [Executor("alpine", ["true"])], inputs={"/in/reads.txt": data})
