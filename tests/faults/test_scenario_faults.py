@@ -32,7 +32,7 @@ from tests.fixtures.tes_server import ServedTes
 Proxy = Callable[[str], Awaitable[FaultProxy]]
 MIXED = (
     UNAVAILABLE, THROTTLED, RESET_BEFORE, RESET_AFTER, TRUNCATED, MALFORMED, REGRESS,
-    Fault("delay", seconds=0.8),
+    Fault("slow", seconds=0.8),
 )  # fmt: skip
 
 
@@ -74,3 +74,24 @@ async def test_tasks_through_a_failing_proxy_complete_exactly_once(
     # every kind of fault was actually injected, including on task creation
     assert set(proxy.injected) == {f.kind for f in MIXED}
     print(f"\n{count} tasks, {proxy.requests} requests, injected: {dict(proxy.injected)}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: a POST delivered after the client's read timeout and after its"
+    " tag look-up creates a second task; needs server-side de-duplication by tag",
+)
+async def test_late_delivered_post_is_not_duplicated(
+    serve_tes: Callable[..., ServedTes], fault_proxy: Proxy, fast_retries: None, tmp_path: Path
+) -> None:
+    served = serve_tes()
+    proxy = await fault_proxy(served.url)
+    proxy.add(Fault("delay", seconds=1.0), method="POST", times=1)
+    config = make_config(proxy.url + "/ga4gh/tes/v1", served.storage_dir, tmp_path / "c",
+                         read_timeout=0.3)  # fmt: skip
+    async with TesBackend(config) as backend:
+        await (await backend.submit(Task("late", [Executor("alpine", ["true"])])))
+        await asyncio.sleep(1.0)  # let the held POST reach the server
+    async with TesClient(served.api) as direct:
+        tasks = [t async for t in direct.iter_tasks(view=View.BASIC)]
+    assert len(tasks) == 1
