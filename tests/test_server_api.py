@@ -111,6 +111,15 @@ async def test_create_get_views_and_completion(api: Api) -> None:
     assert all("system_logs" not in log for log in basic["logs"])
 
 
+async def test_same_submission_tag_is_created_once(api: Api) -> None:
+    tag = {"tesengine-submission": "0f3c7a52-1111-4c1e-9d0e-5c0ffee00001"}
+    first = await api.create(task_body("once", tags=tag))
+    again = await api.create(task_body("once", tags=tag))
+    other = await api.create(task_body("once", tags={"tesengine-submission": "another"}))
+    assert again == first
+    assert other != first
+
+
 async def test_backend_parameters_warning_is_a_full_view_system_log(api: Api) -> None:
     body = task_body(resources={"backend_parameters": {"VmSize": "x"}})
     task = await api.wait(await api.create(body), TERMINAL)

@@ -24,6 +24,7 @@ from aiohttp import web
 from .. import __version__
 from ..errors import InvalidTask
 from ..storage import Storage
+from ..tes.models import SUBMISSION_TAG
 from .lifecycle import ACTIVE, TERMINAL, Services, new_task_doc, recover, run_task, set_state
 from .runtime import Runtime, make_runtime
 from .scheduler import Scheduler
@@ -136,6 +137,12 @@ class TesService:
         except (ValueError, RecursionError) as exc:
             raise InvalidTask(f"body: not valid JSON ({exc})") from None
         valid = validate_task(body)
+        # A client that retried a POST which had in fact arrived sends the same
+        # submission tag again: answer with the task it already created.
+        tag = (valid.doc.get("tags") or {}).get(SUBMISSION_TAG)
+        existing = self.store.by_submission(tag) if tag else None
+        if existing is not None:
+            return _json({"id": existing.id})
         record = await self.store.add(new_task_doc(valid))
         self.scheduler.submit(record)
         return _json({"id": record.id})

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TesEngineError
+from ..tes.models import SUBMISSION_TAG
 
 __all__ = ["TaskRecord", "TaskStore"]
 
@@ -60,6 +61,7 @@ class TaskStore:
         self._path = path
         self._db: sqlite3.Connection | None = None
         self._by_id: dict[str, TaskRecord] = {}
+        self._by_submission: dict[str, TaskRecord] = {}
         self._ordered: list[TaskRecord] = []
         self._dirty: dict[int, TaskRecord] = {}
         self._wake = asyncio.Event()
@@ -76,9 +78,7 @@ class TaskStore:
         except sqlite3.Error as exc:
             raise TesEngineError(f"cannot open the task database {self._path}: {exc}") from exc
         for seq, doc in rows:
-            record = TaskRecord(seq, json.loads(doc))
-            self._by_id[record.id] = record
-            self._ordered.append(record)
+            self._index(TaskRecord(seq, json.loads(doc)))
         if self._ordered:
             self._next_seq = self._ordered[-1].seq + 1
         self._commit = asyncio.get_running_loop().create_future()
@@ -96,12 +96,22 @@ class TaskStore:
         """Store a new task and return once it is committed to disk."""
         record = TaskRecord(self._next_seq, doc)
         self._next_seq += 1
-        self._by_id[record.id] = record
-        self._ordered.append(record)
+        self._index(record)
         commit = self._pending_commit()
         self.touch(record)
         await asyncio.shield(commit)
         return record
+
+    def by_submission(self, tag: str) -> TaskRecord | None:
+        """The task created with ``tesengine-submission: tag``, if any."""
+        return self._by_submission.get(tag)
+
+    def _index(self, record: TaskRecord) -> None:
+        self._by_id[record.id] = record
+        self._ordered.append(record)
+        tag = (record.doc.get("tags") or {}).get(SUBMISSION_TAG)
+        if tag:
+            self._by_submission[tag] = record
 
     def touch(self, record: TaskRecord) -> None:
         """Schedule ``record`` for the next commit (write-behind)."""

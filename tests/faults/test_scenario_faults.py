@@ -76,11 +76,6 @@ async def test_tasks_through_a_failing_proxy_complete_exactly_once(
     print(f"\n{count} tasks, {proxy.requests} requests, injected: {dict(proxy.injected)}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: a POST delivered after the client's read timeout and after its"
-    " tag look-up creates a second task; needs server-side de-duplication by tag",
-)
 async def test_late_delivered_post_is_not_duplicated(
     serve_tes: Callable[..., ServedTes], fault_proxy: Proxy, fast_retries: None, tmp_path: Path
 ) -> None:
@@ -91,7 +86,11 @@ async def test_late_delivered_post_is_not_duplicated(
                          read_timeout=0.3)  # fmt: skip
     async with TesBackend(config) as backend:
         await (await backend.submit(Task("late", [Executor("alpine", ["true"])])))
-        await asyncio.sleep(1.0)  # let the held POST reach the server
+        # Wait until the held POST has reached the server too (two POSTs answered).
+        deadline = asyncio.get_running_loop().time() + 30
+        while proxy.forwarded["POST"] < 2:
+            assert asyncio.get_running_loop().time() < deadline, "held POST never landed"
+            await asyncio.sleep(0.02)
     async with TesClient(served.api) as direct:
         tasks = [t async for t in direct.iter_tasks(view=View.BASIC)]
     assert len(tasks) == 1
