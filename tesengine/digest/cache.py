@@ -57,6 +57,12 @@ _LOOKUP = (
     " AND length(f.hex) = 64"
 )
 _CHUNK = 999 // 6  # rows of 6 parameters under SQLite's oldest bound-parameter limit
+# A range scan reads every cached row between the lowest and highest inode:
+# worth it while that is at most a few rows per file asked for.
+_RANGE = (
+    "SELECT ino, size, mtime_ns, ctime_ns, hex FROM files WHERE dev = ? AND ino BETWEEN ? AND ?"
+)
+_SPAN = 4
 _TOP = 1 << 63
 
 
@@ -79,19 +85,44 @@ class DigestCache:
     def lookup_files(self, stats: Sequence[FileStat]) -> list[str | None]:
         """The cached hex of each file in ``stats``, or None where there is none.
 
-        A row counts only when all five stat fields match; one query serves
-        many files (this runs once for every file of a tree).
+        A row counts only when all five stat fields match. This runs for
+        every file of a tree, so it is one query per chunk: a range scan of
+        the primary key when the inodes are close together (files created
+        together usually are), else a join against the listed keys.
         """
         result: list[str | None] = [None] * len(stats)
+        if self._disabled or not stats:
+            return result
         for start in range(0, len(stats), _CHUNK):
             chunk = stats[start : start + _CHUNK]
-            params: list[int] = []
+            by_key = self._rows_near(chunk)
+            if by_key is None:
+                self._join(chunk, start, result)
+                continue
             for i, s in enumerate(chunk, start):
-                params += (i, *_signed(s))
-            sql = _LOOKUP.format(rows=",".join(["(?,?,?,?,?,?)"] * len(chunk)))
-            for i, hex_ in self._query(sql, tuple(params)):
-                result[i] = hex_
+                row = by_key.get(s.ino)
+                if row is not None and row[1:4] == s[2:] and len(row[4]) == 64:
+                    result[i] = row[4]
         return result
+
+    def _rows_near(self, chunk: Sequence[FileStat]) -> dict[int, Any] | None:
+        """Rows by inode in ``chunk``'s inode range; None unless one device, densely packed."""
+        dev = chunk[0].dev
+        inos = [s.ino for s in chunk if s.dev == dev]
+        low, high = min(inos), max(inos)
+        if len(inos) < len(chunk) or max(dev, high) >= _TOP:
+            return None
+        if high - low > _SPAN * len(chunk) + 64:
+            return None
+        return {row[0]: row for row in self._query(_RANGE, (dev, low, high))}
+
+    def _join(self, chunk: Sequence[FileStat], start: int, result: list[str | None]) -> None:
+        params: list[int] = []
+        for i, s in enumerate(chunk, start):
+            params += (i, *_signed(s))
+        sql = _LOOKUP.format(rows=",".join(["(?,?,?,?,?,?)"] * len(chunk)))
+        for i, hex_ in self._query(sql, tuple(params)):
+            result[i] = hex_
 
     def store_files(self, rows: Iterable[tuple[FileStat, str]]) -> None:
         """Remember that the file with each stat has the given hex digest."""

@@ -65,7 +65,11 @@ class FileStat(NamedTuple):
     @classmethod
     def of(cls, st: os.stat_result) -> FileStat:
         """The identifying parts of ``st``."""
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        # tuple.__new__ skips the generated Python-level __new__: built once per file.
+        return _new_tuple(cls, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+
+
+_new_tuple = tuple.__new__
 
 
 def describe_path(path: str) -> str:

@@ -39,7 +39,6 @@ from typing import Any, Literal, Protocol, TypeVar
 import anyio
 
 from ..digest import Digest, Digester, FileEntry
-from ..errors import InputChanged
 from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE, Storage
 from .urls import is_url, join_url, parse_url
 from .verify import ByteBudget, VerifiedChunks, read_verified
@@ -153,14 +152,18 @@ class Stager:
         The first failure cancels the rest and is raised.
         """
         items = list(items)
-        paths = [None if _is_url(i) else Path(i) for i in items]
+        paths = [None if _is_url(i) else _path(i) for i in items]
         local = [p for p in paths if p is not None]
         # one trip to a thread tells every directory from a file
         dirs = set(await anyio.to_thread.run_sync(_directories, local)) if local else set()
-        jobs = [self._stage_directory(p) if p in dirs else self._stage_file(p) for p in local]
-        staged = iter(await _all(jobs))
+        directories = [p for p in local if p in dirs]
+        files = [p for p in local if p not in dirs]
+        by_dir, by_file = await _all(
+            [self._stage_directories(directories), self._stage_files(files)]
+        )
+        staged = by_dir | by_file
         return [
-            StageResult(str(i), str(i), "url", uploaded=False) if p is None else next(staged)
+            StageResult(str(i), str(i), "url", uploaded=False) if p is None else staged[p]
             for i, p in zip(items, paths, strict=True)
         ]
 
@@ -170,11 +173,44 @@ class Stager:
 
     # -- files -------------------------------------------------------------
 
-    async def _stage_file(self, path: Path) -> StageResult:
-        digest = await self.digester.digest_file(path)
-        url = join_url(self.inputs_url, digest.key)
-        uploaded = await self._once(url, lambda: self._ensure_file(url, path, digest.hex))
-        return StageResult(str(path), url, "file", uploaded)
+    async def _stage_directories(self, paths: list[Path]) -> dict[Path, StageResult]:
+        staged = await _all([self._stage_directory(p) for p in paths])
+        return dict(zip(paths, staged, strict=True))
+
+    async def _stage_files(self, files: list[Path]) -> dict[Path, StageResult]:
+        """Stage regular files: one batched digest pass, then ``concurrency`` workers.
+
+        Batching matters when most inputs are already present: per-file
+        digest jobs, and one task per file parked on a semaphore, cost as
+        much CPU as the existence checks themselves. A path given twice,
+        or two paths with one content, make one request; only the first of
+        them reports ``uploaded``.
+        """
+        if not files:
+            return {}
+        digests = await self.digester.digest_files(files)
+        first: dict[str, tuple[Path, str]] = {}
+        urls = []
+        for path, digest in zip(files, digests, strict=True):
+            url = join_url(self.inputs_url, digest.key)
+            urls.append(url)
+            first.setdefault(url, (path, digest.hex))
+        uploaded: dict[str, bool] = {}
+        todo = iter(first.items())
+
+        async def worker() -> None:
+            for url, (path, hex_) in todo:
+                uploaded[url] = await self._stage_file(url, path, hex_)
+
+        await _all([worker() for _ in range(min(self._concurrency, len(first)))])
+        results: dict[Path, StageResult] = {}
+        for path, url in zip(files, urls, strict=True):
+            done = first[url][0] == path and uploaded[url]
+            results.setdefault(path, StageResult(str(path), url, "file", done))
+        return results
+
+    async def _stage_file(self, url: str, path: Path, hex_: str) -> bool:
+        return await self._once(url, lambda: self._ensure_file(url, path, hex_))
 
     async def _ensure_file(self, url: str, path: Path, hex_: str) -> bool:
         async with self._slot():
@@ -220,22 +256,20 @@ class Stager:
     # -- directories ---------------------------------------------------------
 
     async def _stage_directory(self, path: Path) -> StageResult:
-        digest = await self.digester.digest(path)
+        # One walk gives both the digest and the files to upload if it is absent.
+        digest, entries = await self.digester.digest_tree(path)
         url = join_url(self.inputs_url, digest.key)
         marker = self.marker_url(digest)
-        uploaded = await self._once(marker, lambda: self._ensure_directory(path, digest))
+        uploaded = await self._once(marker, lambda: self._ensure_directory(digest, entries))
         return StageResult(str(path), url, "directory", uploaded)
 
-    async def _ensure_directory(self, path: Path, digest: Digest) -> bool:
+    async def _ensure_directory(self, digest: Digest, entries: list[FileEntry]) -> bool:
         marker = self.marker_url(digest)
         async with self._slot():
             self.stats.heads += 1
             if await self.storage.exists(marker):
                 self._progress.file_skipped(marker, -1)
                 return False
-        tree, entries = await self.digester.digest_tree(path)
-        if tree != digest:
-            raise InputChanged(f"{path} changed while it was being staged", path=str(path))
         base = join_url(self.inputs_url, digest.key)
         present = await self._listing(base)
         missing: list[FileEntry] = []
@@ -314,6 +348,10 @@ class Stager:
 
 def _is_url(item: str | os.PathLike[str]) -> bool:
     return isinstance(item, str) and is_url(item)
+
+
+def _path(item: str | os.PathLike[str]) -> Path:
+    return item if isinstance(item, Path) else Path(item)  # Path(Path) parses it again
 
 
 def _directories(paths: list[Path]) -> list[Path]:
