@@ -59,11 +59,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def client(kind: str, url: str, tasks: int, interval: float, window: float) -> dict[str, Any]:
+def client(
+    kind: str, url: str, tasks: int, interval: float, window: float, polling: str = "auto"
+) -> dict[str, Any]:
     """Run one client in a child process; it prints one JSON line of figures."""
     argv = [
         sys.executable, "-m", "benchmarks.bench_engine", "--child", kind, "--url", url,
         "--tasks", str(tasks), "--interval", str(interval), "--window", str(window),
+        "--polling", polling,
     ]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=1800)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -74,7 +77,7 @@ def _usage() -> dict[str, float]:
     return {"cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
 
 
-def _config(url: str, interval: float, base: Path) -> Any:
+def _config(url: str, interval: float, base: Path, polling: str = "auto") -> Any:
     from tesengine.config import BackendConfig, Config
 
     backend = BackendConfig(
@@ -86,6 +89,7 @@ def _config(url: str, interval: float, base: Path) -> Any:
         cache_dir=base / "cache",
         max_concurrency=256,
         on_close="leave",
+        polling=polling,
     )
     return Config(backend_name="bench", backend=backend)
 
@@ -109,32 +113,41 @@ async def child_tesengine(url: str, tasks: int, interval: float) -> dict[str, An
     return {"wall": wall, **_usage()}
 
 
-async def child_requests(url: str, tasks: int, interval: float, window: float) -> dict[str, Any]:
+async def child_requests(
+    url: str, tasks: int, interval: float, window: float, polling: str = "auto"
+) -> dict[str, Any]:
     import aiohttp
 
     from tesengine import TesBackend, TesClient
 
-    gets = 0
+    gets = lists = walks = 0
 
     async def on_start(_s: Any, _c: Any, params: aiohttp.TraceRequestStartParams) -> None:
-        nonlocal gets
+        nonlocal gets, lists, walks
+        listing = params.method == "GET" and params.url.path.endswith("/tasks")
         gets += params.method == "GET"
+        lists += listing
+        walks += listing and "page_token" not in params.url.query
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_start)
     session = aiohttp.ClientSession(trace_configs=[trace])
     with tempfile.TemporaryDirectory() as tmp:
-        config = _config(url, interval, Path(tmp))
+        config = _config(url, interval, Path(tmp), polling)
         client = TesClient(url, session=session, max_concurrency=256)
         async with TesBackend(config, client=client) as backend:
             await asyncio.gather(*(backend.submit(_task(i)) for i in range(tasks)))
             await asyncio.sleep(interval * 1.5)  # let the first polls spread out
-            before, cpu0 = gets, _usage()["cpu"]
+            before, listed, walked, cpu0 = gets, lists, walks, _usage()["cpu"]
             await asyncio.sleep(window)
             counted, cpu = gets - before, _usage()["cpu"] - cpu0
+            mode = backend.polling
     await session.close()
     return {
+        "polling": mode,
         "requests_per_interval": counted / (window / interval),
+        "lists_per_interval": (lists - listed) / (window / interval),
+        "walks_per_interval": (walks - walked) / (window / interval),
         "cpu_per_interval": cpu / (window / interval),
         **_usage(),
     }
@@ -170,7 +183,9 @@ def run_child(args: argparse.Namespace) -> None:
     if args.child == "tesengine":
         figures = asyncio.run(child_tesengine(args.url, args.tasks, args.interval))
     elif args.child == "requests":
-        figures = asyncio.run(child_requests(args.url, args.tasks, args.interval, args.window))
+        figures = asyncio.run(
+            child_requests(args.url, args.tasks, args.interval, args.window, args.polling)
+        )
     else:
         figures = child_pytes(args.url, args.tasks, args.interval)
     print(json.dumps(figures), flush=True)
@@ -191,6 +206,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--small", action="store_true", help="quick run: 1,000 / 300 tasks")
     parser.add_argument("--child", choices=["tesengine", "pytes", "requests"])
     parser.add_argument("--url")
+    parser.add_argument("--polling", default="auto", choices=["auto", "batch", "per-task"])
     args = parser.parse_args(argv)
     if args.child:
         run_child(args)

@@ -5,7 +5,10 @@ per interval, :class:`BatchStatus` walks ``GET /tasks?view=MINIMAL&tag_key=
 tesengine-run&tag_value=<tag>&page_size=2047`` (following page tokens) for each
 run tag with a waiting poller, and hands every poller its task's state: the
 server sees O(tasks / page size) requests per interval instead of O(tasks).
-The FULL view is still read once per finished task, by its poller.
+The FULL view is still read once per finished task, by its poller. A poller
+whose task is listed in the state it already knows is not woken: it waits
+for the next walk, so an interval where nothing changes costs the client
+little more than parsing the pages.
 
 Nothing here ever fails a task:
 
@@ -80,6 +83,7 @@ class _Waiter:
 
     future: asyncio.Future[State | None]
     interval: float
+    known: State
 
 
 class BatchStatus:
@@ -124,10 +128,10 @@ class BatchStatus:
         if not self._tags:
             self._wake.set()  # an idle refresh loop ends now
 
-    async def next_state(self, task_id: str, interval: float) -> State:
+    async def next_state(self, task_id: str, interval: float, known: State) -> State:
         if self._mode == "per-task" or self._closed or task_id not in self._tags:
-            return await self._direct.next_state(task_id, interval)
-        state = await self._wait(task_id, interval)
+            return await self._direct.next_state(task_id, interval, known)
+        state = await self._wait(task_id, interval, known)
         return state if state is not None else await self._direct.read(task_id)
 
     async def full(self, task_id: str) -> Task:
@@ -145,9 +149,9 @@ class BatchStatus:
 
     # -- waiting ----------------------------------------------------------
 
-    async def _wait(self, task_id: str, interval: float) -> State | None:
+    async def _wait(self, task_id: str, interval: float, known: State) -> State | None:
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(loop.create_future(), interval)
+        waiter = _Waiter(loop.create_future(), interval, known)
         self._waiters[task_id] = waiter
         # Waiters join the scheduled walk; only an idle loop or a shorter
         # interval (test mode switched on) moves the walk earlier.
@@ -195,15 +199,19 @@ class BatchStatus:
     # -- refreshing -------------------------------------------------------
 
     async def _refresh(self, batch: dict[str, _Waiter]) -> None:
+        unchanged: dict[str, _Waiter] = {}
         try:
             if self._mode == "probing":
                 await self._probe(batch)
             if self._mode == "batch":
                 for tag, waiters in _by_tag(batch, self._tags).items():
                     if self._mode == "batch":
-                        await self._walk(tag, waiters)
+                        await self._walk(tag, waiters, unchanged)
         finally:
-            _release(batch.values())  # whatever the listing did not answer
+            for task_id, waiter in unchanged.items():
+                if not waiter.future.done():  # not cancelled meanwhile: wait for the next walk
+                    self._waiters[task_id] = waiter
+            _release(w for i, w in batch.items() if i not in unchanged)  # the listing missed
 
     async def _probe(self, batch: Mapping[str, _Waiter]) -> None:
         tag = next((self._tags[i] for i in batch if i in self._tags), None)
@@ -233,8 +241,13 @@ class BatchStatus:
         )
         return all((t.tags or {}).get(RUN_TAG) == tag for t in sample.tasks)
 
-    async def _walk(self, tag: str, waiters: dict[str, _Waiter]) -> None:
-        """Answer ``waiters`` (popping each one answered) from the listing of ``tag``."""
+    async def _walk(
+        self, tag: str, waiters: dict[str, _Waiter], unchanged: dict[str, _Waiter]
+    ) -> None:
+        """Answer ``waiters`` from the listing of ``tag``, popping each one seen.
+
+        A waiter whose task shows the state it knows moves to ``unchanged``.
+        """
         token: str | None = None
         tokens: set[str] = set()
         pages = 0
@@ -251,8 +264,12 @@ class BatchStatus:
             pages += 1
             for task in page.tasks:
                 waiter = waiters.pop(task.id or "", None)
-                if waiter is not None and not waiter.future.done():
-                    waiter.future.set_result(task.current_state)
+                if waiter is None or waiter.future.done():
+                    continue
+                if (state := task.current_state) is waiter.known:
+                    unchanged[task.id or ""] = waiter
+                else:
+                    waiter.future.set_result(state)
             token = page.next_page_token
             if not token or token in tokens or pages >= len(waiters):
                 break  # the rest (if any) cost no more as one GET each

@@ -41,8 +41,12 @@ class StatusSource(Protocol):
 
     def watch(self, task_id: str, tag: str | None) -> None: ...
     def unwatch(self, task_id: str) -> None: ...
-    async def next_state(self, task_id: str, interval: float) -> State:
-        """The task's state, observed about ``interval`` seconds after the last call."""
+    async def next_state(self, task_id: str, interval: float, known: State) -> State:
+        """The task's state, observed ``interval`` seconds or more after the last call.
+
+        ``known`` is the state the poller holds; a shared source may keep the
+        poller waiting (costing nothing) until the task is seen in another.
+        """
         ...
 
     async def full(self, task_id: str) -> Task: ...
@@ -75,7 +79,7 @@ async def poll(run: TaskRun, source: StatusSource, interval: float, sleep: Sleep
 
 async def _read_state(run: TaskRun, source: StatusSource, interval: float) -> State | None:
     try:
-        return await source.next_state(run.id, interval)
+        return await source.next_state(run.id, interval, run.state)
     except TesUnavailable as exc:
         log.warning("task %s: polling failed, will retry: %s", run.id, exc)
     except TesApiError as exc:
@@ -107,7 +111,7 @@ class PerTaskStatus:
     def unwatch(self, task_id: str) -> None:
         """Nothing to forget."""
 
-    async def next_state(self, task_id: str, interval: float) -> State:
+    async def next_state(self, task_id: str, interval: float, known: State) -> State:
         await self._sleep(jittered(interval))
         return await self.read(task_id)
 
