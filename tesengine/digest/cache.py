@@ -62,7 +62,7 @@ _CHUNK = 999 // 6  # rows of 6 parameters under SQLite's oldest bound-parameter 
 _RANGE = (
     "SELECT ino, size, mtime_ns, ctime_ns, hex FROM files WHERE dev = ? AND ino BETWEEN ? AND ?"
 )
-_SPAN = 4
+_SPAN = 16
 _TOP = 1 << 63
 
 

@@ -274,7 +274,7 @@ class Digester:
             known = self._cache.lookup_files([_stat(n) for n in batch])
             for node, cached in zip(batch, known, strict=True):
                 if cached is not None:
-                    node.digest, node.cached = Digest._trusted("file", cached), True
+                    node.hex, node.cached = cached, True
                 elif _stat(node).size < _LARGE:
                     self._hash(node)
                 else:
@@ -286,11 +286,11 @@ class Digester:
 
     def _hash(self, node: FileNode) -> None:
         hex_, node.stat = hash_file(node.path, expected=node.stat, mmap=self._mmap)
-        node.digest = Digest._trusted("file", hex_)
+        node.hex = hex_
 
     def _store_new(self, nodes: Sequence[FileNode]) -> None:
         """Remember the digests of the files of ``nodes`` that were hashed."""
-        self._cache.store_files((_stat(n), _known(n).hex) for n in nodes if not n.cached)
+        self._cache.store_files((_stat(n), _hex(n)) for n in nodes if not n.cached)
 
     def _finish(
         self, tree: DirNode, files: Sequence[FileNode], want_files: bool
@@ -340,9 +340,13 @@ def _absolute(path: StrPath) -> str:
     return os.path.abspath(os.fspath(path))
 
 
-def _known(node: FileNode | DirNode) -> Digest:
-    assert node.digest is not None, f"{node.path} has no digest yet"
-    return node.digest
+def _hex(node: FileNode) -> str:
+    assert node.hex is not None, f"{node.path} has no digest yet"
+    return node.hex
+
+
+def _known(node: FileNode) -> Digest:
+    return Digest._trusted("file", _hex(node))
 
 
 def _stat(node: FileNode) -> FileStat:

@@ -99,7 +99,7 @@ def regular_stat(path: str) -> FileStat:
         raise _error(path, exc) from exc
     if not stat.S_ISREG(st.st_mode):
         raise not_regular(path, st.st_mode)
-    return FileStat.of(st)
+    return _new_tuple(FileStat, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 def hash_file(
@@ -141,14 +141,18 @@ def hash_file(
 def _hash_small(path: str, expected: FileStat) -> tuple[str, FileStat] | None:
     """One read for a small file already known regular; None if it changed."""
     # Most inputs of a large tree take this path, so it saves every call it can.
-    fd = _open(path)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)  # non-blocking: see _open
+    except OSError as exc:
+        raise _error(path, exc) from exc
     try:
         data = _read(fd, expected.size)
-        after = FileStat.of(os.fstat(fd))
+        st = os.fstat(fd)
     except OSError as exc:
         raise _error(path, exc) from exc
     finally:
         os.close(fd)
+    after = _new_tuple(FileStat, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     if after != expected:
         return None
     return blake3(data).hexdigest(), after

@@ -46,6 +46,7 @@ __all__ = [
     "DigestKind",
     "FileEntry",
     "directory_digest",
+    "directory_digest_of",
     "directory_preimage",
     "sort_key",
 ]
@@ -123,21 +124,27 @@ def directory_preimage(entries: Iterable[tuple[str, Digest]]) -> bytes:
     ``entries`` are (name, child digest) pairs of the entries that count
     (broken symlinks already left out); the order given does not matter.
     """
-    encoded = sorted(((sort_key(name), child) for name, child in entries), key=_first)
+    return _preimage((name, child.kind, child.hex) for name, child in entries)
+
+
+def _preimage(entries: Iterable[tuple[str, DigestKind, str]]) -> bytes:
+    # Names are unique within a directory, so the tuples sort by name bytes alone.
+    encoded = sorted((sort_key(name), _KIND_BYTE[kind], hex_) for name, kind, hex_ in entries)
     parts: list[bytes] = []
-    for name, child in encoded:
-        parts += (_U32.pack(len(name)), name, _KIND_BYTE[child.kind], _DIGEST_LEN, child.raw)
+    for name, kind, hex_ in encoded:
+        parts += (_U32.pack(len(name)), name, kind, _DIGEST_LEN, bytes.fromhex(hex_))
     parts.append(_U32.pack(len(encoded)))
     return b"".join(parts)
-
-
-def _first(pair: tuple[bytes, Digest]) -> bytes:
-    return pair[0]
 
 
 def directory_digest(entries: Iterable[tuple[str, Digest]]) -> Digest:
     """The digest of a directory whose counted entries are ``entries``."""
     return Digest("directory", blake3(directory_preimage(entries)).hexdigest())
+
+
+def directory_digest_of(entries: Iterable[tuple[str, DigestKind, str]]) -> Digest:
+    """:func:`directory_digest` from (name, kind, hex) triples (no :class:`Digest` per file)."""
+    return Digest("directory", blake3(_preimage(entries)).hexdigest())
 
 
 #: ``BLAKE3(00 00 00 00)``: the digest of an empty directory.

@@ -20,19 +20,23 @@ from dataclasses import dataclass, field
 
 from ..errors import DigestError
 from .filehash import FileStat, describe_path, kind_of
-from .layout import Digest, directory_digest
+from .layout import Digest, DigestKind, directory_digest_of
 
 __all__ = ["DirNode", "FileNode", "combine", "iter_files", "scan", "stat_path"]
 
 
 @dataclass(slots=True, eq=False)
 class FileNode:
-    """A regular file found by the walk; ``stat`` and ``digest`` are filled in later."""
+    """A regular file found by the walk; ``stat`` and ``hex`` are filled in later.
+
+    The digest is kept as its hex, not a :class:`Digest`: a tree has one
+    node per file, and the object is only needed for the few handed out.
+    """
 
     name: str
     path: str
     stat: FileStat | None = None
-    digest: Digest | None = None
+    hex: str | None = None
     cached: bool = False
 
 
@@ -140,15 +144,16 @@ def _walk_error(path: str, exc: OSError) -> DigestError:
 def combine(node: DirNode) -> Digest:
     """The directory digest of ``node``, once every file below has its digest."""
     if node.digest is None:
-        entries = [(f.name, _known(f)) for f in node.files]
-        entries += [(d.name, combine(d)) for d in node.dirs]
-        node.digest = directory_digest(entries)
+        entries: list[tuple[str, DigestKind, str]]
+        entries = [(f.name, "file", _known(f)) for f in node.files]
+        entries += [(d.name, "directory", combine(d).hex) for d in node.dirs]
+        node.digest = directory_digest_of(entries)
     return node.digest
 
 
-def _known(node: FileNode) -> Digest:
-    assert node.digest is not None, f"{node.path} was never hashed"
-    return node.digest
+def _known(node: FileNode) -> str:
+    assert node.hex is not None, f"{node.path} was never hashed"
+    return node.hex
 
 
 def iter_files(node: DirNode, prefix: str = "") -> Iterator[tuple[str, FileNode]]:
