@@ -13,7 +13,8 @@ import pytest
 from blake3 import blake3
 
 from tesengine.digest import Digester
-from tesengine.digest.cache import CACHE_FILE
+from tesengine.digest.cache import CACHE_FILE, DigestCache
+from tesengine.digest.filehash import FileStat
 
 
 def b3hex(data: bytes) -> str:
@@ -248,3 +249,33 @@ async def test_cache_of_another_schema_version_is_rebuilt(tmp_path: Path) -> Non
     assert d.stats.files_cached == 1
     with sqlite3.connect(cache / CACHE_FILE) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+
+
+def _stats(inos: list[int], dev: int = 7) -> list[FileStat]:
+    return [
+        FileStat(dev, ino, 100 + ino % 7, 10**18 + ino % 999, 10**18 + ino % 997) for ino in inos
+    ]
+
+
+@pytest.mark.parametrize(
+    "inos",
+    [
+        list(range(1000, 1300)),  # dense: read as one inode range
+        [1000 + 10**6 * i for i in range(300)],  # sparse: looked up key by key
+        [(1 << 64) - 1 - i for i in range(50)],  # inodes with the top bit set
+    ],
+    ids=["dense", "sparse", "top-bit"],
+)
+def test_lookup_needs_all_five_fields_to_match(tmp_path: Path, inos: list[int]) -> None:
+    cache = DigestCache(tmp_path)
+    stats = _stats(inos)
+    cache.store_files((s, f"{i:064x}") for i, s in enumerate(stats))
+    assert cache.lookup_files(stats) == [f"{i:064x}" for i in range(len(stats))]
+    changed = [
+        s._replace(**{field: getattr(s, field) + 1})
+        for s, field in zip(stats, FileStat._fields * len(stats), strict=False)
+    ]
+    assert cache.lookup_files(changed) == [None] * len(stats)
+    mixed = [changed[0], stats[1], *_stats([inos[2]], dev=8), stats[3]]
+    assert cache.lookup_files(mixed) == [None, f"{1:064x}", None, f"{3:064x}"]
+    cache.close()

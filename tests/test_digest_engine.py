@@ -344,3 +344,34 @@ async def test_last_caller_cancelling_stops_the_work(tmp_path: Path) -> None:
 async def test_digest_file_refuses_a_directory(tmp_path: Path, digester: Digester) -> None:
     with pytest.raises(DigestError, match=r": is a directory, not a file$"):
         await digester.digest_file(tmp_path)
+
+
+async def test_digest_files_batches_many_files_in_order(tmp_path: Path) -> None:
+    paths = [tmp_path / f"f{i:03}" for i in range(300)]
+    for i, p in enumerate(paths):
+        p.write_bytes(pattern(i * 7))
+    asked = [*paths, paths[5], str(paths[0])]  # repeats, and a str among Paths
+    async with Digester(cache_dir=tmp_path / "c", threads=2) as d:
+        got = await d.digest_files(asked)
+        assert await d.digest_files([]) == []
+    assert [g.hex for g in got] == [blake3(pattern(i * 7)).hexdigest() for i in range(300)] + [
+        blake3(pattern(35)).hexdigest(),
+        blake3(pattern(0)).hexdigest(),
+    ]
+    assert all(g.kind == "file" for g in got)
+    assert d.stats.files_hashed == 300  # each path once, however often it was asked for
+    paths[7].write_bytes(b"changed")
+    async with Digester(cache_dir=tmp_path / "c", threads=2) as again:
+        second = await again.digest_files(paths)
+    assert (again.stats.files_hashed, again.stats.files_cached) == (1, 299)
+    assert second[7].hex == blake3(b"changed").hexdigest()
+    assert [g.hex for g in second[8:]] == [g.hex for g in got[8:300]]
+
+
+async def test_digest_files_refuses_a_directory_and_names_it(
+    tmp_path: Path, digester: Digester
+) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(DigestError, match=r"sub: is a directory, not a file$"):
+        await digester.digest_files([tmp_path / "f", tmp_path / "sub"])

@@ -268,3 +268,35 @@ async def test_cancelled_upload_leaves_the_address_absent(
     result = await stager.stage(src)  # the next attempt does it
     assert (result.url, result.uploaded) == (url, True)
     assert await backend.storage.read_bytes(url) == data
+
+
+async def test_stage_many_sends_one_request_per_distinct_content(
+    backend: Backend, digester: Digester, tmp_path: Path
+) -> None:
+    data = os.urandom(3000)
+    copies = [write(tmp_path / f"copy{i}.bin", data) for i in range(5)]
+    other = write(tmp_path / "other.bin", b"other")
+    asked = [copies[0], other, *copies, str(copies[2])]
+    stager = Stager(backend.storage, digester, backend.base, concurrency=4)
+    before = backend.storage.requests
+    results = await stager.stage_many(asked)
+    assert [r.source for r in results] == [str(p) for p in asked]
+    assert [r.url for r in results] == [
+        join_url(backend.base, "file", blake3(b"other" if p == other else data).hexdigest())
+        for p in asked
+    ]
+    assert [r.uploaded for r in results] == [True, True] + [False] * 6
+    assert (stager.stats.heads, stager.stats.puts) == (2, 2)
+    assert backend.storage.requests - before == 4
+    assert digester.stats.files_hashed == 2 + 4  # every distinct path once
+
+
+async def test_staging_a_directory_walks_it_once(
+    backend: Backend, digester: Digester, tmp_path: Path
+) -> None:
+    files = make_tree(tmp_path / "tree")
+    stager = Stager(backend.storage, digester, backend.base)
+    result = await stager.stage(tmp_path / "tree")
+    assert result.uploaded
+    # one pass over the tree: each file hashed once, none looked up a second time
+    assert (digester.stats.files_hashed, digester.stats.files_cached) == (len(files), 0)

@@ -158,12 +158,13 @@ class Stager:
         dirs = set(await anyio.to_thread.run_sync(_directories, local)) if local else set()
         directories = [p for p in local if p in dirs]
         files = [p for p in local if p not in dirs]
-        by_dir, by_file = await _all(
-            [self._stage_directories(directories), self._stage_files(files)]
+        by_dir, by_file = map(
+            iter, await _all([_each(self._stage_directory, directories), self._stage_files(files)])
         )
-        staged = by_dir | by_file
         return [
-            StageResult(str(i), str(i), "url", uploaded=False) if p is None else staged[p]
+            StageResult(str(i), str(i), "url", uploaded=False)
+            if p is None
+            else next(by_dir if p in dirs else by_file)
             for i, p in zip(items, paths, strict=True)
         ]
 
@@ -173,11 +174,7 @@ class Stager:
 
     # -- files -------------------------------------------------------------
 
-    async def _stage_directories(self, paths: list[Path]) -> dict[Path, StageResult]:
-        staged = await _all([self._stage_directory(p) for p in paths])
-        return dict(zip(paths, staged, strict=True))
-
-    async def _stage_files(self, files: list[Path]) -> dict[Path, StageResult]:
+    async def _stage_files(self, files: list[Path]) -> list[StageResult]:
         """Stage regular files: one batched digest pass, then ``concurrency`` workers.
 
         Batching matters when most inputs are already present: per-file
@@ -187,7 +184,7 @@ class Stager:
         them reports ``uploaded``.
         """
         if not files:
-            return {}
+            return []
         digests = await self.digester.digest_files(files)
         first: dict[str, tuple[Path, str]] = {}
         urls = []
@@ -203,10 +200,10 @@ class Stager:
                 uploaded[url] = await self._stage_file(url, path, hex_)
 
         await _all([worker() for _ in range(min(self._concurrency, len(first)))])
-        results: dict[Path, StageResult] = {}
+        results = []
         for path, url in zip(files, urls, strict=True):
-            done = first[url][0] == path and uploaded[url]
-            results.setdefault(path, StageResult(str(path), url, "file", done))
+            done = uploaded.pop(url, False)  # the first path with this content, only
+            results.append(StageResult(str(path), url, "file", done))
         return results
 
     async def _stage_file(self, url: str, path: Path, hex_: str) -> bool:
@@ -356,6 +353,12 @@ def _path(item: str | os.PathLike[str]) -> Path:
 
 def _directories(paths: list[Path]) -> list[Path]:
     return [p for p in paths if p.is_dir()]
+
+
+async def _each(
+    stage: Callable[[Path], Coroutine[Any, Any, StageResult]], paths: list[Path]
+) -> list[StageResult]:
+    return await _all([stage(p) for p in paths])
 
 
 async def _all(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
