@@ -308,17 +308,17 @@ class Digester:
         return digest, entries
 
     def _report(self, nodes: Sequence[FileNode]) -> None:
-        stats, progress = self.stats, self._progress
-        for node in nodes:
-            size = _stat(node).size
-            if node.cached:
-                stats.files_cached += 1
-            else:
-                stats.files_hashed += 1
-                stats.bytes_hashed += size
-            if self._tracking:
+        # On the loop thread, once per batch: only a progress display needs a call per file.
+        hashed = [n for n in nodes if not n.cached]
+        stats = self.stats
+        stats.files_cached += len(nodes) - len(hashed)
+        stats.files_hashed += len(hashed)
+        stats.bytes_hashed += sum(_stat(n).size for n in hashed)
+        if self._tracking:
+            progress = self._progress
+            for node in nodes:
                 if not node.cached:
-                    progress.bytes_hashed(size)
+                    progress.bytes_hashed(_stat(node).size)
                 progress.file_done(Path(node.path), node.cached)
 
 
