@@ -61,6 +61,7 @@ _CHUNK = 999 // 6  # rows of 6 parameters under SQLite's oldest bound-parameter 
 # worth it while that is at most a few rows per file asked for.
 _RANGE = (
     "SELECT ino, size, mtime_ns, ctime_ns, hex FROM files WHERE dev = ? AND ino BETWEEN ? AND ?"
+    " AND length(hex) = 64"
 )
 _SPAN = 16
 _TOP = 1 << 63
@@ -99,14 +100,15 @@ class DigestCache:
             if by_key is None:
                 self._join(chunk, start, result)
                 continue
-            for i, s in enumerate(chunk, start):
-                row = by_key.get(s.ino)
-                if row is not None and row[1:4] == s[2:] and len(row[4]) == 64:
-                    result[i] = row[4]
+            # a FileStat hashes and compares as the plain tuple of its five fields
+            result[start : start + len(chunk)] = map(by_key.get, chunk)
         return result
 
-    def _rows_near(self, chunk: Sequence[FileStat]) -> dict[int, Any] | None:
-        """Rows by inode in ``chunk``'s inode range; None unless one device, densely packed."""
+    def _rows_near(self, chunk: Sequence[FileStat]) -> dict[tuple[int, ...], str] | None:
+        """Hex by all five stat fields of the rows in ``chunk``'s inode range.
+
+        None unless the chunk is on one device and its inodes densely packed.
+        """
         dev = chunk[0].dev
         inos = [s.ino for s in chunk if s.dev == dev]
         low, high = min(inos), max(inos)
@@ -114,7 +116,8 @@ class DigestCache:
             return None
         if high - low > _SPAN * len(chunk) + 64:
             return None
-        return {row[0]: row for row in self._query(_RANGE, (dev, low, high))}
+        rows = self._query(_RANGE, (dev, low, high))
+        return {(dev, ino, size, mtime, ctime): hex_ for ino, size, mtime, ctime, hex_ in rows}
 
     def _join(self, chunk: Sequence[FileStat], start: int, result: list[str | None]) -> None:
         params: list[int] = []
