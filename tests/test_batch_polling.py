@@ -22,8 +22,11 @@ from aiohttp.test_utils import TestServer
 
 from tesengine import Executor, Task, TesBackend
 from tesengine.config import BackendConfig, Config
+from tesengine.engine.batch import BatchStatus
+from tesengine.engine.request import RUN_TAG
 from tesengine.server import LocalTesServer
-from tesengine.tes import State
+from tesengine.tes import State, TesClient
+from tesengine.tes import models as wire
 
 API = "/ga4gh/tes/v1"
 
@@ -58,7 +61,7 @@ class Proxy:
     upstream: str
     strip_tags: bool = False
     page_size: int | None = None
-    refuse_list: bool = False
+    list_status: int | None = None  # answer listings with this error status
     hidden: set[str] = field(default_factory=set)
     seen: list[Seen] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -71,8 +74,8 @@ class Proxy:
             self.seen.append(seen)
             self.changed.notify_all()
         if seen.is_list:
-            if self.refuse_list:
-                return web.json_response({"error": "listing is not supported"}, status=501)
+            if self.list_status is not None:
+                return web.json_response({"error": "no listing now"}, status=self.list_status)
             query = [(k, v) for k, v in query if not (self.strip_tags and k.startswith("tag_"))]
             if self.page_size is not None:
                 query = [(k, v) for k, v in query if k != "page_size"]
@@ -215,7 +218,7 @@ async def test_listing_cost_is_pages_not_tasks(tmp_path: Path) -> None:
             first, last = starts()[1], starts()[6]  # five whole walks, all in flight
             window = r.proxy.seen[first:last]
             assert backend.polling == "batch"
-        assert len(window) == 10, [(s.method, s.path) for s in window]
+        assert len(window) == 10, [(s.method, s.path, s.query) for s in window]
         assert all(s.is_list and s.arg("tag_value") == tag for s in window)
         assert sum(1 for s in window if s.arg("page_token")) == 5
         assert r.proxy.gets("MINIMAL") == []
@@ -234,7 +237,7 @@ async def test_server_ignoring_tag_filters_falls_back_to_per_task(tmp_path: Path
 
 
 async def test_server_refusing_listing_falls_back_to_per_task(tmp_path: Path) -> None:
-    async with rig(tmp_path, delay=0.05, refuse_list=True) as r:
+    async with rig(tmp_path, delay=0.05, list_status=501) as r:
         async with r.backend() as backend:
             result = await (await backend.submit(task("t")))
             assert backend.polling == "per-task"
@@ -344,3 +347,37 @@ async def test_test_mode_interval_is_honoured(tmp_path: Path, polling: str) -> N
         with tesengine.testing.testing():
             result = await asyncio.wait_for(await b.submit(task("fast")), 30)
     assert result.state is State.COMPLETE
+
+
+async def test_failed_walk_falls_back_to_gets_for_that_tick(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=0.3) as r:
+        async with r.backend(retries=0) as backend:
+            runs = [await backend.submit(task(f"t{i}")) for i in range(3)]
+            await r.proxy.until(lambda: backend.polling == "batch")
+            r.proxy.list_status = 503  # the server now fails every listing
+            results = await asyncio.gather(*runs)
+            assert backend.polling == "batch"  # a transient failure changes nothing for good
+        assert all(result.state is State.COMPLETE for result in results)
+        assert {s.task_id for s in r.proxy.gets("MINIMAL")} == {run.id for run in runs}
+
+
+async def test_a_known_state_keeps_the_waiter_asleep(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=3600) as r, TesClient(r.url) as client:
+        request = wire.Task(
+            executors=[wire.Executor(image="alpine", command=["true"])], tags={RUN_TAG: "old"}
+        )
+        task_id = await client.create_task(request)
+        source = BatchStatus(client)
+        source.watch(task_id, "old")
+        state = await source.next_state(task_id, 0.01, State.QUEUED)
+        while state is not State.RUNNING:
+            state = await source.next_state(task_id, 0.01, state)
+        assert source.mode == "batch"
+        asleep = asyncio.ensure_future(source.next_state(task_id, 0.01, State.RUNNING))
+        walks = len(r.proxy.lists("old"))
+        await r.proxy.until(lambda: len(r.proxy.lists("old")) >= walks + 3)
+        assert not asleep.done()  # three walks saw RUNNING again: nothing to wake it for
+        await source.aclose()
+        await asyncio.wait([asleep])
+        assert asleep.cancelled()
+        assert not source.refreshing

@@ -102,7 +102,8 @@ class BatchStatus:
         self._mode: Mode = "probing" if probe else "batch"
         self._page_size: int | None = PAGE_SIZE
         self._tags: dict[str, str] = {}  # watched task id -> its run tag
-        self._waiters: dict[str, _Waiter] = {}
+        self._waiters: dict[str, _Waiter] = {}  # waiting for the next walk
+        self._walking: dict[str, _Waiter] = {}  # being answered by the current walk
         self._refresher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._next_tick = math.inf  # loop time of the next walk; inf: none scheduled
@@ -143,7 +144,7 @@ class BatchStatus:
         if self._refresher is not None:
             self._refresher.cancel()
             await asyncio.wait([self._refresher])
-        for waiter in self._waiters.values():
+        for waiter in [*self._waiters.values(), *self._walking.values()]:
             waiter.future.cancel()
         self._waiters.clear()
 
@@ -172,17 +173,19 @@ class BatchStatus:
         try:
             while self._tags and not self._closed:
                 await self._until_tick(loop)
-                batch, self._waiters = self._waiters, {}
-                if batch:
-                    self._interval = min(w.interval for w in batch.values())
+                self._walking, self._waiters = self._waiters, {}
+                if self._walking:
+                    self._interval = min(w.interval for w in self._walking.values())
                     self._next_tick = loop.time() + jittered(self._interval)
-                    await self._refresh(batch)
+                    await self._refresh(self._walking)
                 else:  # nobody waits (e.g. all read FULL views): sleep until someone does
                     self._next_tick = self._interval = math.inf
+                self._walking = {}
+            _release(self._waiters.values())  # nothing watched any more: none should wait
         except Exception:
             log.exception("batched status polling failed; polling each task from now on")
             self._mode = "per-task"
-            _release(self._waiters.values())
+            _release([*self._waiters.values(), *self._walking.values()])
         finally:
             self._refresher = None
 
@@ -211,7 +214,7 @@ class BatchStatus:
             for task_id, waiter in unchanged.items():
                 if not waiter.future.done():  # not cancelled meanwhile: wait for the next walk
                     self._waiters[task_id] = waiter
-            _release(w for i, w in batch.items() if i not in unchanged)  # the listing missed
+        _release(w for i, w in batch.items() if i not in unchanged)  # the listing missed
 
     async def _probe(self, batch: Mapping[str, _Waiter]) -> None:
         tag = next((self._tags[i] for i in batch if i in self._tags), None)
