@@ -133,6 +133,11 @@ class DigestCache:
         values = [(*_signed(s), hex_, now) for s, hex_ in rows]
         self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", values)
 
+    def open(self) -> None:
+        """Open the database now rather than on first use (it may take a while)."""
+        with self._lock:
+            self._connection()
+
     def close(self) -> None:
         """Close the database connection (it reopens on next use)."""
         with self._lock:

@@ -233,7 +233,10 @@ class Digester:
         return _known(node)
 
     async def _tree(self, root: str, *, want_files: bool) -> tuple[Digest, list[FileEntry]]:
-        tree, files = await self._pool.run(_scan, root)
+        # The cache opens on another worker while this one walks the tree.
+        (tree, files), _ = await asyncio.gather(
+            self._pool.run(_scan, root), self._pool.run(self._cache.open)
+        )
         self._progress.files_found(len(files))
         await self._hash_all(files)
         return await self._pool.run(self._finish, tree, files, want_files)
