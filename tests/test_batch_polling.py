@@ -62,6 +62,7 @@ class Proxy:
     strip_tags: bool = False
     page_size: int | None = None
     list_status: int | None = None  # answer listings with this error status
+    max_page_size: int | None = None  # answer larger pages with 400
     hidden: set[str] = field(default_factory=set)
     seen: list[Seen] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -76,6 +77,9 @@ class Proxy:
         if seen.is_list:
             if self.list_status is not None:
                 return web.json_response({"error": "no listing now"}, status=self.list_status)
+            size = int(seen.arg("page_size") or 0)
+            if self.max_page_size is not None and size > self.max_page_size:
+                return web.json_response({"error": "page_size too large"}, status=400)
             query = [(k, v) for k, v in query if not (self.strip_tags and k.startswith("tag_"))]
             if self.page_size is not None:
                 query = [(k, v) for k, v in query if k != "page_size"]
@@ -381,3 +385,15 @@ async def test_a_known_state_keeps_the_waiter_asleep(tmp_path: Path) -> None:
         await asyncio.wait([asleep])
         assert asleep.cancelled()
         assert not source.refreshing
+
+
+async def test_page_size_refused_uses_the_servers_default(tmp_path: Path) -> None:
+    async with rig(tmp_path, delay=0.1, max_page_size=1000) as r:
+        async with r.backend() as backend:
+            result = await (await backend.submit(task("t")))
+            assert backend.polling == "batch"
+        assert result.state is State.COMPLETE
+        refused, *rest = [s for s in r.proxy.lists() if s.arg("view") == "MINIMAL"]
+        assert refused.arg("page_size") == "2047"
+        assert rest and all(s.arg("page_size") is None for s in rest)
+        assert r.proxy.gets("MINIMAL") == []
