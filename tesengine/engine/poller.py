@@ -45,7 +45,7 @@ class StatusSource(Protocol):
         """The task's state, observed ``interval`` seconds or more after the last call.
 
         ``known`` is the state the poller holds; a shared source may keep the
-        poller waiting (costing nothing) until the task is seen in another.
+        poller waiting (costing nothing) until the task shows a different one.
         """
         ...
 
