@@ -300,3 +300,18 @@ async def test_staging_a_directory_walks_it_once(
     assert result.uploaded
     # one pass over the tree: each file hashed once, none looked up a second time
     assert (digester.stats.files_hashed, digester.stats.files_cached) == (len(files), 0)
+
+
+async def test_stage_many_across_digest_chunks_keeps_order_and_dedups(
+    digester: Digester, tmp_path: Path
+) -> None:
+    # 600 files digest in two chunks; contents repeat across the chunk boundary
+    paths = [write(tmp_path / f"f{i:03}", f"content {i % 400}".encode()) for i in range(600)]
+    stager = Stager(Storage(), digester, "memory://chunks/in", concurrency=8)
+    results = await stager.stage_many(paths)
+    assert [r.source for r in results] == [str(p) for p in paths]
+    assert [r.url.rsplit("/", 1)[1] for r in results] == [
+        blake3(f"content {i % 400}".encode()).hexdigest() for i in range(600)
+    ]
+    assert [r.uploaded for r in results] == [True] * 400 + [False] * 200
+    assert (stager.stats.heads, stager.stats.puts) == (400, 400)

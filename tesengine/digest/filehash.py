@@ -99,7 +99,7 @@ def regular_stat(path: str) -> FileStat:
         raise _error(path, exc) from exc
     if not stat.S_ISREG(st.st_mode):
         raise not_regular(path, st.st_mode)
-    return _new_tuple(FileStat, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return FileStat.of(st)
 
 
 def hash_file(
@@ -152,7 +152,7 @@ def _hash_small(path: str, expected: FileStat) -> tuple[str, FileStat] | None:
         raise _error(path, exc) from exc
     finally:
         os.close(fd)
-    after = _new_tuple(FileStat, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    after = FileStat.of(st)
     if after != expected:
         return None
     return blake3(data).hexdigest(), after

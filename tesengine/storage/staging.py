@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -57,6 +57,9 @@ MARKER_PREFIX = "complete"
 #: Bytes of upload bodies held in memory at once, across all uploads.
 UPLOAD_MEMORY = 128 * 1024 * 1024
 _STREAM_COST = PART_SIZE * (PART_CONCURRENCY + 1)
+#: Files are digested in chunks of up to this many, while earlier ones are checked.
+_DIGEST_CHUNK = 2048
+_FIRST_DIGEST_CHUNK = 256
 T = TypeVar("T")
 
 
@@ -175,31 +178,42 @@ class Stager:
     # -- files -------------------------------------------------------------
 
     async def _stage_files(self, files: list[Path]) -> list[StageResult]:
-        """Stage regular files: one batched digest pass, then ``concurrency`` workers.
+        """Stage regular files: batched digests feeding ``concurrency`` workers.
 
         Batching matters when most inputs are already present: per-file
         digest jobs, and one task per file parked on a semaphore, cost as
-        much CPU as the existence checks themselves. A path given twice,
-        or two paths with one content, make one request; only the first of
-        them reports ``uploaded``.
+        much CPU as the existence checks themselves. Files are digested in
+        chunks, and the workers start on the first chunk while the next
+        is digested. A path given twice, or two paths with one content,
+        make one request; only the first of them reports ``uploaded``.
         """
         if not files:
             return []
-        digests = await self.digester.digest_files(files)
-        first: dict[str, tuple[Path, str]] = {}
-        urls = []
-        for path, digest in zip(files, digests, strict=True):
-            url = join_url(self.inputs_url, digest.key)
-            urls.append(url)
-            first.setdefault(url, (path, digest.hex))
+        urls: list[str] = []
+        first: set[str] = set()
         uploaded: dict[str, bool] = {}
-        todo = iter(first.items())
+        queue: asyncio.Queue[tuple[str, Path, str] | None] = asyncio.Queue()
+        workers = min(self._concurrency, len(files))
+
+        async def digest_all() -> None:
+            for chunk in _chunks(files):
+                for path, digest in zip(
+                    chunk, await self.digester.digest_files(chunk), strict=True
+                ):
+                    url = join_url(self.inputs_url, digest.key)
+                    urls.append(url)
+                    if url not in first:
+                        first.add(url)
+                        queue.put_nowait((url, path, digest.hex))
+            for _ in range(workers):
+                queue.put_nowait(None)
 
         async def worker() -> None:
-            for url, (path, hex_) in todo:
+            while (job := await queue.get()) is not None:
+                url, path, hex_ = job
                 uploaded[url] = await self._stage_file(url, path, hex_)
 
-        await _all([worker() for _ in range(min(self._concurrency, len(first)))])
+        await _all([digest_all(), *(worker() for _ in range(workers))])
         results = []
         for path, url in zip(files, urls, strict=True):
             done = uploaded.pop(url, False)  # the first path with this content, only
@@ -341,6 +355,14 @@ class Stager:
         if self._limit is None:
             self._limit = asyncio.Semaphore(self._concurrency)
         return self._limit
+
+
+def _chunks(files: list[Path]) -> Iterator[list[Path]]:
+    """Small first chunks, so the first requests go out early; larger ones later."""
+    start, size = 0, _FIRST_DIGEST_CHUNK
+    while start < len(files):
+        yield files[start : start + size]
+        start, size = start + size, min(size * 2, _DIGEST_CHUNK)
 
 
 def _is_url(item: str | os.PathLike[str]) -> bool:
