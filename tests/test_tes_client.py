@@ -221,6 +221,31 @@ async def test_all_pages(fake: FakeTes, client: TesClient) -> None:
     assert fake.count("GET", "list") == 3
 
 
+async def test_list_states_reads_bare_pairs(fake: FakeTes, client: TesClient) -> None:
+    fake.page_size = 2
+    for i in range(3):
+        await client.create_task(hello(f"t{i}").model_copy(update={"tags": {"run": "r1"}}))
+    fake.tasks["task-2"]["state"] = "RUNNING"
+    first = await client.list_states(tags={"run": "r1"}, page_size=2)
+    assert first.states == (("task-1", State.QUEUED), ("task-2", State.RUNNING))
+    assert first.next_page_token
+    rest = await client.list_states(tags={"run": "r1"}, page_token=first.next_page_token)
+    assert rest.states == (("task-3", State.QUEUED),)
+    assert rest.next_page_token is None
+
+
+async def test_list_states_cut_short_is_retried_then_reported(
+    fake: FakeTes, client: TesClient
+) -> None:
+    fake.faults.extend([Fault("GET", "list", 200, '{"tasks": [{"id": "x", "st')] * 4)
+    with pytest.raises(TesUnavailable, match=r"malformed ListTasksResponse from server"):
+        await client.list_states()
+    assert fake.count("GET", "list") == 4
+    fake.faults.append(Fault("GET", "list", 200, {"tasks": [{"state": "RUNNING"}]}))
+    with pytest.raises(TesApiError, match="malformed"):
+        await client.list_states()
+
+
 def test_list_query_keeps_tag_pairs_in_order() -> None:
     url = _list_url(
         BASE,

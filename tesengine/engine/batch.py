@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..errors import TesApiError, TesUnavailable
+from ..tes import StatePage
 from ..tes.models import ListTasksResponse, State, Task, View
 from .poller import PerTaskStatus, Sleep, StatusSource, jittered
 from .request import RUN_TAG
@@ -68,6 +69,14 @@ class ListingClient(Protocol):
         page_size: int | None = None,
         page_token: str | None = None,
     ) -> ListTasksResponse: ...
+
+    async def list_states(
+        self,
+        *,
+        tags: Mapping[str, str] | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> StatePage: ...
 
 
 def status_source(polling: Polling, client: ListingClient, sleep: Sleep) -> StatusSource:
@@ -237,7 +246,7 @@ class BatchStatus:
 
     async def _honours_tag_filter(self, tag: str) -> bool:
         empty = await self._page({RUN_TAG: f"tesengine-probe-{uuid.uuid4().hex}"}, None)
-        if empty.tasks:
+        if empty.states:
             return False  # a tag nobody used matched tasks: the filter is ignored
         sample = await self._client.list_tasks(
             tags={RUN_TAG: tag}, view=View.BASIC, page_size=_SAMPLE
@@ -265,12 +274,12 @@ class BatchStatus:
                 self._mode = "per-task"
                 return
             pages += 1
-            for task in page.tasks:
-                waiter = waiters.pop(task.id or "", None)
+            for task_id, state in page.states:
+                waiter = waiters.pop(task_id, None)
                 if waiter is None or waiter.future.done():
                     continue
-                if (state := task.current_state) is waiter.known:
-                    unchanged[task.id or ""] = waiter
+                if state is waiter.known:
+                    unchanged[task_id] = waiter
                 else:
                     waiter.future.set_result(state)
             token = page.next_page_token
@@ -278,17 +287,17 @@ class BatchStatus:
                 break  # the rest (if any) cost no more as one GET each
             tokens.add(token)
 
-    async def _page(self, tags: Mapping[str, str], token: str | None) -> ListTasksResponse:
+    async def _page(self, tags: Mapping[str, str], token: str | None) -> StatePage:
         """One MINIMAL page, as large as the server accepts."""
         try:
-            return await self._client.list_tasks(
-                tags=tags, view=View.MINIMAL, page_size=self._page_size, page_token=token
+            return await self._client.list_states(
+                tags=tags, page_size=self._page_size, page_token=token
             )
         except TesApiError as exc:
             if exc.status != 400 or self._page_size is None:
                 raise
         self._page_size = None  # the server refuses our page size: use its default
-        return await self._client.list_tasks(tags=tags, view=View.MINIMAL, page_token=token)
+        return await self._client.list_states(tags=tags, page_token=token)
 
 
 def _by_tag(batch: Mapping[str, _Waiter], tags: Mapping[str, str]) -> dict[str, dict[str, _Waiter]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..auth import AuthProvider
-from .client import TesClient
+from .client import StatePage, TesClient
 from .models import (
     SUBMISSION_TAG,
     CancelTaskResponse,
@@ -42,6 +42,7 @@ __all__ = [
     "ServiceInfo",
     "ServiceType",
     "State",
+    "StatePage",
     "Task",
     "TaskLog",
     "TesClient",

@@ -20,9 +20,11 @@ posts again.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
@@ -210,6 +212,27 @@ class TesClient:
         )
         return await self._get(ListTasksResponse, url)
 
+    async def list_states(
+        self,
+        *,
+        tags: Mapping[str, str] | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> StatePage:
+        """One MINIMAL page as bare (id, state) pairs: the lean read behind batch polling.
+
+        Building full :class:`Task` models is most of the client's cost when a
+        page holds thousands of tasks; this reads only what a poller needs.
+        """
+        url = _list_url(
+            await self.base_url(), tags=tags, page_size=page_size, page_token=page_token
+        )
+
+        async def attempt() -> StatePage:
+            return _parse_states(await self._transport.send_once("GET", url))
+
+        return await self._transport.call("GET", url, attempt)
+
     async def iter_tasks(
         self,
         *,
@@ -334,6 +357,27 @@ def _parse(model: type[_M], reply: Reply) -> _M:
             # been acted on, so create_task looks its tag up before posting again
             raise MalformedReply(message) from None
         raise TesApiError(reply.method, reply.url, reply.status, message) from None
+
+
+@dataclass(frozen=True, slots=True)
+class StatePage:
+    """One page of a MINIMAL listing: ``(task id, state)`` pairs and the next token."""
+
+    states: tuple[tuple[str, State], ...]
+    next_page_token: str | None = None
+
+
+def _parse_states(reply: Reply) -> StatePage:
+    try:
+        document = json.loads(reply.body)
+        tasks = document.get("tasks") or []
+        states = tuple((str(t["id"]), State.parse(t.get("state"))) for t in tasks if t)
+        token = document.get("next_page_token") or None
+    except (ValueError, AttributeError, KeyError, TypeError):
+        # Malformed: let the full model say precisely what is wrong (or that it was cut).
+        _parse(ListTasksResponse, reply)
+        raise TesApiError(reply.method, reply.url, reply.status, "malformed task list") from None
+    return StatePage(states, str(token) if token is not None else None)
 
 
 def _says_json(content_type: str | None) -> bool:
