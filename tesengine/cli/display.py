@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -29,6 +30,8 @@ class Display:
         self._live = not quiet and sys.stderr.isatty()
         self._states: dict[str, State] = {}
         self._status: Status | None = None
+        self._hashed = 0
+        self._uploaded = 0
 
     def note(self, message: str) -> None:
         """One informational line (suppressed by --quiet)."""
@@ -47,6 +50,28 @@ class Display:
         verb = "uploaded" if result.uploaded else "already present"
         self._progress(f"input {result.source} -> {result.url} ({verb})")
 
+    # -- TransferProgress: bytes hashed and uploaded while inputs are staged --
+
+    def files_found(self, count: int) -> None:
+        pass
+
+    def file_done(self, path: Path, cached: bool) -> None:
+        pass
+
+    def bytes_hashed(self, n: int) -> None:
+        self._hashed += n
+        self._refresh("hashing inputs")
+
+    def bytes_uploaded(self, n: int) -> None:
+        self._uploaded += n
+        self._refresh("uploading inputs")
+
+    def file_uploaded(self, url: str, size: int) -> None:
+        pass
+
+    def file_skipped(self, url: str, size: int) -> None:
+        pass
+
     def failure(self, name: str, exc: BaseException) -> None:
         """A failed task: its one-line reason, then its stderr tail."""
         self._stop()
@@ -61,14 +86,24 @@ class Display:
         if not self._live:
             self._line(message)
             return
-        counts = Counter(state.value.lower() for state in self._states.values())
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-        if self._status is None:
-            self._status = self._console.status(summary)
-            self._status.start()
-        self._status.update(f"{message}  [{summary}]")
-        if all(state.is_final for state in self._states.values()):
+        self._refresh(message)
+        if self._states and all(state.is_final for state in self._states.values()):
             self._stop()
+
+    def _refresh(self, message: str) -> None:
+        """Redraw the live line (a terminal only; plain output has no byte counters)."""
+        if not self._live:
+            return
+        counts = Counter(state.value.lower() for state in self._states.values())
+        parts = [f"{n} {state}" for state, n in sorted(counts.items())]
+        if self._hashed:
+            parts.append(f"{_size(self._hashed)} hashed")
+        if self._uploaded:
+            parts.append(f"{_size(self._uploaded)} uploaded")
+        if self._status is None:
+            self._status = self._console.status(message)
+            self._status.start()
+        self._status.update(f"{message}  [{', '.join(parts)}]")
 
     def _stop(self) -> None:
         if self._status is not None:
@@ -77,3 +112,12 @@ class Display:
 
     def _line(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

@@ -114,7 +114,9 @@ async def _run(args: argparse.Namespace, tasks: TaskFile, base: Path) -> int:
     display = Display(quiet=args.quiet or args.json)
     async with contextlib.AsyncExitStack() as stack:
         config = await open_backend_config(stack, args.config, args.backend, display.note)
-        backend = await stack.enter_async_context(TesBackend(config, events=display))
+        backend = await stack.enter_async_context(
+            TesBackend(config, events=display, progress=display)
+        )
         results = await _run_graph(backend, tasks, base)
         return await _report(args, tasks, results, display)
     raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows

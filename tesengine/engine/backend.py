@@ -27,7 +27,7 @@ from ..tes import TesClient
 from ..tes import models as wire
 from ..testing import poll_interval
 from .batch import status_source
-from .events import EngineEvents, NullEvents, emit
+from .events import EngineEvents, NullEvents, TransferProgress, emit
 from .outputs import OutputCache, RemoteDirectory, RemoteFile
 from .poller import Sleep, StatusSource, poll
 from .request import (
@@ -55,6 +55,7 @@ class TesBackend:
         config: Config,
         *,
         events: EngineEvents | None = None,
+        progress: TransferProgress | None = None,
         client: TesClient | None = None,
         storage: Storage | None = None,
         status: StatusSource | None = None,
@@ -67,12 +68,13 @@ class TesBackend:
         cache = config.backend.resolved_cache_dir
         self.client = client or TesClient.from_config(config)
         self.storage = storage or Storage(config.storage)
-        self.digester = Digester(threads=config.backend.digest_threads, cache_dir=cache)
+        self.digester = Digester.from_config(config.backend, progress=progress)
         self.stager = Stager(
             self.storage,
             self.digester,
             config.backend.inputs,
             concurrency=config.backend.staging_concurrency,
+            progress=progress,
         )
         self.reader = OutputCache(self.storage, cache / "outputs")
         self._status = status or status_source(config.backend.polling, self.client, sleep)

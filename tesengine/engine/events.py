@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ..digest import DigestProgress
+from ..storage import StagingProgress
 from ..tes.models import State
 
 if TYPE_CHECKING:
@@ -27,6 +29,10 @@ class EngineEvents(Protocol):
 
     def input_staged(self, result: StageResult) -> None:
         """A local input is at its content address (uploaded or already there)."""
+
+
+class TransferProgress(DigestProgress, StagingProgress, Protocol):
+    """Bytes hashed and uploaded while local inputs are staged (a progress bar's feed)."""
 
 
 class NullEvents:
