@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from tesengine.errors import ConfigError, DigestError, InvalidTask, TesApiError,
 from tesengine.server import LocalTesServer
 from tests.faults.conftest import full_only, make_config
 from tests.faults.procs import PYTHON, clean_env, write_sprocket_toml
+from tests.support import require
 
 
 @dataclass
@@ -69,15 +72,6 @@ def _non_utf8(base: Path) -> Path:
     return d
 
 
-def _unreadable(base: Path) -> Path:
-    if os.geteuid() == 0:
-        pytest.skip("root reads files whatever their mode")
-    f = base / "secret.txt"
-    f.write_text("x")
-    f.chmod(0)
-    return f
-
-
 def _task(**kw: Any) -> Task:
     return Task(kw.pop("name", "bad"), kw.pop("executors", [Executor("alpine", ["true"])]), **kw)
 
@@ -89,7 +83,6 @@ CASES: dict[str, tuple[Callable[[Path], Task], type[Exception], str]] = {
         InvalidTask,
         "missing.txt",
     ),
-    "unreadable file": (lambda b: _task(inputs={"/in/x": _unreadable(b)}), DigestError, "secret"),
     "symlink loop": (lambda b: _task(inputs={"/in/d": _loop(b)}), DigestError, "loop"),
     "fifo": (lambda b: _task(inputs={"/in/p": _fifo(b)}), TesEngineError, "pipe"),
     "fifo in directory": (
@@ -239,3 +232,50 @@ def test_cli_config_typo_names_the_key(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     with pytest.raises(ConfigError, match="intervall"):
         load_config(config)
+
+
+UNREADABLE = """
+import asyncio, sys
+from tesengine import Digester, DigestError, Executor, InvalidTask, Task
+from tesengine.engine.validate import validate
+try:
+    validate(Task("t", [Executor("alpine", ["true"])], inputs={"/in/x": sys.argv[1]}))
+except InvalidTask as exc:
+    print("validate:", exc)
+async def digest():
+    async with Digester(cache=False) as digester:
+        await digester.digest(sys.argv[1])
+try:
+    asyncio.run(digest())
+except DigestError as exc:
+    print("digest:", exc)
+"""
+
+
+def test_unreadable_file_is_named(tmp_path: Path) -> None:
+    """chmod 000: refused at validation and by the digester, naming the file.
+
+    Root reads any file through its DAC capabilities, so as root the check runs
+    in a child whose bounding set drops them (util-linux ``setpriv``).
+    """
+    secret = tmp_path / "secret.txt"
+    secret.write_text("x")
+    secret.chmod(0)
+    argv = [sys.executable, "-c", UNREADABLE, str(secret)]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        require(setpriv is not None, "setpriv (util-linux) to drop root's file capabilities")
+        assert setpriv is not None
+        argv = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *argv]
+    result = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"validate: task 't': inputs['/in/x']: permission denied: {secret}"
+    assert lines[1].startswith("digest: ")
+    assert "secret.txt" in lines[1]
