@@ -16,9 +16,9 @@ import logging
 import os
 import uuid
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from .._closing import AsyncClosing
 from ..config import Config, load_config
 from ..digest import Digester
 from ..errors import TesEngineError
@@ -47,7 +47,7 @@ from .validate import Plan, validate
 log = logging.getLogger("tesengine.engine")
 
 
-class TesBackend:
+class TesBackend(AsyncClosing):
     """Runs tasks on one TES server. Use as ``async with TesBackend(config) as backend``."""
 
     def __init__(
@@ -97,17 +97,6 @@ class TesBackend:
         shown whether the server honours tag filters.
         """
         return str(getattr(self._status, "mode", "per-task"))
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def submit(self, task: Task) -> TaskRun:
         """Validate, stage and create ``task``; return its handle at once.

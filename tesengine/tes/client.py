@@ -25,12 +25,12 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from pydantic import ValidationError
 
+from .._closing import AsyncClosing
 from ..auth import AuthProvider, auth_from_config
 from ..config import is_loopback
 from ..errors import ConfigError, TesApiError, redact_url
@@ -67,7 +67,7 @@ def known_base(url: str) -> str | None:
     return url if urlsplit(url).path.endswith(API_PREFIXES) else None
 
 
-class TesClient:
+class TesClient(AsyncClosing):
     """Talks to one TES server. Use ``async with`` or call :meth:`aclose`.
 
     ``max_concurrency`` bounds requests in flight (and the connection pool);
@@ -128,17 +128,6 @@ class TesClient:
 
     def __repr__(self) -> str:
         return f"TesClient({redact_url(self.url)!r})"
-
-    async def __aenter__(self) -> TesClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool (unless the session was passed in)."""
