@@ -1,4 +1,8 @@
-"""Run every ``bench_*`` module in this folder, or the ones named on the command line."""
+"""Run benchmarks: all of them, or one with its own options.
+
+    python -m benchmarks                          # every bench_*.py, default options
+    python -m benchmarks bench_digest --runs 5    # one benchmark; options go to it
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,13 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    here = Path(__file__).parent
-    names = argv or sorted(p.stem for p in here.glob("bench_*.py"))
+    if argv:
+        name, options = argv[0].removesuffix(".py"), argv[1:]
+        return int(importlib.import_module(f"benchmarks.{name}").main(options))
     status = 0
-    for name in names:
-        module = importlib.import_module(f"benchmarks.{name.removesuffix('.py')}")
-        print(f"== {name}", flush=True)
-        status |= module.main([])
+    for path in sorted(Path(__file__).parent.glob("bench_*.py")):
+        print(f"== {path.stem}", flush=True)
+        status |= importlib.import_module(f"benchmarks.{path.stem}").main([])
     return status
 
 
