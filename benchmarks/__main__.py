@@ -1,7 +1,7 @@
 """Run benchmarks: all of them, or one with its own options.
 
-    python -m benchmarks                          # every bench_*.py, default options
-    python -m benchmarks bench_digest --runs 5    # one benchmark; options go to it
+python -m benchmarks                          # every bench_*.py, default options
+python -m benchmarks bench_digest --runs 5    # one benchmark; options go to it
 """
 
 from __future__ import annotations
