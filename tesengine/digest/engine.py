@@ -25,7 +25,9 @@ import os
 import stat
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
@@ -36,6 +38,7 @@ from .cache import DigestCache
 from .filehash import FileStat, hash_file, regular_stat
 from .layout import Digest, FileEntry
 from .pool import DigestPool
+from .procs import HashProcs
 from .walk import (
     DirNode,
     FileNode,
@@ -57,6 +60,10 @@ StrPath = str | os.PathLike[str]
 _BATCH_FILES = 256
 #: Files at least this large are hashed outside the small-file lock (see _batch_job).
 _LARGE = 1 << 20
+#: A job of at least this many files hashes its small files in worker processes...
+_PROCS_MIN_FILES = 2000
+#: ...in batches that have at least this many small files to hash.
+_PROCS_MIN_BATCH = 32
 
 
 class DigestProgress(Protocol):
@@ -127,6 +134,8 @@ class Digester:
         self._mmap = mmap
         self._inflight: dict[tuple[object, ...], _Flight] = {}
         self._small_files = threading.Lock()
+        self._procs = HashProcs(min(self._pool.threads, os.cpu_count() or 1))
+        self._procs_min_files = _PROCS_MIN_FILES
         self.stats = DigestStats()
 
     @classmethod
@@ -185,6 +194,7 @@ class Digester:
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.to_thread(self._pool.close)
+        await asyncio.to_thread(self._procs.close)
         self._cache.close()
 
     async def __aenter__(self) -> Self:
@@ -245,17 +255,77 @@ class Digester:
 
     async def _tree(self, root: str, *, want_files: bool) -> tuple[Digest, list[FileEntry]]:
         # The cache opens on another worker while this one walks the tree.
-        (tree, files), _ = await asyncio.gather(
-            self._pool.run(_scan, root), self._pool.run(self._cache.open)
-        )
+        loop = asyncio.get_running_loop()
+        tree, _ = await asyncio.gather(self._pool.run(scan, root), self._pool.run(self._cache.open))
+        files = [f for _, f in iter_files(tree)]
         self._progress.files_found(len(files))
-        await self._hash_all(files)
+        rest, sent = await self._pool.run(self._look_up_tree, files, loop)
+        try:
+            await self._hash_all(rest, look_up=False)
+        finally:
+            # Batches already with the worker processes finish either way.
+            await asyncio.gather(*map(asyncio.wrap_future, sent), return_exceptions=True)
+        for job in sent:
+            job.result()  # the first error, if any
         return await self._pool.run(self._finish, tree, files, want_files)
 
-    async def _hash_all(self, files: Sequence[FileNode]) -> None:
+    def _look_up_tree(
+        self, files: list[FileNode], loop: asyncio.AbstractEventLoop
+    ) -> tuple[list[FileNode], list[Future[None]]]:
+        """Stat and look up every file; hand the misses on as soon as a batch is full.
+
+        One thread does it all, chunk by chunk: that is cheaper than a pool
+        job per chunk, and a warm run needs nothing else. In a large tree,
+        full batches of small misses go straight to the worker processes
+        while this thread goes on with the next files. The misses not sent
+        (large files, or all of a small tree) are returned.
+        """
+        procs = len(files) >= self._procs_min_files
+        rest: list[FileNode] = []
+        sent: list[Future[None]] = []
+        queue: list[FileNode] = []
+        for start in range(0, len(files), _BATCH_FILES):
+            chunk = files[start : start + _BATCH_FILES]
+            with self._small_files:
+                misses = self._look_up(chunk)
+            if self._tracking or len(misses) < len(chunk):
+                loop.call_soon_threadsafe(self._report, [n for n in chunk if n.cached])
+            for node in misses:
+                (queue if procs and _stat(node).size < _LARGE else rest).append(node)
+            if len(queue) >= _BATCH_FILES or (queue and start + _BATCH_FILES >= len(files)):
+                sent.append(self._procs.submit(partial(self._proc_batch, queue, loop)))
+                queue = []
+        return rest, sent
+
+    def _look_up(self, nodes: Sequence[FileNode]) -> list[FileNode]:
+        """Stat ``nodes`` and take their digests from the cache; the misses."""
+        for node in nodes:
+            if node.stat is None:
+                node.stat = regular_stat(node.path)
+        known = self._cache.lookup_files([_stat(n) for n in nodes])
+        misses = []
+        for node, cached in zip(nodes, known, strict=True):
+            if cached is None:
+                misses.append(node)
+            else:
+                node.hex, node.cached = cached, True
+        return misses
+
+    def _proc_batch(self, nodes: list[FileNode], loop: asyncio.AbstractEventLoop) -> None:
+        """Hash ``nodes`` in a worker process; on a driver thread.
+
+        They are stored with the rest at the end: storing each batch here
+        instead measured slower (its SQLite writes and this thread's
+        lookups contend for the cache lock and the GIL).
+        """
+        self._hash_in_procs(nodes)
+        loop.call_soon_threadsafe(self._report, nodes)
+
+    async def _hash_all(self, files: Sequence[FileNode], *, look_up: bool = True) -> None:
         """Give every file its digest, in batches spread over the pool."""
+        procs = len(files) >= self._procs_min_files
         jobs = [
-            asyncio.ensure_future(self._batch(batch))
+            asyncio.ensure_future(self._batch(batch, procs, look_up))
             for batch in _batches(files, self._pool.threads)
         ]
         try:
@@ -265,11 +335,13 @@ class Digester:
                 job.cancel()  # queued batches leave the pool; running ones finish
             raise
 
-    async def _batch(self, batch: list[FileNode]) -> None:
-        await self._pool.run(self._batch_job, batch, store=False)
+    async def _batch(self, batch: list[FileNode], procs: bool, look_up: bool) -> None:
+        await self._pool.run(self._batch_job, batch, store=False, procs=procs, look_up=look_up)
         self._report(batch)
 
-    def _batch_job(self, batch: list[FileNode], *, store: bool) -> None:
+    def _batch_job(
+        self, batch: list[FileNode], *, store: bool, procs: bool = False, look_up: bool = True
+    ) -> None:
         """Stat, look up and hash what the cache lacks; in a worker thread.
 
         One stat per file is the least that proves a cached digest current;
@@ -278,25 +350,32 @@ class Digester:
         between system calls, and two threads doing that hand the GIL back
         and forth on every call, which measured slower than one thread.
         Large files (the hashing itself releases the GIL for long) are
-        hashed outside that lock, in parallel.
+        hashed outside that lock, in parallel. In a large job, small files
+        go to worker processes instead, where they do hash in parallel.
         """
-        large = []
+        large: list[FileNode] = []
+        small: list[FileNode] = []
         with self._small_files:
-            for node in batch:
-                if node.stat is None:
-                    node.stat = regular_stat(node.path)
-            known = self._cache.lookup_files([_stat(n) for n in batch])
-            for node, cached in zip(batch, known, strict=True):
-                if cached is not None:
-                    node.hex, node.cached = cached, True
-                elif _stat(node).size < _LARGE:
+            for node in self._look_up(batch) if look_up else batch:
+                (small if _stat(node).size < _LARGE else large).append(node)
+            if not procs or len(small) < _PROCS_MIN_BATCH:
+                for node in small:
                     self._hash(node)
-                else:
-                    large.append(node)
+                small = []
+        if small:
+            self._hash_in_procs(small)
         for node in large:
             self._hash(node)
         if store:
             self._store_new(batch)
+
+    def _hash_in_procs(self, nodes: list[FileNode]) -> None:
+        hexes = self._procs.hash([n.path for n in nodes], [_stat(n) for n in nodes])
+        for node, hex_ in zip(nodes, hexes, strict=True):
+            if hex_ is None:  # unreadable, changed, or no worker: the thread tells why
+                self._hash(node)
+            else:
+                node.hex = hex_
 
     def _hash(self, node: FileNode) -> None:
         hex_, node.stat = hash_file(node.path, expected=node.stat, mmap=self._mmap)
@@ -342,11 +421,6 @@ class _Flight:
 
     job: asyncio.Future[Any]
     waiters: int = 0
-
-
-def _scan(root: str) -> tuple[DirNode, list[FileNode]]:
-    tree = scan(root)
-    return tree, [f for _, f in iter_files(tree)]
 
 
 def _absolute(path: StrPath) -> str:
