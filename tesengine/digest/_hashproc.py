@@ -43,7 +43,8 @@ def hash_batch(paths: list[str], stats: list[int]) -> list[bytes | None]:
     return out
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
+def read_exact(fd: int, n: int) -> bytes | None:
+    """Exactly ``n`` bytes from ``fd``; None at end of input."""
     parts = []
     while n:
         chunk = os.read(fd, n)
@@ -54,7 +55,8 @@ def _read_exact(fd: int, n: int) -> bytes | None:
     return b"".join(parts)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -62,13 +64,13 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def main() -> int:
     """Serve requests until end of input."""
-    while (head := _read_exact(0, 4)) is not None:
-        body = _read_exact(0, int.from_bytes(head, "little"))
+    while (head := read_exact(0, 4)) is not None:
+        body = read_exact(0, int.from_bytes(head, "little"))
         if body is None:
             break
         paths, stats = marshal.loads(body)  # noqa: S302 - only our parent writes here
         reply = marshal.dumps(hash_batch(paths, stats))
-        _write_all(1, len(reply).to_bytes(4, "little") + reply)
+        write_all(1, len(reply).to_bytes(4, "little") + reply)
     return 0
 
 

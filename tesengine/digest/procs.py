@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import marshal
-import os
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from ._hashproc import read_exact, write_all
 from .filehash import FileStat
 
 __all__ = ["HashProcs"]
@@ -58,7 +58,7 @@ class _Proc:
     def call(self, paths: list[str], stats: list[int]) -> list[bytes | None]:
         body = marshal.dumps((paths, stats))
         try:
-            _write_all(self._in, len(body).to_bytes(4, "little") + body)
+            write_all(self._in, len(body).to_bytes(4, "little") + body)
             head = _read_exact(self._out, 4)
             # marshal: our own child, same interpreter, and nothing else on the pipe
             reply: list[bytes | None] = marshal.loads(  # noqa: S302
@@ -179,20 +179,10 @@ class HashProcs:
 
 
 def _read_exact(fd: int, n: int) -> bytes:
-    parts = []
-    while n:
-        chunk = os.read(fd, n)
-        if not chunk:
-            raise EOFError
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    data = read_exact(fd, n)
+    if data is None:
+        raise EOFError
+    return data
 
 
 @atexit.register
