@@ -8,12 +8,13 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from blake3 import blake3
 
 from tesengine.digest import Digester
-from tesengine.digest.cache import CACHE_FILE, DigestCache
+from tesengine.digest.cache import CACHE_FILE, SCHEMA_VERSION, DigestCache
 from tesengine.digest.filehash import FileStat
 
 
@@ -101,6 +102,65 @@ async def test_warm_directory_hashes_nothing_and_a_change_rehashes_one_file(
     assert (d3.stats.files_hashed, d3.stats.files_cached) == (1, 14)
     fresh, _ = await run(tmp_path / "fresh-cache", root)
     assert fresh == changed
+
+
+def _touch(f: Path, st: os.stat_result) -> None:
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+def _rewrite_same_size_old_mtime(f: Path, st: os.stat_result) -> None:
+    f.write_bytes(b"BBBB")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _swap_inode(f: Path, st: os.stat_result) -> None:
+    other = f.with_name("other.tmp")
+    other.write_bytes(b"BBBB")
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    other.rename(f)
+
+
+@pytest.mark.parametrize("change", [_touch, _rewrite_same_size_old_mtime, _swap_inode])
+async def test_directory_rows_check_all_five_fields_of_each_file(
+    tmp_path: Path, change: Any
+) -> None:
+    # Same cases as the single-file tests above, through a directory's cache row.
+    root = tmp_path / "tree"
+    (root / "sub").mkdir(parents=True)
+    for i in range(4):
+        (root / "sub" / f"f{i}").write_bytes(b"AAAA")
+    await run(tmp_path / "c", root)
+    f = root / "sub" / "f2"
+    change(f, f.stat())
+    again, d = await run(tmp_path / "c", root)
+    fresh, _ = await run(tmp_path / "fresh", root)
+    assert again == fresh
+    assert (d.stats.files_hashed, d.stats.files_cached) == (1, 3)
+    _, d = await run(tmp_path / "c", root)
+    assert d.stats.files_hashed == 0, "the changed directory's row was rewritten"
+
+
+async def test_a_file_digested_alone_is_found_in_its_directory_later(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "a").write_bytes(b"a")
+    (root / "b").write_bytes(b"b")
+    await run(tmp_path / "c", root / "a")
+    _, d = await run(tmp_path / "c", root)
+    assert (d.stats.files_hashed, d.stats.files_cached) == (1, 1)
+
+
+async def test_an_unreadable_directory_row_is_ignored(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    for i in range(3):
+        (root / f"f{i}").write_bytes(bytes([i]))
+    cold, _ = await run(tmp_path / "c", root)
+    with sqlite3.connect(tmp_path / "c" / CACHE_FILE) as conn:
+        conn.execute("UPDATE dirs SET stats = x'0102', hexes = 'zz'")
+    again, d = await run(tmp_path / "c", root)
+    assert again == cold
+    assert d.stats.files_hashed == 3
 
 
 async def test_digest_tree_uses_file_entries_from_the_cache(tmp_path: Path) -> None:
@@ -195,7 +255,10 @@ def test_processes_share_one_cache(tmp_path: Path) -> None:
     assert all(len(s) == 1 for s in per_tree)
     with sqlite3.connect(cache / CACHE_FILE) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert conn.execute("SELECT count(*) FROM files").fetchone() == (600,)
+        # A tree's files are kept in one row per directory.
+        assert conn.execute("SELECT count(*) FROM files").fetchone() == (0,)
+        rows = conn.execute("SELECT names FROM dirs").fetchall()
+        assert sorted(len(names.split(b"\0")) for (names,) in rows) == [300, 300]
 
 
 async def test_from_config_uses_threads_and_cache_dir(tmp_path: Path) -> None:
@@ -248,7 +311,7 @@ async def test_cache_of_another_schema_version_is_rebuilt(tmp_path: Path) -> Non
     assert got == again == b3hex(b"content")
     assert d.stats.files_cached == 1
     with sqlite3.connect(cache / CACHE_FILE) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 def _stats(inos: list[int], dev: int = 7) -> list[FileStat]:

@@ -7,6 +7,13 @@ an ``mv`` of another file into place keeps the name but not the inode.
 Directory digests are not stored: a directory is recombined from its files'
 cached digests, since only a stat of every file proves that none changed.
 
+The files of a tree are kept one row per directory (keyed by the
+directory's device and inode): the names, the five stat fields and the hex
+of all its files, packed. A warm tree then costs one query per directory
+and a dictionary probe per file; each file must still match all five
+fields of its own stat. Files not found there (new, moved, or digested
+one by one) are looked up in the per-file table.
+
 Rows are dropped 90 days after they were written (checked at most once a
 day, when the cache is opened), so files deleted long ago do not keep the
 database growing; a file still in use is then simply hashed once more.
@@ -24,6 +31,7 @@ import logging
 import sqlite3
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +44,7 @@ log = logging.getLogger("tesengine.digest")
 
 CACHE_FILE = "digests.sqlite3"
 #: Bumped whenever the tables change; a database of another version is rebuilt.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_AGE = 90 * 86400
 _PRUNE_EVERY = 86400
 _SCHEMA = """
@@ -48,6 +56,12 @@ CREATE TABLE files (
     PRIMARY KEY (dev, ino)
 ) WITHOUT ROWID;
 CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE dirs (
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL,
+    names BLOB NOT NULL, stats BLOB NOT NULL, hexes TEXT NOT NULL,
+    stored INTEGER NOT NULL,
+    PRIMARY KEY (dev, ino)
+) WITHOUT ROWID;
 """
 # SQLite matches the five stat fields itself and returns only the hits.
 _LOOKUP = (
@@ -64,6 +78,7 @@ _RANGE = (
     " AND length(hex) = 64"
 )
 _SPAN = 16
+_DIR_LOOKUP = "SELECT names, stats, hexes FROM dirs WHERE dev = ? AND ino = ?"
 _TOP = 1 << 63
 
 
@@ -72,6 +87,35 @@ def _signed(s: FileStat) -> tuple[int, ...]:
     if s.dev < _TOP and s.ino < _TOP:
         return s
     return tuple(v - (1 << 64) if v >= _TOP else v for v in s)
+
+
+def _pack(
+    names: Sequence[str], stats: Sequence[FileStat], hexes: Sequence[str]
+) -> tuple[bytes, bytes, str] | None:
+    # NUL never occurs in a file name, so it separates them.
+    try:
+        packed = array("q", [v for s in stats for v in s]).tobytes()
+    except OverflowError:
+        return None
+    return "\0".join(names).encode("utf-8"), packed, "".join(hexes)
+
+
+def _unpack(
+    names: bytes, stats: bytes, hexes: str
+) -> dict[str, tuple[tuple[int, ...], str]] | None:
+    """Name -> (stat fields, hex) of a directory row; None if it does not parse."""
+    try:
+        listed = names.decode("utf-8").split("\0")
+        values = array("q", stats)
+    except (ValueError, UnicodeDecodeError, TypeError):
+        return None
+    count = len(listed)
+    if len(values) != 5 * count or len(hexes) != 64 * count:
+        return None
+    it = iter(values)
+    fields = zip(it, it, it, it, it, strict=True)
+    cut = [hexes[i : i + 64] for i in range(0, 64 * count, 64)]
+    return dict(zip(listed, zip(fields, cut, strict=True), strict=True))
 
 
 class DigestCache:
@@ -132,6 +176,44 @@ class DigestCache:
         now = int(time.time())
         values = [(*_signed(s), hex_, now) for s, hex_ in rows]
         self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", values)
+
+    def lookup_dir(
+        self, key: tuple[int, int], names: Sequence[str], stats: Sequence[FileStat]
+    ) -> tuple[list[str | None], bool]:
+        """The cached hex of each file of one directory, from its row.
+
+        Also whether the row is exact: every file found, and no other.
+        """
+        misses: list[str | None] = [None] * len(names)
+        if self._disabled or max(key) >= _TOP:
+            return misses, False
+        rows = self._query(_DIR_LOOKUP, key)
+        table = _unpack(*rows[0]) if rows else None
+        if table is None:
+            return misses, False
+        get = table.get
+        found = [
+            None if (e := get(n)) is None or e[0] != s else e[1]
+            for n, s in zip(names, stats, strict=True)
+        ]
+        return found, len(table) == len(names) and None not in found
+
+    def store_dirs(
+        self,
+        dirs: Iterable[tuple[tuple[int, int], Sequence[str], Sequence[FileStat], Sequence[str]]],
+    ) -> None:
+        """Remember each directory's files: (key, names, stats, hexes)."""
+        now = int(time.time())
+        rows: list[tuple[object, ...]] = []
+        loose: list[tuple[FileStat, str]] = []
+        for key, names, stats, hexes in dirs:
+            packed = _pack(names, stats, hexes) if max(key) < _TOP else None
+            if packed is None:
+                loose += zip(stats, hexes, strict=True)  # values SQLite cannot pack: one by one
+            else:
+                rows.append((*key, *packed, now))
+        self._write("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self.store_files(loose)
 
     def open(self) -> None:
         """Open the database now rather than on first use (it may take a while)."""
@@ -238,7 +320,7 @@ def _create(conn: sqlite3.Connection) -> None:
     if _version(conn) == SCHEMA_VERSION:
         return  # another process built it while we waited for the lock
     log.info("digest cache: creating tables (schema version %d)", SCHEMA_VERSION)
-    for table in ("files", "meta", "trees"):
+    for table in ("files", "meta", "trees", "dirs"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     for statement in _SCHEMA.split(";"):
         if statement.strip():
@@ -256,6 +338,7 @@ def _prune(conn: sqlite3.Connection) -> None:
         return  # another process just did it
     now = int(time.time())
     conn.execute("DELETE FROM files WHERE stored < ?", (now - MAX_AGE,))
+    conn.execute("DELETE FROM dirs WHERE stored < ?", (now - MAX_AGE,))
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('pruned', ?)", (now,))
 
 

@@ -43,6 +43,7 @@ from .walk import (
     DirNode,
     FileNode,
     combine,
+    iter_dirs,
     iter_files,
     scan,
     stat_path,
@@ -259,50 +260,74 @@ class Digester:
         tree, _ = await asyncio.gather(self._pool.run(scan, root), self._pool.run(self._cache.open))
         files = [f for _, f in iter_files(tree)]
         self._progress.files_found(len(files))
-        rest, sent = await self._pool.run(self._look_up_tree, files, loop)
+        sent: list[Future[None]] = []
+        stop = threading.Event()
         try:
+            rest = await self._pool.run(self._look_up_tree, tree, len(files), loop, sent, stop)
             await self._hash_all(rest, look_up=False)
-        finally:
-            # Batches already with the worker processes finish either way.
-            await asyncio.gather(*map(asyncio.wrap_future, sent), return_exceptions=True)
-        for job in sent:
-            job.result()  # the first error, if any
+            await asyncio.gather(*map(asyncio.wrap_future, sent))
+        except BaseException:
+            stop.set()  # queued batches are dropped; running ones finish
+            for job in list(sent):
+                job.cancel()
+            raise
         return await self._pool.run(self._finish, tree, files, want_files)
 
     def _look_up_tree(
-        self, files: list[FileNode], loop: asyncio.AbstractEventLoop
-    ) -> tuple[list[FileNode], list[Future[None]]]:
+        self,
+        tree: DirNode,
+        total: int,
+        loop: asyncio.AbstractEventLoop,
+        sent: list[Future[None]],
+        stop: threading.Event,
+    ) -> list[FileNode]:
         """Stat and look up every file; hand the misses on as soon as a batch is full.
 
-        One thread does it all, chunk by chunk: that is cheaper than a pool
-        job per chunk, and a warm run needs nothing else. In a large tree,
-        full batches of small misses go straight to the worker processes
-        while this thread goes on with the next files. The misses not sent
-        (large files, or all of a small tree) are returned.
+        One thread does it all, directory by directory (one cache query
+        each): that is cheaper than a pool job per chunk, and a warm run
+        needs nothing else. In a large tree, full batches of small misses
+        go straight to the worker processes while this thread goes on. The
+        misses not sent (large files, or all of a small tree) are returned;
+        the jobs sent are added to ``sent``. Setting ``stop`` ends it early.
         """
-        procs = len(files) >= self._procs_min_files
+        procs = total >= self._procs_min_files
         rest: list[FileNode] = []
-        sent: list[Future[None]] = []
         queue: list[FileNode] = []
-        for start in range(0, len(files), _BATCH_FILES):
-            chunk = files[start : start + _BATCH_FILES]
+        for folder in iter_dirs(tree):
+            if stop.is_set():
+                return rest
+            if not folder.files:
+                continue
             with self._small_files:
-                misses = self._look_up(chunk)
-            if self._tracking or len(misses) < len(chunk):
-                loop.call_soon_threadsafe(self._report, [n for n in chunk if n.cached])
+                misses = self._look_up(folder.files, folder)
+            if self._tracking or len(misses) < len(folder.files):
+                loop.call_soon_threadsafe(self._report, [n for n in folder.files if n.cached])
             for node in misses:
                 (queue if procs and _stat(node).size < _LARGE else rest).append(node)
-            if len(queue) >= _BATCH_FILES or (queue and start + _BATCH_FILES >= len(files)):
-                sent.append(self._procs.submit(partial(self._proc_batch, queue, loop)))
-                queue = []
-        return rest, sent
+            while len(queue) >= _BATCH_FILES:
+                batch, queue = queue[:_BATCH_FILES], queue[_BATCH_FILES:]
+                sent.append(self._procs.submit(partial(self._proc_batch, batch, loop)))
+        if queue:
+            sent.append(self._procs.submit(partial(self._proc_batch, queue, loop)))
+        return rest
 
-    def _look_up(self, nodes: Sequence[FileNode]) -> list[FileNode]:
-        """Stat ``nodes`` and take their digests from the cache; the misses."""
+    def _look_up(self, nodes: Sequence[FileNode], folder: DirNode | None = None) -> list[FileNode]:
+        """Stat ``nodes`` and take their digests from the cache; the misses.
+
+        The files of ``folder`` are looked for in its directory row first.
+        """
         for node in nodes:
             if node.stat is None:
                 node.stat = regular_stat(node.path)
-        known = self._cache.lookup_files([_stat(n) for n in nodes])
+        stats = [_stat(n) for n in nodes]
+        if folder is not None:
+            names = [n.name for n in nodes]
+            known, folder.current = self._cache.lookup_dir(folder.key, names, stats)
+            if None in known:  # new or moved files may have rows of their own
+                rows = self._cache.lookup_files(stats)
+                known = [k or r for k, r in zip(known, rows, strict=True)]
+        else:
+            known = self._cache.lookup_files(stats)
         misses = []
         for node, cached in zip(nodes, known, strict=True):
             if cached is None:
@@ -390,7 +415,16 @@ class Digester:
     ) -> tuple[Digest, list[FileEntry]]:
         """Combine the directory digest; remember the new file digests in one go."""
         digest = combine(tree)
-        self._store_new(files)
+        self._cache.store_dirs(
+            (
+                d.key,
+                [f.name for f in d.files],
+                [_stat(f) for f in d.files],
+                [_hex(f) for f in d.files],
+            )
+            for d in iter_dirs(tree)
+            if d.files and not d.current
+        )
         if not want_files:
             return digest, []
         entries = [

@@ -22,7 +22,7 @@ from ..errors import DigestError
 from .filehash import FileStat, describe_path, kind_of
 from .layout import Digest, DigestKind, directory_digest_of
 
-__all__ = ["DirNode", "FileNode", "combine", "iter_files", "scan", "stat_path"]
+__all__ = ["DirNode", "FileNode", "combine", "iter_dirs", "iter_files", "scan", "stat_path"]
 
 
 @dataclass(slots=True, eq=False)
@@ -49,6 +49,10 @@ class DirNode:
     files: list[FileNode] = field(default_factory=list)
     dirs: list[DirNode] = field(default_factory=list)
     digest: Digest | None = None
+    #: (device, inode) of the directory: where the cache keeps its files' digests.
+    key: tuple[int, int] = (0, 0)
+    #: The cache's row for this directory matched every file: nothing to store.
+    current: bool = False
 
 
 def stat_path(path: str) -> os.stat_result:
@@ -65,14 +69,17 @@ def scan(root: str) -> DirNode:
     if not stat.S_ISDIR(st.st_mode):
         raise DigestError(f"{describe_path(root)}: not a directory", path=root)
     try:
-        node = _scan_dir(root, "", {(st.st_dev, st.st_ino)})
+        key = (st.st_dev, st.st_ino)
+        node = _scan_dir(root, "", key, {key})
     except RecursionError:
         raise DigestError(f"{describe_path(root)}: directory tree too deep", path=root) from None
     return node
 
 
-def _scan_dir(path: str, name: str, ancestors: set[tuple[int, int]]) -> DirNode:
-    node = DirNode(name, path)
+def _scan_dir(
+    path: str, name: str, key: tuple[int, int], ancestors: set[tuple[int, int]]
+) -> DirNode:
+    node = DirNode(name, path, key=key)
     try:
         with os.scandir(path) as entries:
             found = list(entries)
@@ -113,7 +120,7 @@ def _scan_child(
         )
     ancestors.add(key)
     try:
-        return _scan_dir(entry.path, entry.name, ancestors)
+        return _scan_dir(entry.path, entry.name, key, ancestors)
     finally:
         ancestors.discard(key)
 
@@ -162,3 +169,10 @@ def iter_files(node: DirNode, prefix: str = "") -> Iterator[tuple[str, FileNode]
         yield prefix + f.name, f
     for d in node.dirs:
         yield from iter_files(d, f"{prefix}{d.name}/")
+
+
+def iter_dirs(node: DirNode) -> Iterator[DirNode]:
+    """``node`` and every directory below it."""
+    yield node
+    for d in node.dirs:
+        yield from iter_dirs(d)
