@@ -163,6 +163,51 @@ async def test_an_unreadable_directory_row_is_ignored(tmp_path: Path) -> None:
     assert d.stats.files_hashed == 3
 
 
+def _change_deep_file(root: Path) -> None:
+    (root / "a" / "b" / "c" / "f0").write_bytes(b"changed")
+
+
+def _add_empty_subdir(root: Path) -> None:
+    (root / "a" / "new").mkdir()
+
+
+def _rename_subdir(root: Path) -> None:
+    (root / "a" / "b").rename(root / "a" / "b2")
+
+
+def _remove_file(root: Path) -> None:
+    (root / "a" / "b" / "f1").unlink()
+
+
+def _replace_file_by_dir(root: Path) -> None:
+    (root / "a" / "f0").unlink()
+    (root / "a" / "f0").mkdir()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_change_deep_file, _add_empty_subdir, _rename_subdir, _remove_file, _replace_file_by_dir],
+)
+async def test_cached_directory_digests_follow_any_change_below(
+    tmp_path: Path, change: Any
+) -> None:
+    root = tmp_path / "tree"
+    for sub in ("a", "a/b", "a/b/c"):
+        (root / sub).mkdir(parents=True)
+        for i in range(2):
+            (root / sub / f"f{i}").write_bytes(f"{sub}{i}".encode())
+    cold, _ = await run(tmp_path / "c", root)
+    warm, _ = await run(tmp_path / "c", root)
+    assert warm == cold
+    change(root)
+    changed, _ = await run(tmp_path / "c", root)
+    again, d = await run(tmp_path / "c", root)
+    async with Digester(cache=False) as fresh:
+        expected = (await fresh.digest(root)).hex
+    assert changed == again == expected != cold
+    assert d.stats.files_hashed == 0
+
+
 async def test_digest_tree_uses_file_entries_from_the_cache(tmp_path: Path) -> None:
     root = tmp_path / "tree"
     root.mkdir()

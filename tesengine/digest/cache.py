@@ -38,13 +38,13 @@ from typing import Any
 
 from .filehash import FileStat
 
-__all__ = ["CACHE_FILE", "MAX_AGE", "SCHEMA_VERSION", "DigestCache"]
+__all__ = ["CACHE_FILE", "MAX_AGE", "SCHEMA_VERSION", "DigestCache", "DirRow", "subdir_names"]
 
 log = logging.getLogger("tesengine.digest")
 
 CACHE_FILE = "digests.sqlite3"
 #: Bumped whenever the tables change; a database of another version is rebuilt.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_AGE = 90 * 86400
 _PRUNE_EVERY = 86400
 _SCHEMA = """
@@ -59,6 +59,7 @@ CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOU
 CREATE TABLE dirs (
     dev INTEGER NOT NULL, ino INTEGER NOT NULL,
     names BLOB NOT NULL, stats BLOB NOT NULL, hexes TEXT NOT NULL,
+    subdirs BLOB NOT NULL, digest TEXT NOT NULL,
     stored INTEGER NOT NULL,
     PRIMARY KEY (dev, ino)
 ) WITHOUT ROWID;
@@ -78,8 +79,9 @@ _RANGE = (
     " AND length(hex) = 64"
 )
 _SPAN = 16
-_DIR_LOOKUP = "SELECT names, stats, hexes FROM dirs WHERE dev = ? AND ino = ?"
+_DIR_LOOKUP = "SELECT names, stats, hexes, subdirs, digest FROM dirs WHERE dev = ? AND ino = ?"
 _TOP = 1 << 63
+_HEX = frozenset("0123456789abcdef")
 
 
 def _signed(s: FileStat) -> tuple[int, ...]:
@@ -87,6 +89,15 @@ def _signed(s: FileStat) -> tuple[int, ...]:
     if s.dev < _TOP and s.ino < _TOP:
         return s
     return tuple(v - (1 << 64) if v >= _TOP else v for v in s)
+
+
+#: (key, file names, their stats, their hexes, :func:`subdir_names`, directory hex)
+DirRow = tuple[tuple[int, int], Sequence[str], Sequence[FileStat], Sequence[str], bytes, str]
+
+
+def subdir_names(names: Iterable[str]) -> bytes:
+    """The names of a directory's subdirectories, as a row keeps them."""
+    return "\0".join(sorted(names)).encode("utf-8")
 
 
 def _pack(
@@ -110,7 +121,7 @@ def _unpack(
     except (ValueError, UnicodeDecodeError, TypeError):
         return None
     count = len(listed)
-    if len(values) != 5 * count or len(hexes) != 64 * count:
+    if len(values) != 5 * count or len(hexes) != 64 * count or not _HEX.issuperset(hexes):
         return None
     it = iter(values)
     fields = zip(it, it, it, it, it, strict=True)
@@ -178,41 +189,45 @@ class DigestCache:
         self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", values)
 
     def lookup_dir(
-        self, key: tuple[int, int], names: Sequence[str], stats: Sequence[FileStat]
-    ) -> tuple[list[str | None], bool]:
+        self, key: tuple[int, int], names: Sequence[str], stats: Sequence[FileStat], subdirs: bytes
+    ) -> tuple[list[str | None], bool, str | None]:
         """The cached hex of each file of one directory, from its row.
 
-        Also whether the row is exact: every file found, and no other.
+        Also whether the row is exact (every file found, and no other), and
+        if so, and the directory has the subdirectories ``subdirs`` (see
+        :func:`subdir_names`), the directory digest stored with the row: it
+        holds if every subdirectory's does.
         """
         misses: list[str | None] = [None] * len(names)
         if self._disabled or max(key) >= _TOP:
-            return misses, False
+            return misses, False, None
         rows = self._query(_DIR_LOOKUP, key)
-        table = _unpack(*rows[0]) if rows else None
+        table = _unpack(*rows[0][:3]) if rows else None
         if table is None:
-            return misses, False
+            return misses, False, None
         get = table.get
         found = [
             None if (e := get(n)) is None or e[0] != s else e[1]
             for n, s in zip(names, stats, strict=True)
         ]
-        return found, len(table) == len(names) and None not in found
+        exact = len(table) == len(names) and None not in found
+        stored = rows[0][4]
+        held = exact and rows[0][3] == subdirs and len(stored) == 64 and _HEX.issuperset(stored)
+        digest = stored if held else None
+        return found, exact, digest
 
-    def store_dirs(
-        self,
-        dirs: Iterable[tuple[tuple[int, int], Sequence[str], Sequence[FileStat], Sequence[str]]],
-    ) -> None:
-        """Remember each directory's files: (key, names, stats, hexes)."""
+    def store_dirs(self, dirs: Iterable[DirRow]) -> None:
+        """Remember each directory's files, subdirectory names and digest."""
         now = int(time.time())
         rows: list[tuple[object, ...]] = []
         loose: list[tuple[FileStat, str]] = []
-        for key, names, stats, hexes in dirs:
+        for key, names, stats, hexes, subdirs, digest in dirs:
             packed = _pack(names, stats, hexes) if max(key) < _TOP else None
             if packed is None:
                 loose += zip(stats, hexes, strict=True)  # values SQLite cannot pack: one by one
             else:
-                rows.append((*key, *packed, now))
-        self._write("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?, ?, ?)", rows)
+                rows.append((*key, *packed, subdirs, digest, now))
+        self._write("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.store_files(loose)
 
     def open(self) -> None:

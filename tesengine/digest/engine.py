@@ -24,7 +24,7 @@ import asyncio
 import os
 import stat
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 import platformdirs
 
-from .cache import DigestCache
+from .cache import DigestCache, DirRow, subdir_names
 from .filehash import FileStat, hash_file, regular_stat
 from .layout import Digest, FileEntry
 from .pool import DigestPool
@@ -45,6 +45,7 @@ from .walk import (
     combine,
     iter_dirs,
     iter_files,
+    reuse_digests,
     scan,
     stat_path,
 )
@@ -322,7 +323,10 @@ class Digester:
         stats = [_stat(n) for n in nodes]
         if folder is not None:
             names = [n.name for n in nodes]
-            known, folder.current = self._cache.lookup_dir(folder.key, names, stats)
+            subdirs = subdir_names(d.name for d in folder.dirs)
+            known, folder.current, folder.cached_hex = self._cache.lookup_dir(
+                folder.key, names, stats, subdirs
+            )
             if None in known:  # new or moved files may have rows of their own
                 rows = self._cache.lookup_files(stats)
                 known = [k or r for k, r in zip(known, rows, strict=True)]
@@ -414,17 +418,9 @@ class Digester:
         self, tree: DirNode, files: Sequence[FileNode], want_files: bool
     ) -> tuple[Digest, list[FileEntry]]:
         """Combine the directory digest; remember the new file digests in one go."""
+        reuse_digests(tree)
         digest = combine(tree)
-        self._cache.store_dirs(
-            (
-                d.key,
-                [f.name for f in d.files],
-                [_stat(f) for f in d.files],
-                [_hex(f) for f in d.files],
-            )
-            for d in iter_dirs(tree)
-            if d.files and not d.current
-        )
+        self._cache.store_dirs(_changed_rows(tree))
         if not want_files:
             return digest, []
         entries = [
@@ -474,6 +470,22 @@ def _known(node: FileNode) -> Digest:
 def _stat(node: FileNode) -> FileStat:
     assert node.stat is not None, f"{node.path} was never looked at"
     return node.stat
+
+
+def _changed_rows(tree: DirNode) -> Iterator[DirRow]:
+    """Cache rows of the directories with files whose row is missing or out of date."""
+    for d in iter_dirs(tree):
+        hex_ = combine(d).hex
+        if d.files and not (d.current and d.cached_hex == hex_):
+            files = d.files
+            yield (
+                d.key,
+                [f.name for f in files],
+                [_stat(f) for f in files],
+                [_hex(f) for f in files],
+                subdir_names(c.name for c in d.dirs),
+                hex_,
+            )
 
 
 def _batches(files: Sequence[FileNode], threads: int) -> list[list[FileNode]]:

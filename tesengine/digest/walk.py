@@ -22,7 +22,16 @@ from ..errors import DigestError
 from .filehash import FileStat, describe_path, kind_of
 from .layout import Digest, DigestKind, directory_digest_of
 
-__all__ = ["DirNode", "FileNode", "combine", "iter_dirs", "iter_files", "scan", "stat_path"]
+__all__ = [
+    "DirNode",
+    "FileNode",
+    "combine",
+    "iter_dirs",
+    "iter_files",
+    "reuse_digests",
+    "scan",
+    "stat_path",
+]
 
 
 @dataclass(slots=True, eq=False)
@@ -51,8 +60,10 @@ class DirNode:
     digest: Digest | None = None
     #: (device, inode) of the directory: where the cache keeps its files' digests.
     key: tuple[int, int] = (0, 0)
-    #: The cache's row for this directory matched every file: nothing to store.
+    #: The cache's row for this directory matched every file.
     current: bool = False
+    #: The directory digest in that row, if its subdirectories' names matched too.
+    cached_hex: str | None = None
 
 
 def stat_path(path: str) -> os.stat_result:
@@ -146,6 +157,19 @@ def _walk_error(path: str, exc: OSError) -> DigestError:
     if exc.errno == errno.ENOENT:
         return DigestError(f"{shown}: no such file or directory", path=path)
     return DigestError(f"{shown}: {exc.strerror or exc}", path=path)
+
+
+def reuse_digests(node: DirNode) -> bool:
+    """Take each directory's cached digest where it still holds; whether ``node``'s did.
+
+    It holds when the directory's files all matched its cache row, its
+    subdirectories have the names they had, and each of their digests holds.
+    """
+    held = [reuse_digests(d) for d in node.dirs]  # every one, not up to the first miss
+    if all(held) and node.current and node.cached_hex is not None:
+        node.digest = Digest("directory", node.cached_hex)
+        return True
+    return False
 
 
 def combine(node: DirNode) -> Digest:
