@@ -4,18 +4,22 @@ Everything that blocks (stat, directory walks, reads, hashing, SQLite) runs
 in the digester's bounded pool, so the event loop stays responsive while
 thousands of callers wait. Files are handed to the pool in batches, so that
 per-call overhead does not dominate small files. Large files hash in
-parallel (blake3 releases the GIL for long stretches); batches of small
-files take turns, because two threads that each make a system call every
+parallel (blake3 releases the GIL for long stretches); in a small job,
+batches of small files take turns, because two threads that each make a system call every
 few microseconds spend more time handing the GIL over than they gain (one
 thread measured faster than two on a tree of 16 KiB files). A directory
 digest is combined sequentially once all its files are known, so it is
 deterministic.
 
-Performance notes (20,000 x 16 KiB files, 2 cores): a warm run must still
-stat every file, since that is the only proof none changed, so its floor
-is one ``stat`` per file; the rest is the walk, one cache query per batch
-and the combination. Cold, the per-file read and hash cost about what
-``b3sum`` spends per file; the cache's writes come on top.
+Performance notes (20,000 x 16 KiB files, 2 cores): reading and hashing
+a small file costs ~12 µs of Python that holds the GIL, so a large job
+sends its small files to worker processes (:mod:`.procs`) in batches,
+while one thread stats the files and looks them up in the cache directory
+by directory and keeps feeding them. A warm run must still stat every
+file, since that is the only proof none changed, so its floor is one
+``stat`` per file; the rest is the walk, one cache query per directory and
+a dictionary probe per file (a directory whose files and subdirectories
+all match reuses its stored digest instead of being recombined).
 """
 
 from __future__ import annotations

@@ -85,7 +85,9 @@ class HashProcs:
     """Up to ``count`` worker processes; :meth:`hash` runs one batch on one of them."""
 
     def __init__(self, count: int) -> None:
-        self.count = count
+        # A frozen app's executable is the app itself, not an interpreter to run a script.
+        usable = bool(sys.executable) and not getattr(sys, "frozen", False)
+        self.count = count if usable else 0
         self._lock = threading.Lock()
         self._idle: list[_Proc] = []
         self._all: list[_Proc] = []
