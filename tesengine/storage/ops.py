@@ -76,11 +76,16 @@ class Storage:
         return loc, self._stores.store_for(loc)
 
     async def exists(self, url: str) -> bool:
-        """True when an object exists at ``url``."""
-        try:
-            await self.head(url)
-        except ObjectNotFound:
-            return False
+        """True when an object exists at ``url`` (one HEAD, no metadata kept)."""
+        loc, store = self.locate(url)
+        async with self._slot():
+            try:
+                await obstore.head_async(store, loc.key)
+            except FileNotFoundError:
+                return False
+            except BaseException:
+                with translate("HEAD", loc):
+                    raise
         return True
 
     async def head(self, url: str) -> ObjectInfo:
@@ -203,15 +208,18 @@ class Storage:
                 return False
         return True
 
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
+    def _slot(self) -> asyncio.Semaphore:
+        """This loop's request limit; counts the request it is about to admit.
+
+        A plain semaphore, not a generator-based context manager: this sits on
+        the per-object hot path of staging thousands of present inputs.
+        """
+        self.requests += 1
         loop = asyncio.get_running_loop()
         limit = self._limits.get(loop)
         if limit is None:
             limit = self._limits[loop] = asyncio.Semaphore(self._max)
-        async with limit:
-            self.requests += 1
-            yield
+        return limit
 
 
 async def read_chunks(path: Path, size: int = _READ_CHUNK) -> AsyncIterator[bytes]:
