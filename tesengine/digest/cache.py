@@ -113,8 +113,8 @@ def _pack(
 
 def _unpack(
     names: bytes, stats: bytes, hexes: str
-) -> dict[str, tuple[tuple[int, ...], str]] | None:
-    """Name -> (stat fields, hex) of a directory row; None if it does not parse."""
+) -> tuple[list[str], list[tuple[int, ...]], list[str]] | None:
+    """Names, stat fields and hexes of a directory row; None if it does not parse."""
     try:
         listed = names.decode("utf-8").split("\0")
         values = array("q", stats)
@@ -124,9 +124,25 @@ def _unpack(
     if len(values) != 5 * count or len(hexes) != 64 * count or not _HEX.issuperset(hexes):
         return None
     it = iter(values)
-    fields = zip(it, it, it, it, it, strict=True)
-    cut = [hexes[i : i + 64] for i in range(0, 64 * count, 64)]
-    return dict(zip(listed, zip(fields, cut, strict=True), strict=True))
+    fields: list[tuple[int, ...]] = list(zip(it, it, it, it, it, strict=True))
+    return listed, fields, [hexes[i : i + 64] for i in range(0, 64 * count, 64)]
+
+
+def _match(
+    row: tuple[list[str], list[tuple[int, ...]], list[str]],
+    names: Sequence[str],
+    stats: Sequence[FileStat],
+) -> list[str | None]:
+    """Each file's hex from ``row`` where all five stat fields match."""
+    listed, fields, hexes = row
+    if listed == names:  # the usual case: the same files, listed in the same order
+        return [h if f == s else None for f, s, h in zip(fields, stats, hexes, strict=True)]
+    table = dict(zip(listed, zip(fields, hexes, strict=True), strict=True))
+    get = table.get
+    return [
+        None if (e := get(n)) is None or e[0] != s else e[1]
+        for n, s in zip(names, stats, strict=True)
+    ]
 
 
 class DigestCache:
@@ -202,15 +218,11 @@ class DigestCache:
         if self._disabled or max(key) >= _TOP:
             return misses, False, None
         rows = self._query(_DIR_LOOKUP, key)
-        table = _unpack(*rows[0][:3]) if rows else None
-        if table is None:
+        row = _unpack(*rows[0][:3]) if rows else None
+        if row is None:
             return misses, False, None
-        get = table.get
-        found = [
-            None if (e := get(n)) is None or e[0] != s else e[1]
-            for n, s in zip(names, stats, strict=True)
-        ]
-        exact = len(table) == len(names) and None not in found
+        found = _match(row, names, stats)
+        exact = len(row[0]) == len(names) and None not in found
         stored = rows[0][4]
         held = exact and rows[0][3] == subdirs and len(stored) == 64 and _HEX.issuperset(stored)
         digest = stored if held else None
