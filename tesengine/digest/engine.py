@@ -33,16 +33,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-import platformdirs
-
+from .._closing import AsyncClosing
 from .cache import DigestCache, DirRow, subdir_names
 from .filehash import FileStat, hash_file, regular_stat
 from .layout import Digest, FileEntry
 from .pool import DigestPool
 from .procs import HashProcs
+from .progress import DigestProgress, DigestStats, NullProgress, default_cache_dir
 from .walk import (
     DirNode,
     FileNode,
@@ -72,48 +71,7 @@ _PROCS_MIN_FILES = 2000
 _PROCS_MIN_BATCH = 32
 
 
-class DigestProgress(Protocol):
-    """Progress hooks; called on the event loop thread, so keep them quick."""
-
-    def files_found(self, count: int) -> None:
-        """``count`` more files are about to be digested."""
-
-    def bytes_hashed(self, n: int) -> None:
-        """``n`` more bytes were read and hashed."""
-
-    def file_done(self, path: Path, cached: bool) -> None:
-        """``path`` has its digest, from the cache when ``cached``."""
-
-
-class NullProgress:
-    """Progress hooks that do nothing; subclass it to implement only some."""
-
-    def files_found(self, count: int) -> None:
-        """Ignore."""
-
-    def bytes_hashed(self, n: int) -> None:
-        """Ignore."""
-
-    def file_done(self, path: Path, cached: bool) -> None:
-        """Ignore."""
-
-
-@dataclass(slots=True)
-class DigestStats:
-    """Running counters of one :class:`Digester` (for tests and reports)."""
-
-    files_hashed: int = 0
-    bytes_hashed: int = 0
-    files_cached: int = 0
-
-
-def default_cache_dir() -> Path:
-    """``$TESENGINE_CACHE_DIR``, else the platform's user cache dir for tesengine."""
-    env = os.environ.get("TESENGINE_CACHE_DIR")
-    return Path(env) if env else Path(platformdirs.user_cache_dir("tesengine"))
-
-
-class Digester:
+class Digester(AsyncClosing):
     """Computes Sprocket-compatible digests off the event loop, with a cache.
 
     ``threads`` bounds the worker pool (default: one per CPU); ``cache_dir``
@@ -202,17 +160,6 @@ class Digester:
         await asyncio.to_thread(self._pool.close)
         await asyncio.to_thread(self._procs.close)
         self._cache.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _once(self, key: tuple[object, ...], start: Callable[[], Awaitable[T]]) -> T:
         """Single flight: concurrent requests for one key share one job.
