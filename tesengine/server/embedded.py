@@ -9,11 +9,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
+from .._closing import AsyncClosing
 from ..config import is_loopback
 from ..errors import ConfigError
 from .app import ServerSettings, create_app
@@ -22,7 +22,7 @@ from .runtime import Runtime
 __all__ = ["LocalTesServer"]
 
 
-class LocalTesServer:
+class LocalTesServer(AsyncClosing):
     """A TES server running in the current event loop until closed."""
 
     def __init__(
@@ -86,20 +86,14 @@ class LocalTesServer:
         self.url = f"http://{host}:{sockname[1]}"
         return self.url
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop serving, end running tasks and commit the task records."""
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
-    async def __aenter__(self) -> LocalTesServer:
+    close = aclose
+
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
