@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from tests.fixtures.tes_server import ServedTes, bwrap_available
 from tests.support import REPO, require
+from tests.support import user_env as support_user_env
 
 README = REPO / "README.md"
 
@@ -28,10 +28,7 @@ def readme_command(name: str) -> str:
 
 def user_env(tmp_path: Path) -> dict[str, str]:
     """A fresh user: empty cache and no tesengine configuration."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESENGINE_")}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
+    return support_user_env(tmp_path / "cache")
 
 
 def tesengine(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from tesengine import ConfigError, load_config
 from tesengine.config import find_config_file, is_loopback
+from tests.support import user_env
 
 # DESIGN.md's block with its placeholders filled in; comments kept verbatim.
 SEED = """\
@@ -240,11 +240,10 @@ def test_secrets_never_shown(tmp_path: Path, debug_logs: pytest.LogCaptureFixtur
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESENGINE_")}
     return subprocess.run(
         [sys.executable, "-m", "tesengine.cli.main", *args],
         cwd=cwd,
-        env=env,
+        env=user_env(),
         capture_output=True,
         text=True,
         timeout=60,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tesengine import load_config
-from tests.support import REPO, require
+from tests.support import REPO, require, user_env
 
 EXAMPLES = REPO / "examples"
 
@@ -25,12 +24,10 @@ def test_example_configs_load(name: str) -> None:
 
 def test_fanout_example_runs_100_tasks(tmp_path: Path) -> None:
     require(shutil.which("bwrap") is not None, "bubblewrap (bwrap) for the local runtime")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESENGINE_")}
-    env["XDG_CACHE_HOME"] = str(tmp_path)
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "fanout.py")],
         cwd=tmp_path,
-        env=env,
+        env=user_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=300,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 from tests.fixtures.tes_server import ServedTes
+from tests.support import user_env
 
 
 def write_sprocket_toml(path: Path, url: str, storage: Path, interval: float = 0.2) -> Path:
@@ -42,10 +42,7 @@ def task_state(served: ServedTes, task_id: str) -> str:
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
     """The environment of a fresh user process: no tesengine settings, a private cache."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESENGINE_")}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg-cache")
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    return env
+    return user_env(tmp_path / "xdg-cache")
 
 
 PYTHON = sys.executable

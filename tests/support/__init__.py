@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +65,18 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def user_env(cache_home: Path | None = None) -> dict[str, str]:
+    """The environment of a fresh user's process: no ``TESENGINE_*`` settings,
+    this interpreter's scripts first on PATH, the repository importable, and,
+    when given, a private cache home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESENGINE_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(REPO)
+    if cache_home is not None:
+        env["XDG_CACHE_HOME"] = str(cache_home)
+    return env
 
 
 def tes_spec_path() -> Path:
