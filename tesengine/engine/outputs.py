@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import posixpath
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -99,8 +100,6 @@ def safe_relpath(relpath: str) -> str:
 
 
 async def _copy(source: Path, dest: Path) -> Path:
-    import shutil
-
     def work() -> Path:
         target = dest / source.name if dest.is_dir() and source.is_file() else dest
         if source.is_dir():
