@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import shutil
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from tesengine.config import BackendConfig, Config
 from tesengine.server import LocalTesServer
 from tesengine.storage import StageResult
 from tesengine.tes import State, TesClient
+from tests.fixtures.tes_server import bwrap_available
 from tests.support import require
 
 SH = "debian:stable-slim"
@@ -89,7 +89,7 @@ async def _env(tmp_path: Path, runtime: str, **kw: Any) -> AsyncIterator[Env]:
 
 @pytest.fixture
 async def local_env(tmp_path: Path) -> AsyncIterator[Env]:
-    require(shutil.which("bwrap") is not None, "bubblewrap (bwrap) for the local runtime")
+    require(bwrap_available(), "bubblewrap (bwrap) for the local runtime")
     async for env in _env(tmp_path, "local"):
         yield env
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tesengine import load_config
+from tests.fixtures.tes_server import bwrap_available
 from tests.support import REPO, require, user_env
 
 EXAMPLES = REPO / "examples"
@@ -23,7 +23,7 @@ def test_example_configs_load(name: str) -> None:
 
 
 def test_fanout_example_runs_100_tasks(tmp_path: Path) -> None:
-    require(shutil.which("bwrap") is not None, "bubblewrap (bwrap) for the local runtime")
+    require(bwrap_available(), "bubblewrap (bwrap) for the local runtime")
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "fanout.py")],
         cwd=tmp_path,

