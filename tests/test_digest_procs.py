@@ -120,3 +120,18 @@ def test_a_dead_worker_is_replaced_and_its_batch_answered_none(tmp_path: Path) -
         procs.close()
     assert procs.hash([str(path)], [st]) == [None], "closed: no new worker"
     assert procs.running == 0
+
+
+async def test_large_file_is_mapped_in_a_worker_process(tmp_path: Path) -> None:
+    path = tmp_path / "large"
+    path.write_bytes(os.urandom(5 << 20))
+    expected = blake3(path.read_bytes()).hexdigest()
+    async with Digester(cache=False, threads=2) as mapped:
+        assert (await mapped.digest(path)).hex == expected
+        assert processes(mapped) == 1  # the mapping happened there, not here
+    async with Digester(cache=False, threads=2, mmap=False) as reader:
+        assert (await reader.digest(path)).hex == expected
+        assert processes(reader) == 0
+    async with Digester(cache=False, threads=2) as no_workers:
+        no_workers._procs.count = 0  # none can start: the file is read here instead
+        assert (await no_workers.digest(path)).hex == expected

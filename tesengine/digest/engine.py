@@ -76,9 +76,10 @@ class Digester(AsyncClosing):
 
     ``threads`` bounds the worker pool (default: one per CPU); ``cache_dir``
     holds the persistent digest cache (default :func:`default_cache_dir`),
-    and ``cache=False`` turns it off. ``mmap=False`` reads large files instead
-    of mapping them: slower, but immune to SIGBUS when another process
-    truncates a file while it is hashed (see :mod:`.filehash`).
+    and ``cache=False`` turns it off. Large files are memory-mapped in worker
+    processes, so a file truncated while it is hashed cannot kill this one
+    with SIGBUS (see :mod:`.filehash`); ``mmap=False`` reads them in this
+    process instead (slower, but no worker process is started for them).
     Use it as ``async with Digester() as d`` or call :meth:`aclose`.
     """
 
@@ -358,7 +359,8 @@ class Digester(AsyncClosing):
                 node.hex = hex_
 
     def _hash(self, node: FileNode) -> None:
-        hex_, node.stat = hash_file(node.path, expected=node.stat, mmap=self._mmap)
+        mapped = self._procs.hash_mapped if self._mmap else None
+        hex_, node.stat = hash_file(node.path, expected=node.stat, mapped=mapped)
         node.hex = hex_
 
     def _store_new(self, nodes: Sequence[FileNode]) -> None:

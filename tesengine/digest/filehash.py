@@ -5,9 +5,13 @@ is what ``b3sum`` does; small ones are read in bounded chunks, since a
 mapping costs more than it saves for them. Either way memory stays flat.
 
 A mapped file that another process truncates while it is hashed makes the
-kernel send SIGBUS, which kills the process (b3sum has the same hazard).
-Programs that cannot rule that out pass ``mmap=False``: large files are then
-read in 8 MiB chunks, still hashed on several threads, somewhat slower.
+kernel send SIGBUS, which kills the process that mapped it (b3sum has the
+same hazard). So this process never maps a file: the caller passes a
+``mapped`` function that hashes it in a worker process (:mod:`.procs`),
+where SIGBUS ends only the worker. When no worker can tell (none free, or
+one died), the file is read here in 8 MiB chunks, still hashed on several
+threads, somewhat slower. A file that gets shorter while it is hashed is
+:class:`InputChanged` at once: it is being rewritten under us.
 
 A file is opened once and everything is checked on that descriptor, so a
 path swapped under us cannot be mixed with another file's stat. A FIFO is
@@ -19,7 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import sys
+from collections.abc import Callable
 from typing import NamedTuple
 
 from blake3 import blake3
@@ -29,6 +33,7 @@ from ..errors import DigestError, InputChanged
 __all__ = [
     "MMAP_THRESHOLD",
     "FileStat",
+    "Mapper",
     "describe_path",
     "hash_file",
     "kind_of",
@@ -42,7 +47,6 @@ _READ_SIZE = 1 << 20
 _BIG_READ_SIZE = 8 << 20
 #: How often a file that keeps changing while hashed is retried before giving up.
 _ATTEMPTS = 3
-_PROC_FD = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
 _read = os.read  # one name for every read, so tests can write to a file mid-read
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -102,16 +106,23 @@ def regular_stat(path: str) -> FileStat:
     return FileStat.of(st)
 
 
+#: Hashes a large file memory-mapped somewhere safe; None when it cannot tell.
+Mapper = Callable[[str, FileStat], "str | None"]
+
+
 def hash_file(
-    path: str, *, expected: FileStat | None = None, mmap: bool = True
+    path: str, *, expected: FileStat | None = None, mapped: Mapper | None = None
 ) -> tuple[str, FileStat]:
     """BLAKE3 hex of the file at ``path`` and its stat while it was hashed.
 
     ``expected`` is a stat taken just before (it saves a system call per
     file); the file must still match it after hashing. A file whose stat
-    changes during hashing is hashed again, a few times; after that
-    :class:`InputChanged` is raised. Symlinks are followed.
+    changes during hashing is hashed again, a few times; after that, or as
+    soon as it is shorter than it was, :class:`InputChanged` is raised.
+    Files of at least :data:`MMAP_THRESHOLD` bytes go to ``mapped`` first
+    (see the module docstring). Symlinks are followed.
     """
+    first = expected
     if expected is not None and expected.size < _READ_SIZE:
         quick = _hash_small(path, expected)
         if quick is not None:
@@ -123,7 +134,8 @@ def hash_file(
             small = expected is not None and expected.size < MMAP_THRESHOLD
             # A mapping re-opens the file: it must be known regular on this very fd.
             before = expected if small and expected else _regular_fstat(fd, path)
-            hex_ = _hash_fd(fd, path, before.size, mmap)
+            _check_not_shorter(path, first, before)
+            hex_ = _hash_fd(fd, path, before, mapped)
             after_st = os.fstat(fd)
         except OSError as exc:
             raise _error(path, exc) from exc
@@ -134,8 +146,18 @@ def hash_file(
             return hex_, after
         if not stat.S_ISREG(after_st.st_mode):
             raise not_regular(path, after_st.st_mode)
+        _check_not_shorter(path, before, after)
         expected = None
     raise InputChanged(f"{describe_path(path)}: file kept changing while it was hashed", path=path)
+
+
+def _check_not_shorter(path: str, was: FileStat | None, now: FileStat) -> None:
+    if was is not None and now.size < was.size:
+        raise InputChanged(
+            f"{describe_path(path)}: file shrank from {was.size} to {now.size} bytes"
+            " while it was hashed",
+            path=path,
+        )
 
 
 def _hash_small(path: str, expected: FileStat) -> tuple[str, FileStat] | None:
@@ -184,15 +206,15 @@ def not_regular(path: str, mode: int) -> DigestError:
     )
 
 
-def _hash_fd(fd: int, path: str, size: int, mmap: bool) -> str:
+def _hash_fd(fd: int, path: str, before: FileStat, mapped: Mapper | None) -> str:
+    size = before.size
     if size < MMAP_THRESHOLD:
         hasher, read_size = blake3(), _READ_SIZE
     else:
+        # The mapper re-opens the path; it checks the inode against `before`.
+        if mapped is not None and (hex_ := mapped(path, before)) is not None:
+            return hex_
         hasher, read_size = blake3(max_threads=blake3.AUTO), _BIG_READ_SIZE
-        if mmap:
-            # Mapping through /proc keeps us on the inode we opened and checked.
-            hasher.update_mmap(f"/proc/self/fd/{fd}" if _PROC_FD else path)
-            return hasher.hexdigest()
     # Reading exactly `size` bytes saves the EOF read; growth shows in the
     # stat taken afterwards and triggers another attempt.
     left = size

@@ -1,4 +1,4 @@
-"""A few worker processes for hashing many small files in parallel.
+"""A few worker processes: many small files hashed in parallel, large files mapped safely.
 
 Reading and hashing a 16 KiB file costs ~12 µs of Python, most of it
 holding the GIL, so threads cannot share that work; processes can. They
@@ -11,6 +11,10 @@ aiohttp's threads mid-use). It imports only blake3, starts in ~10 ms, and
 exits by itself when its stdin closes, so a parent that dies leaves none
 behind. A worker process is driven by one digest pool thread at a time,
 which blocks on the pipe without holding the GIL.
+
+Large files are memory-mapped in a worker too (:meth:`HashProcs.hash_mapped`):
+a file truncated under a mapping raises SIGBUS, which then ends that worker
+and not the program embedding tesengine.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from ._hashproc import read_exact, write_all
+from ._hashproc import MAP, READ, read_exact, write_all
 from .filehash import FileStat
 
 __all__ = ["HashProcs"]
@@ -55,8 +59,8 @@ class _Proc:
         self._in = self.popen.stdin.fileno()
         self._out = self.popen.stdout.fileno()
 
-    def call(self, paths: list[str], stats: list[int]) -> list[bytes | None]:
-        body = marshal.dumps((paths, stats))
+    def call(self, kind: int, paths: list[str], stats: list[int]) -> list[bytes | None]:
+        body = marshal.dumps((kind, paths, stats))
         try:
             write_all(self._in, len(body).to_bytes(4, "little") + body)
             head = _read_exact(self._out, 4)
@@ -119,19 +123,34 @@ class HashProcs:
         Blocks; call it from a pool thread. None for every file when no
         worker is available (closed, or one died): the caller hashes those.
         """
+        raw = self._call(READ, paths, [v for s in stats for v in s])
+        if raw is None:
+            return [None] * len(paths)
+        return [None if r is None else r.hex() for r in raw]
+
+    def hash_mapped(self, path: str, expected: FileStat) -> str | None:
+        """The hex digest of one large file, memory-mapped in a worker process.
+
+        None when the worker could not tell: no worker free, the file no
+        longer matches ``expected``, or the worker died (SIGBUS from a file
+        truncated under its mapping). The caller then reads the file itself.
+        """
+        raw = self._call(MAP, [path], list(expected))
+        return None if raw is None or raw[0] is None else raw[0].hex()
+
+    def _call(self, kind: int, paths: list[str], flat: list[int]) -> list[bytes | None] | None:
         proc = self._take()
         if proc is None:
-            return [None] * len(paths)
-        flat = [v for s in stats for v in s]
+            return None
         try:
-            raw = proc.call(paths, flat)
+            raw = proc.call(kind, paths, flat)
         except _Broken:
             proc.stop(0)
             with self._lock:
                 self._all.remove(proc)
-            return [None] * len(paths)
+            return None
         self._give_back(proc)
-        return [None if r is None else r.hex() for r in raw]
+        return raw
 
     def _take(self) -> _Proc | None:
         with self._lock:
