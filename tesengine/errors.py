@@ -13,7 +13,8 @@ out of the public API untranslated::
     ├── DigestError            a local input cannot be hashed
     │   └── InputChanged       a file changed while it was hashed or uploaded
     ├── StorageError           an object store fault (names the URL)
-    │   └── ObjectNotFound     the object does not exist
+    │   ├── ObjectNotFound     the object does not exist
+    │   └── ContentMismatch    an object at a content address has the wrong size
     ├── TesError               talking to the TES server went wrong
     │   ├── TesApiError        the server answered with an error status
     │   └── TesUnavailable     retries exhausted: the server cannot be reached
@@ -34,6 +35,7 @@ from urllib.parse import unquote_plus
 __all__ = [
     "AuthError",
     "ConfigError",
+    "ContentMismatch",
     "DigestError",
     "InputChanged",
     "InvalidTask",
@@ -192,6 +194,10 @@ class StorageError(TesEngineError):
 
 class ObjectNotFound(StorageError):
     """The object does not exist."""
+
+
+class ContentMismatch(StorageError):
+    """An object at a content address is not what the address names (wrong size)."""
 
 
 class TesError(TesEngineError):

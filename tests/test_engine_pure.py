@@ -131,8 +131,8 @@ def test_build_task_is_spec_shaped(tmp_path: Path) -> None:
         {"url": "s3://b/db/", "path": "/in/db", "type": "DIRECTORY"},
     ]
     assert body["outputs"][:2] == [
-        {"url": "s3://b/out/p1/n", "path": "/out/n.txt", "type": "FILE"},
-        {"url": "s3://b/out/p1/d", "path": "/out/d", "type": "DIRECTORY"},
+        {"name": "n", "url": "s3://b/out/p1/n", "path": "/out/n.txt", "type": "FILE"},
+        {"name": "d", "url": "s3://b/out/p1/d", "path": "/out/d", "type": "DIRECTORY"},
     ]
     assert body["outputs"][2]["path"] == LOG_DIR
     assert body["executors"][1]["stdout"] == f"{LOG_DIR}/1.stdout"

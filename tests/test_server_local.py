@@ -124,14 +124,17 @@ def test_file_inputs_outside_allowed_dirs_are_refused(local_tes: ServedTes) -> N
         inputs=[tes.Input(url="file:///etc/shadow", path="/data/shadow")],
         executors=[sh("cat /data/shadow")],
     )
-    done = run(local_tes, task)
-    assert done.state == "SYSTEM_ERROR"
-    assert any("outside the directories" in s for s in done.logs[0].system_logs)
+    with pytest.raises(requests.HTTPError) as info:
+        client(local_tes).create_task(task)
+    error = info.value.response.json()["error"]
+    assert error.startswith("inputs[0].url: file:///etc/shadow is outside the directories")
+    assert local_tes.storage_dir.resolve().as_uri() in error
     out = tes.Task(
         outputs=[tes.Output(url="file:///etc/evil", path="/data/o")],
         executors=[sh("echo x > /data/o")],
     )
-    assert run(local_tes, out).state == "SYSTEM_ERROR"
+    with pytest.raises(requests.HTTPError, match="400"):
+        client(local_tes).create_task(out)
     assert not Path("/etc/evil").exists()
 
 

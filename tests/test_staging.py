@@ -13,7 +13,7 @@ from blake3 import blake3
 from tesengine.digest import Digester, NullProgress
 from tesengine.errors import InputChanged
 from tesengine.storage import NullStagingProgress, Stager, Storage, join_url
-from tesengine.storage.ops import MULTIPART_THRESHOLD
+from tesengine.storage.ops import MULTIPART_THRESHOLD, ObjectInfo
 from tests.test_storage_ops import Backend, backend
 
 __all__ = ["backend"]  # the parametrised fixture, shared with test_storage_ops
@@ -196,12 +196,12 @@ class _Counting(Storage):
         self.now = 0
         self.peak = 0
 
-    async def exists(self, url: str) -> bool:
+    async def head(self, url: str) -> ObjectInfo:
         self.now += 1
         self.peak = max(self.peak, self.now)
         try:
             await asyncio.sleep(0)  # let every waiting caller try to get in
-            return await super().exists(url)
+            return await super().head(url)
         finally:
             self.now -= 1
 

@@ -49,6 +49,18 @@ def register(sub: Any) -> None:
         help="allow a non-loopback --host with no --basic/--bearer",
     )
     p.add_argument("--keep-work", action="store_true", help="keep each task's scratch directory")
+    p.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let http(s) inputs reach loopback, link-local and private addresses "
+        "(default: refused, so a task cannot make the server fetch internal services)",
+    )
+    p.add_argument(
+        "--inputs-namespace",
+        metavar="URL",
+        help="no output may be written under this URL (default: <storage>/inputs/, "
+        "where content-addressed inputs are trusted without download)",
+    )
     p.set_defaults(func=serve)
 
 
@@ -83,6 +95,8 @@ async def _serve(args: argparse.Namespace) -> int:
         bearer=args.bearer,
         allow_remote_without_auth=args.allow_remote_without_auth,
         keep_work=args.keep_work,
+        allow_private_urls=args.allow_private_urls,
+        inputs_namespace=args.inputs_namespace,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -70,7 +70,7 @@ def build_task(
         for i in plan.local
     ] + [wire.Input(url=i.url, path=i.container_path, type=_kind(i.directory)) for i in plan.remote]
     outputs = [
-        wire.Output(url=t.url, path=_strip(d.container_path), type=_kind(t.directory))
+        wire.Output(name=t.name, url=t.url, path=_strip(d.container_path), type=_kind(t.directory))
         for t, d in zip(output_targets(plan.outputs, prefix), plan.outputs, strict=True)
     ]
     outputs.append(wire.Output(url=logs_url(prefix), path=LOG_DIR, type=wire.FileType.DIRECTORY))

@@ -24,7 +24,9 @@ from aiohttp import web
 from .. import __version__
 from ..errors import InvalidTask
 from ..storage import Storage
+from ..storage.urls import join_url
 from ..tes.models import SUBMISSION_TAG
+from .access import check_task_access
 from .lifecycle import ACTIVE, TERMINAL, Services, new_task_doc, recover, run_task, set_state
 from .runtime import Runtime, make_runtime
 from .scheduler import Scheduler
@@ -56,11 +58,18 @@ class ServerSettings:
     bearer: str | None = field(default=None, repr=False)
     storage_config: Any = field(default=None, repr=False)
     keep_work: bool = False
+    allow_private_urls: bool = False
+    inputs_namespace: str | None = None
 
     @property
     def resolved_storage_url(self) -> str:
         """``storage_url``, or a ``storage`` folder in the work directory."""
         return self.storage_url or (self.work_dir.resolve() / "storage").as_uri()
+
+    @property
+    def resolved_inputs_namespace(self) -> str:
+        """Where no output may go: ``inputs_namespace``, or ``<storage>/inputs/``."""
+        return self.inputs_namespace or join_url(self.resolved_storage_url, "inputs") + "/"
 
 
 _SETTINGS = web.AppKey("settings", ServerSettings)
@@ -78,7 +87,11 @@ class TesService:
         storage_url = settings.resolved_storage_url
         if storage_url.startswith("file://"):
             roots.append(Path(storage_url.removeprefix("file://")))
-        self.allowed = AllowedDirs.of(roots)
+        self.allowed = AllowedDirs.of(
+            roots,
+            protected=(settings.resolved_inputs_namespace,),
+            allow_private_urls=settings.allow_private_urls,
+        )
         self.services = Services(
             self.store, runtime, io, self.allowed, settings.work_dir, settings.keep_work
         )
@@ -137,6 +150,8 @@ class TesService:
         except (ValueError, RecursionError) as exc:
             raise InvalidTask(f"body: not valid JSON ({exc})") from None
         valid = validate_task(body)
+        if self.runtime.stages_files:  # the noop runtime touches no URL
+            check_task_access(valid.doc, self.allowed)
         # A client that retried a POST which had in fact arrived sends the same
         # submission tag again: answer with the task it already created.
         tag = (valid.doc.get("tags") or {}).get(SUBMISSION_TAG)
@@ -256,7 +271,9 @@ def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> w
     chosen = runtime or make_runtime(settings.runtime, noop_delay=settings.noop_delay)
 
     async def lifecycle(app: web.Application) -> Any:
-        service = TesService(settings, chosen, Storage(settings.storage_config))
+        # A server never borrows the machine's instance credentials for a client.
+        io = Storage(settings.storage_config, ambient_credentials=False)
+        service = TesService(settings, chosen, io)
         app[_SERVICE] = service
         await service.start()
         yield

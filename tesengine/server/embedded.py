@@ -41,6 +41,8 @@ class LocalTesServer(AsyncClosing):
         storage_config: Any = None,
         allow_remote_without_auth: bool = False,
         keep_work: bool = False,
+        allow_private_urls: bool = False,
+        inputs_namespace: str | None = None,
     ) -> None:
         open_access = basic is None and bearer is None
         if open_access and not is_loopback(host) and not allow_remote_without_auth:
@@ -59,6 +61,8 @@ class LocalTesServer(AsyncClosing):
             bearer=bearer,
             storage_config=storage_config,
             keep_work=keep_work,
+            allow_private_urls=allow_private_urls,
+            inputs_namespace=inputs_namespace,
         )
         self._runtime = None if isinstance(runtime, str) else runtime
         self._host = host

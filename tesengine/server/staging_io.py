@@ -17,21 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import aiohttp
+
 from ..errors import TesEngineError, redact_url
 from ..storage import Storage
-from ..storage.urls import join_url
+from ..storage.urls import join_url, parse_url
+from .access import AllowedDirs, local_raw_path, url_host_problem
+from .fetch import FetchRefused, copy_local_file, copy_local_tree, fetch_http, resolve_check
 from .runtime.base import Mount
 from .validate import has_wildcard
 
+_Getter = Callable[[str, Path], Awaitable[None]]
+
 __all__ = [
     "AllowedDirs",
+    "MissingOutput",
     "StagingError",
     "fetch_inputs",
     "host_path",
@@ -41,35 +49,15 @@ __all__ = [
 ]
 
 
+log = logging.getLogger("tesengine.server")
+
+
 class StagingError(TesEngineError):
     """An input could not be fetched or an output could not be published."""
 
 
-@dataclass(frozen=True, slots=True)
-class AllowedDirs:
-    """Host directories that ``file://`` inputs and outputs may touch."""
-
-    roots: tuple[Path, ...]
-
-    @classmethod
-    def of(cls, dirs: Iterable[str | Path]) -> AllowedDirs:
-        """Resolve ``dirs`` once (symlinks and all)."""
-        return cls(tuple(Path(os.path.realpath(d)) for d in dirs))
-
-    def local_path(self, url: str, field: str) -> Path | None:
-        """The host path of a ``file://`` or ``/path`` URL (checked), else None."""
-        if url.startswith("/"):
-            raw = url
-        elif url.lower().startswith("file://"):
-            raw = unquote(urlsplit(url).path)
-        else:
-            return None
-        real = Path(os.path.realpath(raw))
-        if not any(real == root or real.is_relative_to(root) for root in self.roots):
-            raise StagingError(
-                f"{field}: {redact_url(url)} is outside the directories this server may access"
-            )
-        return real
+class MissingOutput(StagingError):
+    """A declared output that the task did not produce."""
 
 
 def host_path(root: Path, container: str) -> Path:
@@ -150,24 +138,92 @@ async def fetch_inputs(
     for i, item in enumerate(doc.get("inputs", ())):
         dest = host_path(root, item["path"])
         field = f"inputs[{i}] ({item['path']})"
-        if "content" in item:
-            await asyncio.to_thread(_write_text, dest, item["content"])
+        if item.get("content") or "url" not in item:  # a non-empty content wins over url
+            await asyncio.to_thread(_write_text, dest, item.get("content", ""))
             continue
-        url = _storage_url(item["url"], allowed, field)
-        storage = _need(io, field)
         try:
-            if item.get("type") == "DIRECTORY":
-                await _download_tree(storage, url, dest)
-            else:
-                await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-                await storage.download(url, dest)
-        except TesEngineError as exc:
-            raise StagingError(f"{field}: cannot fetch {redact_url(url)}: {exc}") from exc
+            await _fetch_one(item, dest, io, allowed, field=field, doc=doc)
+        except StagingError:
+            raise
+        except FetchRefused as exc:
+            url = redact_url(item["url"])
+            raise StagingError(f"{field}: refused to fetch {url}: {exc}") from None
+        except (TimeoutError, TesEngineError, aiohttp.ClientError) as exc:
+            url = redact_url(item["url"])
+            raise StagingError(f"{field}: cannot fetch {url}: {exc}") from exc
         except OSError as exc:
             raise StagingError(f"{field}: cannot write {item['path']}: {exc}") from exc
 
 
-async def _download_tree(io: Storage, url: str, dest: Path) -> None:
+async def _fetch_one(
+    item: dict[str, Any],
+    dest: Path,
+    io: Storage | None,
+    allowed: AllowedDirs,
+    *,
+    field: str,
+    doc: dict[str, Any],
+) -> None:
+    url, directory = item["url"], item.get("type") == "DIRECTORY"
+    await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+    local = _local_path(url, allowed, field)
+    if local is not None:
+        if directory:
+            copied = await asyncio.to_thread(copy_local_tree, local, dest, allowed)
+            for skipped in copied.skipped:
+                _note(doc, f"{field}: skipped {skipped}")
+        else:
+            await asyncio.to_thread(copy_local_file, local, dest, allowed)
+        return
+    if _plain_http(url):
+        await _fetch_http_input(url, dest, directory, _need(io, field), allowed)
+        return
+    storage = _need(io, field)
+    if directory:
+        await _download_tree(storage, url, dest)
+    else:
+        await storage.download(url, dest)
+
+
+async def _fetch_http_input(
+    url: str, dest: Path, directory: bool, io: Storage, allowed: AllowedDirs
+) -> None:
+    private = allowed.allow_private_urls
+    if not directory:
+        await fetch_http(url, dest, allow_private=private)
+        return
+    # A listing goes through obstore (WebDAV): check its host first; every
+    # file of it is then fetched through the guarded client.
+    if not private:
+        host = urlsplit(url).hostname or ""
+        problem = url_host_problem(url) or await resolve_check(host)
+        if problem:
+            raise FetchRefused(f"{problem}; this server fetches only public addresses")
+
+    async def get(file_url: str, target: Path) -> None:
+        await fetch_http(file_url, target, allow_private=private)
+
+    await _download_tree(io, url, dest, get=get)
+
+
+def _plain_http(url: str) -> bool:
+    if url.split("://", 1)[0].lower() not in ("http", "https"):
+        return False
+    # Cloud URLs in https form (s3.amazonaws.com, blob.core.windows.net)
+    # go to their stores, whose endpoints are fixed.
+    return parse_url(url).provider == "http"
+
+
+def _note(doc: dict[str, Any], message: str) -> None:
+    """A line in the task's system logs (and the server's log)."""
+    log.warning("task %s: %s", doc.get("id"), message)
+    logs = doc.setdefault("logs", [])
+    if not logs:
+        logs.append({"logs": [], "outputs": []})
+    logs[-1].setdefault("system_logs", []).append(message)
+
+
+async def _download_tree(io: Storage, url: str, dest: Path, *, get: _Getter | None = None) -> None:
     prefix = url if url.split("?", maxsplit=1)[0].endswith("/") else join_url(url, "") + "/"
     base = prefix.split("?", maxsplit=1)[0]
     await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
@@ -177,7 +233,10 @@ async def _download_tree(io: Storage, url: str, dest: Path) -> None:
             continue
         target = dest / rel
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-        await io.download(info.url, target)
+        if get is not None:
+            await get(info.url, target)
+        else:
+            await io.download(info.url, target)
 
 
 async def push_outputs(
@@ -212,13 +271,13 @@ def _collect_outputs(root: Path, doc: dict[str, Any], allowed: AllowedDirs) -> l
     files = []
     for i, output in enumerate(doc.get("outputs", ())):
         field = f"outputs[{i}] ({output['path']})"
-        for container, url in _output_files(root, output, field):
+        for container, url in _output_files(root, output, _output_label(output, i)):
             real = Path(os.path.realpath(host_path(root, container)))
             if not real.is_relative_to(real_root):
                 raise StagingError(f"{field}: {container} links outside the task's directory")
             if not real.is_file():
                 raise StagingError(f"{field}: {container} is not a regular file")
-            target = _storage_url(url, allowed, field, for_write=True)
+            target = _output_target(url, allowed, field)
             files.append(_OutputFile(field, container, real, url, target, real.stat().st_size))
     return files
 
@@ -233,9 +292,20 @@ def _output_files(root: Path, output: dict[str, Any], field: str) -> Iterator[tu
             container = "/" + match
             yield from _file_or_tree(root, container, join_url(url, container[len(prefix) :]))
         return
-    if not os.path.lexists(host_path(root, path)):
-        raise StagingError(f"{field}: the task did not create {path}")
+    source = host_path(root, path)
+    produced = os.path.lexists(source)
+    if produced and output.get("type") == "DIRECTORY" and not source.is_symlink():
+        # The server creates a DIRECTORY output's folder before the task runs,
+        # so "produced" means the task put at least one file in it.
+        produced = source.is_dir() and any(files for _d, _s, files in os.walk(source))
+    if not produced:
+        raise MissingOutput(f"{field}: the task did not produce it")
     yield from _file_or_tree(root, path, url)
+
+
+def _output_label(output: dict[str, Any], index: int) -> str:
+    """``output 'NAME' (/out/x)``: how messages name an output."""
+    return f"output {output.get('name') or f'outputs[{index}]'!r} ({output['path']})"
 
 
 def _file_or_tree(root: Path, container: str, url: str) -> Iterator[tuple[str, str]]:
@@ -249,19 +319,25 @@ def _file_or_tree(root: Path, container: str, url: str) -> Iterator[tuple[str, s
             yield f"{container.rstrip('/')}/{rel}", join_url(url, rel)
 
 
-def _storage_url(url: str, allowed: AllowedDirs, field: str, *, for_write: bool = False) -> str:
-    """``url`` as the storage layer takes it; local paths are checked first."""
-    local = allowed.local_path(url, field) if not for_write else _writable(url, allowed, field)
-    return local.as_uri() if local is not None else url
-
-
-def _writable(url: str, allowed: AllowedDirs, field: str) -> Path | None:
-    if not (url.startswith("/") or url.lower().startswith("file://")):
+def _local_path(url: str, allowed: AllowedDirs, field: str) -> Path | None:
+    """The resolved host path of a local input URL (checked), else None."""
+    raw = local_raw_path(url)
+    if raw is None:
         return None
-    raw = url if url.startswith("/") else unquote(urlsplit(url).path)
-    parent = allowed.local_path(str(Path(raw).parent), field)
-    assert parent is not None
-    return parent / Path(raw).name
+    if problem := allowed.local_problem(url):
+        raise StagingError(f"{field}: {problem}")
+    return Path(os.path.realpath(raw))
+
+
+def _output_target(url: str, allowed: AllowedDirs, field: str) -> str:
+    """``url`` as the storage layer takes it, checked again at upload time."""
+    problem = allowed.local_problem(url, for_write=True) or allowed.protected_problem(url)
+    if problem:
+        raise StagingError(f"{field}: {problem}")
+    raw = local_raw_path(url)
+    if raw is None:
+        return url
+    return (Path(os.path.realpath(Path(raw).parent)) / Path(raw).name).as_uri()
 
 
 def _need(io: Storage | None, field: str) -> Storage:

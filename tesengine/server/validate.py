@@ -216,13 +216,14 @@ def _input(value: object, field: str) -> dict[str, Any]:
     kind = _file_type(obj["type"], f"{field}.type") if obj.get("type") is not None else "FILE"
     out["type"] = kind
     url, content = obj.get("url"), obj.get("content")
-    if (url is None) == (content is None):
-        raise _fail(f"{field}", "exactly one of url and content must be set")
+    if url is None and content is None:
+        raise _fail(f"{field}", "one of url and content must be set")
+    # Both may be set: the spec says a non-empty content wins and the url is ignored.
     if content is not None:
         if kind != "FILE":
             raise _fail(f"{field}.content", "is only allowed for FILE inputs")
         out["content"] = _str(content, f"{field}.content")
-    else:
+    if url is not None:
         out["url"] = _url(url, f"{field}.url", INPUT_SCHEMES)
     if obj.get("streamable") is not None:
         out["streamable"] = _bool(obj["streamable"], f"{field}.streamable")

@@ -60,10 +60,20 @@ class Storage:
     One instance per configuration; it caches a store per bucket and is safe
     for thousands of concurrent calls (at most ``max_concurrency`` requests
     are in flight per event loop; the rest wait their turn).
+
+    With ``ambient_credentials=False`` (a server acting for its clients) a
+    cloud store with no credentials configured sends unsigned requests
+    instead of asking the instance metadata endpoint for credentials.
     """
 
-    def __init__(self, config: StorageConfig | None = None, *, max_concurrency: int = 128) -> None:
-        self._stores = StoreCache(config)
+    def __init__(
+        self,
+        config: StorageConfig | None = None,
+        *,
+        max_concurrency: int = 128,
+        ambient_credentials: bool = True,
+    ) -> None:
+        self._stores = StoreCache(config, ambient_credentials=ambient_credentials)
         self._max = max_concurrency
         self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._limits = weakref.WeakKeyDictionary()

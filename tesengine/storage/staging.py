@@ -10,6 +10,9 @@ An object at a content address is trusted without download, so:
 
 * uploads are atomic and create-only where the store supports it (an object
   that is already there is success: it holds the same bytes);
+* an object already at a file's address must have the file's size, else
+  staging fails with :class:`~tesengine.errors.ContentMismatch` (a cheap
+  guard against a stray or planted object; the bytes are not compared);
 * what is uploaded is hashed again on the way out and must match the digest
   (:mod:`tesengine.storage.verify`), so a file edited after hashing is never
   published under its old address;
@@ -39,6 +42,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import anyio
 
 from ..digest import Digest, Digester, FileEntry
+from ..errors import ContentMismatch, ObjectNotFound, redact_url
 from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE, Storage
 from .urls import is_url, join_url, parse_url
 from .verify import ByteBudget, VerifiedChunks, read_verified
@@ -226,12 +230,27 @@ class Stager:
     async def _ensure_file(self, url: str, path: Path, hex_: str) -> bool:
         async with self._slot():
             self.stats.heads += 1
-            present = await self.storage.exists(url)
-        if present:
-            self.stats.files_skipped += 1
-            self._progress.file_skipped(url, -1)
-            return False
-        return await self._upload(url, path, hex_)
+            try:
+                found = await self.storage.head(url)
+            except ObjectNotFound:
+                found = None
+        if found is None:
+            return await self._upload(url, path, hex_)
+        # An object at the address is trusted without download, but only if it
+        # at least has the right size: anyone who can write the storage could
+        # have put something else there.
+        size = (await anyio.Path(path).stat()).st_size
+        if found.size != size:
+            where = redact_url(url)
+            raise ContentMismatch(
+                f"{where} already exists with {found.size} bytes, but {path} has {size}: "
+                "the object at this content address is not this file; refusing to use it "
+                "(delete it, or check who else writes to this storage)",
+                url=where,
+            )
+        self.stats.files_skipped += 1
+        self._progress.file_skipped(url, size)
+        return False
 
     async def _upload(self, url: str, path: Path, hex_: str) -> bool:
         """Upload ``path`` to ``url``, verified against ``hex_``; True if written."""

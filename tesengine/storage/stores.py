@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -46,6 +47,33 @@ STORE_RETRY: RetryConfig = {
 }
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
+# Variables that configure credentials (rather than leave obstore to look
+# for them on the instance metadata endpoint).
+_S3_CREDENTIAL_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+_AZURE_CREDENTIAL_VARS = (
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_MASTER_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_TOKEN",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_USE_AZURE_CLI",
+    "AZURE_STORAGE_USE_EMULATOR",
+)
+_GOOGLE_CREDENTIAL_VARS = (
+    "GOOGLE_SERVICE_ACCOUNT",
+    "GOOGLE_SERVICE_ACCOUNT_PATH",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+_GCLOUD_ADC = (".config", "gcloud", "application_default_credentials.json")
 _S3_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
 _AZURE_ENDPOINT_VARS = ("AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT")
 
@@ -64,8 +92,11 @@ def memory_store(name: str) -> MemoryStore:
 class StoreCache:
     """Builds and caches one obstore store per bucket for a storage config."""
 
-    def __init__(self, config: StorageConfig | None = None) -> None:
+    def __init__(
+        self, config: StorageConfig | None = None, *, ambient_credentials: bool = True
+    ) -> None:
         self.config = config or StorageConfig()
+        self.ambient_credentials = ambient_credentials
         self._stores: dict[tuple[str, ...], ObjectStore] = {}
         self._local: LocalStore | None = None
 
@@ -84,11 +115,14 @@ class StoreCache:
     def _build(self, loc: Location) -> ObjectStore:
         retry = STORE_RETRY
         if loc.provider == "s3":
-            return S3Store(loc.bucket, retry_config=retry, **s3_options(self.config, loc))
+            options = self._anonymous_unless_configured(s3_options(self.config, loc), loc)
+            return S3Store(loc.bucket, retry_config=retry, **options)
         if loc.provider == "az":
-            return AzureStore(loc.bucket, retry_config=retry, **azure_options(self.config, loc))
+            options = self._anonymous_unless_configured(azure_options(self.config, loc), loc)
+            return AzureStore(loc.bucket, retry_config=retry, **options)
         if loc.provider == "gs":
-            return GCSStore(loc.bucket, retry_config=retry, **gcs_options(self.config))
+            options = self._anonymous_unless_configured(gcs_options(self.config), loc)
+            return GCSStore(loc.bucket, retry_config=retry, **options)
         if loc.provider == "memory":
             return memory_store(loc.bucket)
         if loc.provider == "file":
@@ -96,6 +130,41 @@ class StoreCache:
         return HTTPStore.from_url(
             loc.bucket, client_options=_http_client(loc.bucket), retry_config=retry
         )
+
+    def _anonymous_unless_configured(
+        self, options: dict[str, Any], loc: Location
+    ) -> dict[str, Any]:
+        # With no credentials configured, obstore falls back to the cloud's
+        # instance metadata endpoint (169.254.169.254). A server must not do
+        # that on a client's behalf: unsigned requests instead.
+        if self.ambient_credentials or has_credentials(self.config, loc):
+            return options
+        return {**options, "skip_signature": True}
+
+
+def has_credentials(config: StorageConfig, loc: Location) -> bool:
+    """True when ``config`` or the environment names credentials for ``loc``'s provider."""
+    if loc.provider == "s3":
+        return config.s3.auth is not None or _any_env(_S3_CREDENTIAL_VARS)
+    if loc.provider == "az":
+        az = config.azure
+        configured = az.auth is not None or az.sas_token is not None or az.use_emulator
+        return configured or bool(loc.query) or _any_env(_AZURE_CREDENTIAL_VARS)
+    if loc.provider == "gs":
+        auth = config.google.auth
+        configured = auth is not None and (
+            auth.service_account_path is not None or auth.service_account_key is not None
+        )
+        return (
+            configured
+            or _any_env(_GOOGLE_CREDENTIAL_VARS)
+            or Path.home().joinpath(*_GCLOUD_ADC).is_file()
+        )
+    return True
+
+
+def _any_env(names: tuple[str, ...]) -> bool:
+    return any(os.environ.get(name) for name in names)
 
 
 def s3_options(config: StorageConfig, loc: Location) -> dict[str, Any]:
