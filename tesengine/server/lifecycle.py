@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,11 +22,12 @@ from typing import Any
 from ..errors import TesEngineError
 from ..storage import Storage
 from ..tes.models import State
-from .runtime.base import ExecRequest, Mount, Runtime
+from .exec_io import open_streams, read_tails
+from .runtime.base import ExecRequest, ExecSpec, Mount, Runtime
+from .safe_open import in_file_pool
 from .staging_io import (
     AllowedDirs,
     fetch_inputs,
-    host_path,
     plan_mounts,
     prepare_dirs,
     push_outputs,
@@ -51,6 +50,8 @@ log = logging.getLogger("tesengine.server")
 TERMINAL = frozenset(state.value for state in State if state.is_final)
 ACTIVE = frozenset({"INITIALIZING", "RUNNING", "PAUSED"})
 TAIL_BYTES = 16 * 1024
+#: Removing a task's tree may take long (many files); it is abandoned, not waited for, past this.
+CLEANUP_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,19 @@ async def run_task(record: TaskRecord, svc: Services) -> None:
         _finish(svc, record, "SYSTEM_ERROR")
     finally:
         if svc.runtime.stages_files and not svc.keep_work:
-            await asyncio.to_thread(shutil.rmtree, task_dir, ignore_errors=True)
+            await _remove(task_dir)
+
+
+async def _remove(task_dir: Path) -> None:
+    # rmtree never follows the task's links; it runs in the bounded task-file pool.
+    try:
+        await in_file_pool(_rmtree, task_dir, seconds=CLEANUP_TIMEOUT)
+    except TesEngineError as exc:
+        log.warning("could not remove %s: %s", task_dir, exc)
+
+
+def _rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _finish(svc: Services, record: TaskRecord, state: str) -> None:
@@ -150,11 +163,16 @@ async def _run(record: TaskRecord, svc: Services, root: Path, logs_dir: Path) ->
     mounts: tuple[Mount, ...] = ()
     if svc.runtime.stages_files:
         mounts = plan_mounts(root, doc, svc.runtime.reserved)
-        await asyncio.to_thread(_make_dirs, root, doc, logs_dir)
+    # What can never run fails here, before anything is staged.
+    specs = [_spec(record, i, mounts) for i in range(len(doc["executors"]))]
+    for spec in specs:
+        svc.runtime.preflight(spec)
+    if svc.runtime.stages_files:
+        await in_file_pool(_make_dirs, root, doc, logs_dir)
         await fetch_inputs(root, doc, svc.io, svc.allowed)
     set_state(svc.store, record, "RUNNING")
-    for index, executor in enumerate(doc["executors"]):
-        code = await _run_executor(record, svc, index, root=root, logs_dir=logs_dir, mounts=mounts)
+    for spec, executor in zip(specs, doc["executors"], strict=True):
+        code = await _run_executor(record, svc, spec, root=root, logs_dir=logs_dir)
         if code != 0 and not executor.get("ignore_error"):
             _finish(svc, record, "EXECUTOR_ERROR")
             return
@@ -168,21 +186,9 @@ def _make_dirs(root: Path, doc: dict[str, Any], logs_dir: Path) -> None:
     logs_dir.mkdir(parents=True, exist_ok=True)
 
 
-async def _run_executor(
-    record: TaskRecord,
-    svc: Services,
-    index: int,
-    *,
-    root: Path,
-    logs_dir: Path,
-    mounts: tuple[Mount, ...],
-) -> int:
+def _spec(record: TaskRecord, index: int, mounts: tuple[Mount, ...]) -> ExecSpec:
     executor = record.doc["executors"][index]
-    stages = svc.runtime.stages_files
-    stdout = _stream_path(root, logs_dir, executor.get("stdout"), f"{index}.stdout", stages)
-    stderr = _stream_path(root, logs_dir, executor.get("stderr"), f"{index}.stderr", stages)
-    stdin = host_path(root, executor["stdin"]) if stages and executor.get("stdin") else None
-    request = ExecRequest(
+    return ExecSpec(
         task_id=record.id,
         index=index,
         image=executor["image"],
@@ -190,39 +196,25 @@ async def _run_executor(
         workdir=executor.get("workdir"),
         env=executor.get("env", {}),
         mounts=mounts,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
     )
+
+
+async def _run_executor(
+    record: TaskRecord, svc: Services, spec: ExecSpec, *, root: Path, logs_dir: Path
+) -> int:
+    executor = record.doc["executors"][spec.index]
+    stages = svc.runtime.stages_files
+    streams = await in_file_pool(open_streams, root, logs_dir, spec, executor, stages)
     entry: dict[str, Any] = {"start_time": now()}
-    code = await svc.runtime.run(request)
+    try:
+        request = ExecRequest(spec, streams.stdin, streams.stdout, streams.stderr)
+        code = await svc.runtime.run(request)
+    finally:
+        streams.close()
     entry["end_time"] = now()
     entry["exit_code"] = code
     if stages:
-        entry["stdout"], entry["stderr"] = await asyncio.to_thread(_tails, (stdout, stderr))
+        entry["stdout"], entry["stderr"] = await in_file_pool(read_tails, streams, TAIL_BYTES)
     task_log(record.doc)["logs"].append(entry)
     svc.store.touch(record)
     return code
-
-
-def _stream_path(
-    root: Path, logs_dir: Path, container: str | None, name: str, stages: bool
-) -> Path:
-    if not stages:
-        return Path(os.devnull)
-    return host_path(root, container) if container else logs_dir / name
-
-
-def _tails(paths: Iterable[Path]) -> tuple[str, str]:
-    out, err = (_tail(p) for p in paths)
-    return out, err
-
-
-def _tail(path: Path) -> str:
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - TAIL_BYTES))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""

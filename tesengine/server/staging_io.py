@@ -62,11 +62,25 @@ class MissingOutput(StagingError):
 
 def host_path(root: Path, container: str) -> Path:
     """The host path of ``container`` (absolute, validated) under ``root``."""
-    return root / container.lstrip("/")
+    return root / "/".join(_segments(container))
+
+
+def _segments(container: str) -> list[str]:
+    """The names in ``container``; '.', '..' and empty names are refused, never rewritten."""
+    parts = container.strip("/").split("/") if container.strip("/") else []
+    if any(p in ("", ".", "..") for p in parts):
+        raise StagingError(f"container path {container!r} is ambiguous ('.', '..' or '//')")
+    return parts
 
 
 def _top(container: str) -> str:
-    return container.strip("/").split("/", 1)[0]
+    parts = _segments(container)
+    return parts[0] if parts else ""
+
+
+#: Read-only binds beyond which inputs are grouped by directory (bubblewrap takes 9000
+#: arguments in all, three per bind; docker's argv grows too).
+MAX_INPUT_BINDS = 256
 
 
 def plan_mounts(root: Path, doc: dict[str, Any], reserved: frozenset[str]) -> tuple[Mount, ...]:
@@ -74,6 +88,10 @@ def plan_mounts(root: Path, doc: dict[str, Any], reserved: frozenset[str]) -> tu
 
     ``/tmp`` is always bound (from the task's root, not the host). A path
     under a ``reserved`` directory (the sandbox's system dirs) is refused.
+    Each input is bound read-only on its own while there are few; past
+    :data:`MAX_INPUT_BINDS`, inputs are bound by the highest directory that
+    holds nothing the task must write, and inputs that still cannot be
+    grouped stay writable copies in the task's tree (never one argument each).
     """
     tops = {"tmp"}
     for container in _container_paths(doc):
@@ -84,9 +102,53 @@ def plan_mounts(root: Path, doc: dict[str, Any], reserved: frozenset[str]) -> tu
             )
         tops.add(top)
     mounts = [Mount(root / top, f"/{top}", read_only=False) for top in sorted(tops)]
-    inputs = sorted(doc.get("inputs", ()), key=lambda item: item["path"].count("/"))
-    mounts += [Mount(host_path(root, i["path"]), i["path"], read_only=True) for i in inputs]
+    mounts += [Mount(host_path(root, p), p, read_only=True) for p in _input_binds(doc)]
     return tuple(mounts)
+
+
+def _input_binds(doc: dict[str, Any]) -> list[str]:
+    """Container paths to bind read-only (outermost first) so that every input is covered."""
+    paths = sorted({"/" + "/".join(_segments(i["path"])) for i in doc.get("inputs", ())})
+    if len(paths) > MAX_INPUT_BINDS:
+        writable = _writable_dirs(doc)
+        paths = sorted({_group(p, writable) for p in paths})
+    binds: list[str] = []
+    for path in sorted(paths, key=lambda p: (p.count("/"), p)):
+        if not any(path.startswith(b + "/") for b in binds):
+            binds.append(path)
+    return binds[:MAX_INPUT_BINDS]
+
+
+def _group(path: str, writable: frozenset[str]) -> str:
+    """The highest ancestor of ``path`` (or itself) with nothing writable at or under it."""
+    parts = path.strip("/").split("/")
+    for depth in range(1, len(parts) + 1):
+        candidate = "/" + "/".join(parts[:depth])
+        if not any(w == candidate or w.startswith(candidate + "/") for w in writable):
+            return candidate
+    return path
+
+
+def _writable_dirs(doc: dict[str, Any]) -> frozenset[str]:
+    """Container directories the task must be able to write in."""
+    dirs = {"/tmp", *doc.get("volumes", ())}  # noqa: S108 - the task's own /tmp
+    for output in doc.get("outputs", ()):
+        path = output["path"]
+        if has_wildcard(path):
+            path = path[: min(path.find(c) for c in "*?[" if c in path)]
+            dirs.add(path.rsplit("/", 1)[0] or "/")
+        elif output.get("type") == "DIRECTORY":
+            dirs.add(path)
+        else:
+            dirs.add(path.rsplit("/", 1)[0] or "/")
+    for executor in doc["executors"]:
+        if executor.get("workdir"):
+            dirs.add(executor["workdir"])
+        for key in ("stdout", "stderr"):
+            if executor.get(key):
+                dirs.add(executor[key].rsplit("/", 1)[0] or "/")
+    # The sandbox's own root is not the task's to write: "/" blocks nothing.
+    return frozenset(d.rstrip("/") for d in dirs if d.rstrip("/"))
 
 
 def _container_paths(doc: dict[str, Any]) -> Iterator[str]:

