@@ -9,17 +9,20 @@ own status: nothing after that point could change the result anyway.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from collections.abc import Coroutine
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
 
 EXIT_INTERRUPTED = 130
 
 
 def run(coro: Coroutine[Any, Any, int]) -> int:
     """Run ``coro``; Ctrl-C (after the coroutine cleaned up) gives 130."""
+    import asyncio  # here, not at the top: ``tesengine --help`` never needs it
+
     try:
         return asyncio.run(coro)
     except KeyboardInterrupt:
