@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
 
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head -1` leaves `yes` with
 
 
 def run(coro: Coroutine[Any, Any, int]) -> int:
@@ -35,6 +36,20 @@ def exit_now(status: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
+        except BrokenPipeError:
+            status = broken_pipe() if stream is sys.stdout else status
         except (OSError, ValueError):
             status = status or 1
     os._exit(status)
+
+
+def broken_pipe() -> int:
+    """The reader of stdout went away (``| head``): leave quietly, like other Unix tools.
+
+    stdout is pointed at /dev/null so that flushing what is still buffered
+    cannot fail a second time on the way out.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE

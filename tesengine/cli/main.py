@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -52,7 +51,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head -1` leaves `yes` with
 
 
 class UsageError(TesEngineError):
@@ -140,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry: run :func:`main` and exit with its status, reliably."""
-    from .aio import exit_now
+    from .aio import broken_pipe, exit_now
 
     try:
         status = main()
@@ -149,18 +147,6 @@ def entry() -> None:
     except BrokenPipeError:
         status = broken_pipe()
     exit_now(status)
-
-
-def broken_pipe() -> int:
-    """The reader of stdout went away (``| head``): leave quietly, like other Unix tools.
-
-    stdout is pointed at /dev/null so that flushing what is still buffered
-    cannot fail a second time on the way out.
-    """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return EXIT_BROKEN_PIPE
 
 
 def _report(exc: TesEngineError) -> int:
