@@ -18,8 +18,10 @@ import contextvars
 import ipaddress
 import logging
 import os
+import shlex
 import stat
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -39,7 +41,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError
+from . import validation_errors
+from .errors import ConfigError, redact_url
 
 __all__ = [
     "AzureStorage",
@@ -52,6 +55,7 @@ __all__ = [
     "StorageConfig",
     "find_config_file",
     "load_config",
+    "url_has_secret",
 ]
 
 log = logging.getLogger("tesengine.config")
@@ -211,7 +215,8 @@ class BackendConfig(BaseSettings):
     def _tes_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+            # redacted: a typo in the scheme must not print the password in the URL
+            raise ValueError(f"expected an http:// or https:// URL, got {redact_url(value)!r}")
         return value.rstrip("/")
 
     @field_validator("inputs", "outputs")
@@ -252,27 +257,59 @@ class Config(BaseModel):
     backend: BackendConfig
     storage: StorageConfig = StorageConfig()
     source: Path | None = None
+    #: Where each key of the backend table came from: ``argument``,
+    #: ``env TESENGINE_<KEY>``, the file's path, or ``default``.
+    origins: dict[str, str] = Field(default_factory=dict)
 
     def redacted(self) -> dict[str, Any]:
-        """The resolved configuration as plain data, every secret as ``<redacted>``."""
+        """The resolved configuration as plain data, every secret as ``<redacted>``.
+
+        Secrets are ``SecretStr`` values, URL userinfo and signature-like query
+        values (through :func:`~tesengine.errors.redact_url`), and the
+        arguments of a ``token_command`` (they often carry a token or a key).
+        """
+        backend = _redact(self.backend.model_dump(mode="python"))
         return {
             "source": str(self.source) if self.source else None,
             "backend": self.backend_name,
-            f"run.backends.{self.backend_name}": _redact(self.backend.model_dump(mode="python")),
+            f"run.backends.{self.backend_name}": backend,
             "run.storage": _redact(self.storage.model_dump(mode="python")),
+            "origins": {key: self.origins.get(key, "default") for key in backend},
         }
 
 
-def _redact(value: Any) -> Any:
+_URL_KEYS = frozenset({"url", "inputs", "outputs", "endpoint"})
+
+
+def _redact(value: Any, key: str = "") -> Any:
     if isinstance(value, SecretStr):
         return "<redacted>"
     if isinstance(value, dict):
-        return {k: _redact(v) for k, v in value.items() if v is not None}
+        return {k: _redact(v, k) for k, v in value.items() if v is not None}
     if isinstance(value, Path):
         return str(value)
+    if key == "token_command":
+        return _redact_command(value)
     if isinstance(value, list):
         return [_redact(v) for v in value]
+    if key in _URL_KEYS and isinstance(value, str):
+        return redact_url(value)
     return value
+
+
+def _redact_command(command: list[str] | str) -> list[str]:
+    """The program name only: its arguments may carry a secret."""
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    return argv[:1] + (["<redacted>"] if len(argv) > 1 else [])
+
+
+def url_has_secret(url: str) -> bool:
+    """True when ``url`` carries userinfo or a query value that redaction hides."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return bool(parts.username or parts.password) or urlsplit(redact_url(url)).query != parts.query
 
 
 def is_loopback(host: str) -> bool:
@@ -306,9 +343,10 @@ def load_config(
     """
     source = find_config_file(path)
     if source is None and not overrides and "TESENGINE_URL" not in os.environ:
+        searched = ", ".join(f"./{name}" for name in DEFAULT_FILES)
         raise ConfigError(
-            "no configuration found: pass a path, set TESENGINE_CONFIG,"
-            f" or create ./{DEFAULT_FILES[0]}"
+            f"no configuration found (searched ${CONFIG_ENV}, {searched}):"
+            f" pass a path, set {CONFIG_ENV}, or create ./{DEFAULT_FILES[0]}"
         )
     where = str(source) if source else "<environment>"
     run = _table(_read_toml(source) if source else {}, "run", where)
@@ -318,18 +356,22 @@ def load_config(
             f"{where}: run.backends.{backend}.type: is {table['type']!r};"
             ' tesengine drives only backends with type = "tes"'
         )
+    origins = _origins(table, overrides, where)
     token = _FILE_TABLE.set(table)
     try:
         backend_cfg = BackendConfig(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where, f"run.backends.{backend}")) from None
+        prefix = f"run.backends.{backend}"
+        raise ConfigError(_blame(exc, BackendConfig, where, prefix, origins)) from None
     finally:
         _FILE_TABLE.reset(token)
     try:
         storage = StorageConfig.model_validate(_table(run, "storage", where))
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where, "run.storage")) from None
-    config = Config(backend_name=backend, backend=backend_cfg, storage=storage, source=source)
+        raise ConfigError(_blame(exc, StorageConfig, where, "run.storage", {})) from None
+    config = Config(
+        backend_name=backend, backend=backend_cfg, storage=storage, source=source, origins=origins
+    )
     if source is not None:
         _warn_if_exposed(source, config)
     return config
@@ -356,25 +398,57 @@ def _table(parent: dict[str, Any], key: str, where: str, *, required: bool = Fal
     return value or {}
 
 
-def _describe(exc: ValidationError, where: str, prefix: str) -> str:
-    problems = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = ".".join([prefix, *(str(p) for p in err["loc"] if not _is_union_tag(p))])
-        problems.append(f"{loc}: {_reason(err)}")
-    return f"{where}: " + "; ".join(problems)
+def _env_names(key: str) -> list[str]:
+    """The ``TESENGINE_*`` variables that set backend key ``key`` (pydantic-settings
+    matches names case-insensitively; nested keys use ``__``)."""
+    name = f"TESENGINE_{key}".upper()
+    return sorted(k for k in os.environ if k.upper() == name or k.upper().startswith(f"{name}__"))
 
 
-def _is_union_tag(part: object) -> bool:
-    return part in ("basic", "bearer")
+def _origins(table: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, str]:
+    """Where each backend key's value comes from, strongest source first."""
+    origins: dict[str, str] = {}
+    for key in BackendConfig.model_fields:
+        if key in overrides:
+            origins[key] = "argument"
+        elif names := _env_names(key):
+            origins[key] = "env " + ", ".join(names)
+        elif key in table:
+            origins[key] = where
+    return origins
 
 
-def _reason(err: Any) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    return str(err["msg"]).removeprefix("Value error, ")
+def _blame(
+    exc: ValidationError,
+    model: type[BaseModel],
+    where: str,
+    prefix: str,
+    origins: Mapping[str, str],
+) -> str:
+    """One line: file problems under the file's name, the others on their variable."""
+    in_file: list[str] = []
+    elsewhere: list[str] = []
+    for problem in validation_errors.problems(exc, model, f"{prefix}."):
+        key = problem.fields[0] if problem.fields else ""
+        origin = origins.get(key, where)
+        if origin == "argument":
+            elsewhere.append(f"argument {key}: {problem.reason}")
+        elif origin.startswith("env "):
+            elsewhere.append(f"{_env_value(key)}: {problem.reason}")
+        else:
+            in_file.append(f"{problem.where}: {problem.reason}")
+    parts = ([f"{where}: " + "; ".join(in_file)] if in_file else []) + elsewhere
+    return "; ".join(parts)
+
+
+def _env_value(key: str) -> str:
+    """``TESENGINE_KEY='value'`` to blame; no value for credentials, URLs redacted."""
+    names = _env_names(key)
+    if key == "auth" or len(names) != 1 or "__" in names[0]:
+        return "environment variable " + ", ".join(names)
+    value = os.environ[names[0]]
+    shown = redact_url(value) if key in _URL_KEYS else value
+    return f"environment variable {names[0]}={shown!r}"
 
 
 def _warn_if_exposed(path: Path, config: Config) -> None:
@@ -392,4 +466,8 @@ def _warn_if_exposed(path: Path, config: Config) -> None:
 
 
 def _has_secret(config: Config) -> bool:
-    return "<redacted>" in repr(config.redacted())
+    if "<redacted>" in repr(config.redacted()):
+        return True
+    backend = config.backend
+    urls = [backend.url, backend.inputs, backend.outputs, config.storage.s3.endpoint or ""]
+    return any(url_has_secret(url) for url in urls)

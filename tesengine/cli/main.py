@@ -4,17 +4,20 @@ Each module in :data:`COMMANDS` exposes ``register(subparsers)``, which adds
 its sub-parser and sets ``func`` (a callable taking the parsed namespace and
 returning an exit status). User errors (any :class:`TesEngineError`) print
 one line on stderr and exit 2 or 1; they never print a traceback.
+
+Start-up is kept fast: only the chosen sub-command's module is imported
+(``tesengine --help`` lists the others from :data:`SUBCOMMANDS` without
+importing them), and ``tesengine`` itself imports its parts lazily.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from ..errors import ConfigError, InvalidTask, TesEngineError
+from ..errors import ConfigError, DigestError, InputChanged, InvalidTask, TesEngineError
 
 #: Sub-command modules under ``tesengine.cli``, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -24,6 +27,24 @@ COMMANDS: tuple[str, ...] = (
     "stage_cmd",
     "hash_cmd",
     "config_cmd",
+)
+
+#: Sub-command -> (its module, its one-line help), for a ``--help`` that imports nothing.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run_cmd", "run a task (or a task file) and print its outputs"),
+    "status": ("tasks_cmd", "show a task's state"),
+    "cancel": ("tasks_cmd", "cancel a task"),
+    "logs": ("tasks_cmd", "print a task's executor stdout and stderr"),
+    "list": ("tasks_cmd", "list tasks on the server"),
+    "serve": ("serve_cmd", "run a local TES v1.1 server"),
+    "stage": ("stage_cmd", "upload local inputs to the inputs bucket"),
+    "hash": ("hash_cmd", "print BLAKE3 digests of files and directories"),
+    "config": ("config_cmd", "check or show the configuration"),
+}
+
+#: ``--config`` help shared by every sub-command that reads the configuration.
+CONFIG_HELP = (
+    "config file (default: $TESENGINE_CONFIG, else ./sprocket.toml, else ./tesengine.toml)"
 )
 
 EXIT_OK = 0
@@ -42,20 +63,69 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every sub-command registered."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: the sub-command named in ``argv`` fully registered.
+
+    The other sub-commands get a placeholder with their help line, so
+    ``tesengine --help`` lists them all without importing any. With no
+    ``argv`` (or one naming no known sub-command) every module is registered.
+    """
+    from .. import __version__
+
     parser = _Parser(prog="tesengine", description="Run tasks on GA4GH TES servers.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in COMMANDS:
+    parser.add_argument("--version", action="version", version=f"tesengine {__version__}")
+    _verbosity_flags(parser, default=True)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
+    chosen = _chosen(argv)
+    modules = [SUBCOMMANDS[chosen][0]] if chosen in SUBCOMMANDS else list(COMMANDS)
+    if chosen is None:
+        modules = []  # only --help, --version or a usage error: list, import nothing
+    for name in modules:
         importlib.import_module(f"tesengine.cli.{name}").register(sub)
+    for name, (_module, text) in SUBCOMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=text, add_help=False)
+    for subparser in _descendants(parser):
+        _verbosity_flags(subparser, default=False)
     return parser
+
+
+def _descendants(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every sub-parser below ``parser`` (``config check`` is two levels down)."""
+    found: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found += [child, *_descendants(child)]
+    return found
+
+
+def _chosen(argv: Sequence[str] | None) -> str | None:
+    """The sub-command's name: the first argument that is not an option."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+def _verbosity_flags(parser: argparse.ArgumentParser, *, default: bool) -> None:
+    """``-v``/``-q`` before or after the sub-command (a sub-command's own ``-q`` wins)."""
+    taken = parser._option_string_actions
+    # A sub-command's copy must not reset what was given before the sub-command.
+    verbose: object = 0 if default else argparse.SUPPRESS
+    quiet: object = False if default else argparse.SUPPRESS
+    if "-v" not in taken:
+        parser.add_argument(
+            "-v", "--verbose", action="count", default=verbose, help="more log output (-vv: debug)"
+        )
+    if "-q" not in taken:
+        parser.add_argument("-q", "--quiet", action="store_true", default=quiet, help="errors only")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    args = build_parser(argv).parse_args(argv)
+    _setup_logging(args.verbose, quiet=bool(getattr(args, "quiet", False)))
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
@@ -68,24 +138,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry: run :func:`main` and exit with its status, reliably."""
-    from .aio import exit_now
+    from .aio import broken_pipe, exit_now
 
     try:
         status = main()
     except SystemExit as exc:  # argparse's --help and usage errors
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except BrokenPipeError:
+        status = broken_pipe()
     exit_now(status)
 
 
 def _report(exc: TesEngineError) -> int:
     print(f"tesengine: {exc}", file=sys.stderr)
-    if isinstance(exc, ConfigError | InvalidTask | UsageError):
+    bad_input = isinstance(exc, DigestError) and not isinstance(exc, InputChanged)
+    if bad_input or isinstance(exc, ConfigError | InvalidTask | UsageError):
         return EXIT_USAGE
     return EXIT_FAILED
 
 
-def _setup_logging(verbosity: int) -> None:
-    level = logging.WARNING - 10 * min(verbosity, 2)
+def _setup_logging(verbosity: int, *, quiet: bool = False) -> None:
+    import logging  # not at the top: --help and usage errors never log
+
+    level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbosity, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 

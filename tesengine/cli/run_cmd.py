@@ -17,12 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import RemoteDirectory, RemoteFile, TaskResult, TesBackend
-from ..errors import ConfigError, InvalidTask, TaskFailed, TesEngineError
+from ..errors import ConfigError, DigestError, InputChanged, InvalidTask, TaskFailed, TesEngineError
 from . import aio
 from .display import Display
 from .embedded import open_backend_config
-from .main import UsageError
-from .taskfile import DEFAULT_IMAGE, FromOutput, TaskFile, TaskSpec, load_task_file, to_task
+from .main import CONFIG_HELP, UsageError
+from .taskfile import (
+    DEFAULT_IMAGE,
+    FromOutput,
+    TaskFile,
+    TaskSpec,
+    load_task_file,
+    to_task,
+    unique_pairs,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PRINT_LIMIT = 64 * 1024
@@ -60,7 +68,7 @@ def register(sub: Any) -> None:
     p.add_argument("--cpu", type=int, help="CPU cores")
     p.add_argument("--ram", type=float, help="RAM in GB")
     p.add_argument("--disk", type=float, help="disk in GB")
-    p.add_argument("--config", help="sprocket.toml to use (default: see README)")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--backend", default="default", help="backend name in the config")
     p.add_argument("--download", type=Path, metavar="DIR", help="download every output into DIR")
     p.add_argument("--json", action="store_true", help="print a machine-readable result")
@@ -89,8 +97,12 @@ def _tasks(args: argparse.Namespace) -> tuple[TaskFile, Path]:
         name=args.name,
         image=args.image,
         command=command,
-        inputs={path: src for src, path in _pairs(args.input, "--input", "SRC=PATH")},
-        outputs=dict(_pairs(args.output, "--output", "NAME=PATH")),
+        inputs=unique_pairs(
+            [(path, src) for src, path in _pairs(args.input, "--input", "SRC=PATH")],
+            "--input",
+            "container path",
+        ),
+        outputs=unique_pairs(_pairs(args.output, "--output", "NAME=PATH"), "--output", "name"),
         env=dict(_pairs(args.env, "--env", "K=V")),
         cpu=args.cpu,
         ram=args.ram,
@@ -166,7 +178,8 @@ async def _report(
     for spec in tasks.tasks:
         outcome = results[spec.name]
         if isinstance(outcome, BaseException):
-            bad_input = isinstance(outcome, InvalidTask | ConfigError)
+            unreadable = isinstance(outcome, DigestError) and not isinstance(outcome, InputChanged)
+            bad_input = unreadable or isinstance(outcome, InvalidTask | ConfigError)
             status = max(status, EXIT_USAGE if bad_input else EXIT_FAILED)
             summary.append(_failure_json(spec.name, outcome))
             display.failure(spec.name, outcome)

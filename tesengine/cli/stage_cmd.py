@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
-from ..config import load_config
+from ..errors import redact_url
 from . import aio
+from .main import CONFIG_HELP, UsageError
 
 log = logging.getLogger("tesengine.cli.stage")
 
@@ -21,17 +23,33 @@ def register(sub: Any) -> None:
     """Add the ``stage`` sub-command."""
     parser = sub.add_parser("stage", help="upload local inputs to the inputs bucket")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, directories or URLs")
-    parser.add_argument("--config", help="config file (default: see README)")
+    parser.add_argument("--config", help=CONFIG_HELP)
     parser.add_argument("--backend", default="default", help="backend name (default: default)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Stage every PATH and print where each one is."""
+    for path in args.paths:
+        check_scheme(path)
     return aio.run(_stage(args))
 
 
+def check_scheme(item: str) -> None:
+    """A URL whose scheme tasks cannot take is a usage error, as in ``tesengine run``
+    (not a local path that does not exist)."""
+    if "://" not in item:
+        return
+    from ..engine.validate import URL_SCHEMES
+
+    scheme = urlsplit(item).scheme.lower()
+    if scheme not in URL_SCHEMES:
+        wanted = ", ".join(sorted(URL_SCHEMES))
+        raise UsageError(f"{redact_url(item)}: unsupported URL scheme {scheme!r} (use {wanted})")
+
+
 async def _stage(args: argparse.Namespace) -> int:
+    from ..config import load_config
     from ..digest import Digester
     from ..storage import Stager, Storage
 

@@ -24,14 +24,23 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from ..engine import Executor, Resources, Task
 from ..errors import ConfigError
+from ..validation_errors import describe
 
 DEFAULT_IMAGE = "debian:stable-slim"
 _FROM = re.compile(r"^(?P<task>[^.]+)\.outputs\.(?P<output>[^.]+)$")
@@ -66,6 +75,24 @@ class FromOutput(BaseModel):
         return match["output"]
 
 
+INPUT_SHAPE = 'expected a path, a URL, or { from = "<task>.outputs.<name>" }'
+
+
+def _input_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "path"
+    return "output-ref" if isinstance(value, dict | FromOutput) else None
+
+
+#: A task file input: a local path or URL (a string), or an earlier task's output.
+#: The callable discriminator gives anything else one clear message instead of
+#: one message per union branch.
+InputSource = Annotated[
+    Annotated[str, Tag("path")] | Annotated[FromOutput, Tag("output-ref")],
+    Discriminator(_input_kind, custom_error_type="input_source", custom_error_message=INPUT_SHAPE),
+]
+
+
 class TaskSpec(BaseModel):
     """One ``[[tasks]]`` entry."""
 
@@ -74,7 +101,7 @@ class TaskSpec(BaseModel):
     name: str
     command: list[str]
     image: str = DEFAULT_IMAGE
-    inputs: dict[str, str | FromOutput] = Field(default_factory=dict)
+    inputs: dict[str, InputSource] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str | None = None
@@ -103,15 +130,19 @@ def load_task_file(path: Path) -> TaskFile:
     try:
         parsed = TaskFile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(_loc(p) for p in first["loc"]).replace(".[", "[")
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        raise ConfigError(f"{path}: {describe(exc, TaskFile)}") from None
     check_graph(parsed, path)
     return parsed
 
 
-def _loc(part: object) -> str:
-    return f"[{part}]" if isinstance(part, int) else str(part)
+def unique_pairs(pairs: Sequence[tuple[str, str]], flag: str, what: str) -> dict[str, str]:
+    """``pairs`` as a dict; a key given twice is an error naming ``flag`` (never dropped)."""
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"{flag}: {what} {key!r} given twice ({out[key]!r} and {value!r})")
+        out[key] = value
+    return out
 
 
 def check_graph(tasks: TaskFile, path: Path) -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..config import Config, load_config
 from ..engine.request import PREFIX_TAG, logs_url
-from ..errors import StorageError
+from ..errors import AuthError, StorageError, TesApiError, TesError, redact_url
 from ..storage import Storage, join_url
 from ..tes import TesClient, View
 from ..tes import models as wire
-from . import aio
+from . import aio, json_out
+from .main import CONFIG_HELP
 
 Command = Callable[[TesClient, Config, argparse.Namespace], Awaitable[int]]
 
@@ -29,18 +31,41 @@ def register(sub: Any) -> None:
         p.add_argument("task_id", metavar="ID")
         p.set_defaults(func=_runner(func))
     p = _common(sub.add_parser("list", help="list tasks on the server"))
-    p.add_argument("--state", help="only tasks in this state (e.g. RUNNING)")
-    p.add_argument("--tag", action="append", default=[], metavar="K=V", help="tag filter")
+    p.add_argument(
+        "--state", type=_state, help=f"only tasks in this state: {', '.join(wire.State)}"
+    )
+    p.add_argument(
+        "--tag", action="append", type=_tag, default=[], metavar="K=V", help="tag filter"
+    )
     p.add_argument("--name-prefix", help="only tasks whose name starts with this")
     p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     p.set_defaults(func=_runner(_list))
 
 
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--config", help="sprocket.toml to use (default: see README)")
-    p.add_argument("--backend", default="default", help="backend name in the config")
+    p.add_argument("--config", help=CONFIG_HELP)
+    p.add_argument("--backend", default="default", help="backend name (default: default)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
+
+
+def _state(value: str) -> wire.State:
+    """``--state``: one of the TES states (any case); else a usage error naming them."""
+    try:
+        return wire.State(value.strip().upper())
+    except ValueError:
+        valid = ", ".join(wire.State)
+        raise argparse.ArgumentTypeError(
+            f"unknown state {value!r}; expected one of {valid}"
+        ) from None
+
+
+def _tag(value: str) -> tuple[str, str]:
+    """``--tag K=V``."""
+    key, sep, tag_value = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected K=V")
+    return key, tag_value
 
 
 def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
@@ -49,17 +74,52 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
 
         async def main() -> int:
             async with TesClient.from_config(config) as client:
-                return await command(client, config, args)
+                try:
+                    return await command(client, config, args)
+                except (AuthError, TesApiError) as exc:
+                    raise _plain(exc, config, getattr(args, "task_id", None)) from None
 
         return aio.run(main())
 
     return run
 
 
+def _plain(exc: TesError | AuthError, config: Config, task_id: str | None) -> Exception:
+    """The error a user can act on, instead of the HTTP exchange behind it."""
+    url = redact_url(config.backend.url)
+    if isinstance(exc, TesApiError) and exc.status == 404 and task_id is not None:
+        return TesError(f"no task {task_id!r} on {url}")
+    if isinstance(exc, AuthError):
+        return AuthError(refused_credentials(config, forbidden="HTTP 403" in str(exc)))
+    return exc
+
+
+def refused_credentials(config: Config, *, forbidden: bool = False) -> str:
+    """``the server refused the credentials for <url> (basic auth, user 'u')``."""
+    url = redact_url(config.backend.url)
+    auth = config.backend.auth
+    if auth is None:
+        return (
+            f"the server at {url} requires credentials and none are configured"
+            f" (add [run.backends.{config.backend_name}.auth])"
+        )
+    if auth.type == "basic":
+        what = f"basic auth, user {auth.username!r}"
+    elif auth.token_file is not None:
+        what = f"bearer token from {auth.token_file}"
+    elif auth.token_command is not None:
+        what = "bearer token from token_command"
+    else:
+        what = "bearer token"
+    if forbidden:
+        return f"the server at {url} accepted the credentials but forbids this ({what})"
+    return f"the server refused the credentials for {url} ({what})"
+
+
 async def _status(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
     task = await client.get_task(args.task_id, View.BASIC)
     if args.json:
-        print(task.to_json().decode())
+        print(json_out.dumps([json_out.from_wire(task)]))
         return 0
     print(f"{task.id}  {task.current_state.value}  {task.name or ''}".rstrip())
     for attempt in task.logs or []:
@@ -75,7 +135,7 @@ async def _cancel(client: TesClient, _config: Config, args: argparse.Namespace) 
 
 
 async def _list(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
-    tags = dict(tag.partition("=")[::2] for tag in args.tag)
+    tags = dict(args.tag)
     count = 0
     async for task in client.iter_tasks(
         name_prefix=args.name_prefix, state=args.state, tags=tags or None, view=View.BASIC
@@ -98,10 +158,26 @@ async def _logs(client: TesClient, config: Config, args: argparse.Namespace) -> 
     if args.json:
         print(json.dumps({"id": task.id, "captured": bool(captured), "logs": streams}, indent=2))
         return 0
+    _say_if_unfinished(task, bool(streams and any(streams.values())))
     for label, text in streams.items():
-        print(f"== {label} ==")
-        print(text, end="" if text.endswith("\n") or not text else "\n")
+        _header(label)
+        print(text, end="" if text.endswith("\n") or not text else "\n", flush=True)
     return 0
+
+
+def _header(label: str) -> None:
+    """``== executor 0 stdout ==`` on stderr, so ``logs ID > file`` keeps the log alone."""
+    sys.stdout.flush()  # keep the order on a terminal where both streams meet
+    print(f"== {label} ==", file=sys.stderr, flush=True)
+
+
+def _say_if_unfinished(task: wire.Task, any_output: bool) -> None:
+    """A task still running has only partial logs, or none yet: say so on stderr."""
+    state = task.current_state
+    if state.is_final:
+        return
+    so_far = "logs so far" if any_output else "no log output yet"
+    print(f"tesengine: task {task.id} is {state.value}: {so_far}", file=sys.stderr)
 
 
 async def _captured_logs(task: wire.Task, config: Config) -> dict[str, str]:
