@@ -34,12 +34,14 @@ from .errors import (
     InvalidTask,
     ObjectNotFound,
     OutputMissing,
+    ResponseTooLarge,
     StorageError,
     TaskFailed,
     TesApiError,
     TesEngineError,
     TesError,
     TesUnavailable,
+    UnsafeReply,
 )
 from .storage import Stager, StageResult, Storage
 from .tes import State, TesClient, View
@@ -63,6 +65,7 @@ __all__ = [
     "RemoteDirectory",
     "RemoteFile",
     "Resources",
+    "ResponseTooLarge",
     "StageResult",
     "Stager",
     "State",
@@ -78,6 +81,7 @@ __all__ = [
     "TesEngineError",
     "TesError",
     "TesUnavailable",
+    "UnsafeReply",
     "View",
     "__version__",
     "load_config",
