@@ -53,6 +53,7 @@ __all__ = [
     "redact_url",
 ]
 
+
 class TesEngineError(Exception):
     """Root of every error tesengine raises on purpose."""
 

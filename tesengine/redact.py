@@ -120,7 +120,6 @@ def _is_secret_key(key: str) -> bool:
     return name in _SECRET_QUERY_KEYS or any(part in name for part in _SECRET_KEY_PARTS)
 
 
-
 def redact_query(query: str) -> str:
     """A query string (``sv=...&sig=...``, no ``?``) with its secret values hidden."""
     return _redact_params(query)

@@ -39,6 +39,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import anyio
 
 from ..digest import Digest, Digester, FileEntry
+from ..redact import redact_repr
 from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE, Storage
 from .urls import is_url, join_url, parse_url
 from .verify import ByteBudget, VerifiedChunks, read_verified
@@ -71,6 +72,9 @@ class StageResult:
     url: str
     kind: Literal["file", "directory", "url"]
     uploaded: bool
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # the URL carries the inputs URL's query (a SAS)
 
 
 class StagingProgress(Protocol):
