@@ -252,6 +252,9 @@ class Transport:
         cap = self.max_response_bytes
         if resp.content_length is not None and resp.content_length > cap:
             raise self._too_large(method, url, f"{resp.content_length} bytes announced")
+        if resp.content_length is not None and "Content-Encoding" not in resp.headers:
+            return await resp.read()  # no more than announced: one buffer, no copy
+        # Chunked, or compressed (a small gzip body can inflate to gigabytes): count.
         data = bytearray()
         async for chunk in resp.content.iter_chunked(_CHUNK):
             data += chunk

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,33 @@ def _huge(announce: bool) -> Handler:
         return resp
 
     return handle
+
+
+async def _gzip_bomb(request: web.Request) -> web.StreamResponse:
+    """100 MiB of task description that travels as ~100 KiB of gzip."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(b'{"id": "x", "state": "COMPLETE", "description": "')]
+    block = b"A" * (1 << 20)
+    parts += [packer.compress(block) for _ in range(100)]
+    parts.append(packer.compress(b'"}') + packer.flush())
+    return web.Response(
+        body=b"".join(parts),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+
+
+async def test_compressed_reply_is_capped_by_its_inflated_size(hostile: Any) -> None:
+    server = await hostile(_gzip_bomb)
+    tracemalloc.start()
+    try:
+        async with TesClient(server.url, max_response_bytes=2 << 20) as tes:
+            with pytest.raises(ResponseTooLarge, match="more than 2097152 bytes sent"):
+                await tes.get_task("x", View.FULL)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert server.requests == 1
+    assert peak < 16 << 20, peak
 
 
 @pytest.mark.parametrize("announce", [True, False], ids=["content-length", "chunked"])
