@@ -191,6 +191,11 @@ class BackendConfig(BaseSettings):
     retries: Annotated[int, Field(ge=0)] = 8
     connect_timeout: PositiveFloat = 10.0
     read_timeout: PositiveFloat = 60.0
+    #: Seconds one TES exchange may take in all (connect, send, headers, whole
+    #: body), however slowly the server trickles it; then it is retried.
+    request_deadline: PositiveFloat = 300.0
+    #: Largest TES reply accepted, in bytes (64 MiB); a larger one is refused.
+    max_response_bytes: PositiveInt = 64 << 20
     insecure: bool = False
     cache_dir: Path | None = None
     staging_concurrency: PositiveInt = 32

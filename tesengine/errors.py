@@ -17,20 +17,23 @@ out of the public API untranslated::
     │   └── ContentMismatch    an object at a content address has the wrong size
     ├── TesError               talking to the TES server went wrong
     │   ├── TesApiError        the server answered with an error status
-    │   └── TesUnavailable     retries exhausted: the server cannot be reached
+    │   ├── UnsafeReply        an answer refused: outputs outside the outputs prefix...
+    │   │   └── ResponseTooLarge   ...or larger than max_response_bytes
+    │   └── TesUnavailable     retries exhausted (or each try past request_deadline)
     ├── TaskFailed             a task ended in EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED
     └── OutputMissing          an output was read that the task did not produce
 
 Messages never contain secrets: credentials are held as ``SecretStr`` and
-URLs are passed through :func:`redact_url` before they are formatted.
+URLs are passed through :func:`redact_url` (from :mod:`tesengine.redact`)
+before they are formatted.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote_plus
+
+from .redact import redact_url
 
 __all__ = [
     "AuthError",
@@ -41,116 +44,16 @@ __all__ = [
     "InvalidTask",
     "ObjectNotFound",
     "OutputMissing",
+    "ResponseTooLarge",
     "StorageError",
     "TaskFailed",
     "TesApiError",
     "TesEngineError",
     "TesError",
     "TesUnavailable",
+    "UnsafeReply",
     "redact_url",
 ]
-
-#: Query (and fragment) parameters whose value is a secret, compared lower-cased
-#: after percent-decoding: SAS ``sig``, AWS/GCS pre-signed URLs, OAuth tokens, API keys.
-_SECRET_QUERY_KEYS = frozenset(
-    {
-        "sig",
-        "signature",
-        "x-amz-signature",
-        "x-amz-credential",
-        "x-amz-security-token",
-        "x-goog-signature",
-        "x-goog-credential",
-        "token",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "session_token",
-        "code",
-        "key",
-        "api_key",
-        "apikey",
-        "api-key",
-        "access_key",
-        "secret",
-        "client_secret",
-        "password",
-        "passwd",
-        "pwd",
-        "auth",
-        "authorization",
-        "credential",
-        "credentials",
-    }
-)
-#: Any parameter whose name contains one of these is treated as secret too
-#: (``sessionToken``, ``my_secret``, ``X-Custom-Signature``...).
-_SECRET_KEY_PARTS = ("token", "secret", "password", "passwd", "signature", "credential")
-#: Schemes whose userinfo is a container name, not a credential.
-_CONTAINER_USERINFO = frozenset({"abfs", "abfss", "wasb", "wasbs"})
-_REDACTED = "<redacted>"
-#: ``scheme:`` and the slashes after it; also matches typos such as ``htps:/``.
-_SCHEME = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9+.-]*):/*")
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with its secrets replaced by ``<redacted>``; everything else as given.
-
-    Hidden: the password of the userinfo (``https://user:<redacted>@host/``; a
-    user name alone, often a token, is hidden whole) and the values of secret
-    query or fragment parameters (Azure SAS ``sig``, ``X-Amz-Signature``,
-    ``X-Amz-Credential``, ``token``, ``access_token``, ``key``...). Other
-    parameters (``sv``, ``se``, ``sp``, ``versionId``...) stay, so the URL is
-    still recognisable. A URL without secrets comes back unchanged, and
-    redacting twice changes nothing. This is the one function that serves
-    every place tesengine prints a URL.
-    """
-    match = _SCHEME.match(url)
-    if match is None:
-        return _redact_tail(url)
-    scheme, rest = match.group(0), url[match.end() :]
-    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    authority, tail = rest[:cut], rest[cut:]
-    userinfo, at, host = authority.rpartition("@")
-    if at:
-        authority = f"{_redact_userinfo(match['name'].lower(), userinfo)}@{host}"
-    return f"{scheme}{authority}{_redact_tail(tail)}"
-
-
-def _redact_userinfo(scheme: str, userinfo: str) -> str:
-    user, colon, _password = userinfo.partition(":")
-    if colon:
-        return f"{user}:{_REDACTED}"
-    if scheme in _CONTAINER_USERINFO or userinfo == _REDACTED:
-        return userinfo
-    return _REDACTED
-
-
-def _redact_tail(tail: str) -> str:
-    """Redact the query and the fragment of ``path?query#fragment``."""
-    head, hash_sep, fragment = tail.partition("#")
-    path, q_sep, query = head.partition("?")
-    if q_sep:
-        path = f"{path}?{_redact_params(query)}"
-    if hash_sep:
-        path = f"{path}#{_redact_params(fragment)}"
-    return path
-
-
-def _redact_params(params: str) -> str:
-    return "&".join(_redact_pair(pair) for pair in params.split("&"))
-
-
-def _redact_pair(pair: str) -> str:
-    key, sep, value = pair.partition("=")
-    if sep and value and _is_secret_key(key):
-        return f"{key}={_REDACTED}"
-    return pair
-
-
-def _is_secret_key(key: str) -> bool:
-    name = unquote_plus(key).strip().lower()
-    return name in _SECRET_QUERY_KEYS or any(part in name for part in _SECRET_KEY_PARTS)
 
 
 class TesEngineError(Exception):
@@ -217,6 +120,19 @@ class TesApiError(TesError):
         self.status = status
         self.body = body
         super().__init__(f"{method} {self.url} -> HTTP {status}: {_short(body)}")
+
+
+class UnsafeReply(TesError):
+    """An answer of the TES server that tesengine refuses to act on.
+
+    For example a task recovered by ``attach`` whose outputs lie outside the
+    backend's ``outputs`` prefix: reading them would copy whatever the
+    server names (``file:///``, another bucket) into the local cache.
+    """
+
+
+class ResponseTooLarge(UnsafeReply):
+    """A reply larger than the backend's ``max_response_bytes``; it is not retried."""
 
 
 class TesUnavailable(TesError):

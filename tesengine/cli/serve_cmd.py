@@ -3,13 +3,20 @@
 The first line on stdout is machine-readable::
 
     tesengine serve: listening on http://127.0.0.1:8000
+
+Credentials on the command line (``--basic``, ``--bearer``) are visible to
+every local user in ``ps``; they can come from a file (``--basic-file``,
+``--bearer-file``) or the environment (``TESENGINE_SERVE_BASIC``,
+``TESENGINE_SERVE_BEARER``) instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,11 +24,25 @@ from typing import Any
 from ..errors import ConfigError
 
 DEFAULT_PORT = 8000
+BASIC_ENV = "TESENGINE_SERVE_BASIC"
+BEARER_ENV = "TESENGINE_SERVE_BEARER"
+_CREDENTIALS_HELP = f"""\
+credentials: --basic and --bearer on the command line are visible to every
+local user in `ps`. Prefer a file only you can read (--basic-file FILE,
+--bearer-file FILE: one line, USER:PASS or TOKEN) or the environment:
+  {BASIC_ENV}="USER:PASS"
+  {BEARER_ENV}="TOKEN"
+One source per kind; a flag or file wins over the environment."""
 
 
 def register(sub: Any) -> None:
     """Add the ``serve`` sub-command."""
-    p = sub.add_parser("serve", help="run a local TES v1.1 server")
+    p = sub.add_parser(
+        "serve",
+        help="run a local TES v1.1 server",
+        epilog=_CREDENTIALS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one")
     p.add_argument(
@@ -41,8 +62,18 @@ def register(sub: Any) -> None:
         type=Path,
         help="a host directory file:// inputs and outputs may use (repeatable)",
     )
-    p.add_argument("--basic", metavar="USER:PASS", help="require HTTP basic auth")
-    p.add_argument("--bearer", metavar="TOKEN", help="require this bearer token")
+    p.add_argument(
+        "--basic", metavar="USER:PASS", help="require HTTP basic auth (visible in ps: see below)"
+    )
+    p.add_argument(
+        "--basic-file", metavar="FILE", type=Path, help="require HTTP basic auth, USER:PASS in FILE"
+    )
+    p.add_argument(
+        "--bearer", metavar="TOKEN", help="require this bearer token (visible in ps: see below)"
+    )
+    p.add_argument(
+        "--bearer-file", metavar="FILE", type=Path, help="require the bearer token in FILE"
+    )
     p.add_argument(
         "--allow-remote-without-auth",
         action="store_true",
@@ -74,12 +105,8 @@ def serve(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from ..server import LocalTesServer
 
-    basic = None
-    if args.basic is not None:
-        user, sep, password = args.basic.partition(":")
-        if not sep or not user:
-            raise ConfigError("--basic: expected USER:PASS")
-        basic = (user, password)
+    basic = _basic(args)
+    bearer, _ = _secret(args.bearer, args.bearer_file, "--bearer", BEARER_ENV)
     if args.max_tasks is not None and args.max_tasks < 1:
         raise ConfigError("--max-tasks: must be at least 1")
     server = LocalTesServer(
@@ -92,7 +119,7 @@ async def _serve(args: argparse.Namespace) -> int:
         noop_delay=args.noop_delay,
         allow_dirs=tuple(args.allow_dir),
         basic=basic,
-        bearer=args.bearer,
+        bearer=bearer,
         allow_remote_without_auth=args.allow_remote_without_auth,
         keep_work=args.keep_work,
         allow_private_urls=args.allow_private_urls,
@@ -111,3 +138,51 @@ async def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
         print("tesengine serve: shutting down", file=sys.stderr, flush=True)
     return 0
+
+
+def _basic(args: argparse.Namespace) -> tuple[str, str] | None:
+    value, source = _secret(args.basic, args.basic_file, "--basic", BASIC_ENV)
+    if value is None:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user:
+        raise ConfigError(f"{source}: expected USER:PASS")  # never quote what was given
+    return user, password
+
+
+def _secret(flag: str | None, path: Path | None, name: str, env: str) -> tuple[str | None, str]:
+    """The credential from ``name``, ``name-file`` or ``env`` and where it came from.
+
+    A flag and its file together are an error; either wins over the environment.
+    """
+    if flag is not None and path is not None:
+        raise ConfigError(f"{name} and {name}-file: give one of them")
+    if flag is not None:
+        print(
+            f"tesengine serve: warning: {name} on the command line is visible in ps;"
+            f" use {name}-file or {env}",
+            file=sys.stderr,
+        )
+        return flag, name
+    if path is not None:
+        return _read_secret(path, f"{name}-file"), f"{name}-file {path}"
+    return os.environ.get(env) or None, env
+
+
+def _read_secret(path: Path, flag: str) -> str:
+    """The one line of a credentials file; warns when others may read it."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise ConfigError(f"{flag}: cannot read {path}: {reason}") from None
+    value = text.rstrip("\r\n")
+    if not value or "\n" in value:
+        raise ConfigError(f"{flag}: {path} must hold one non-empty line")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(
+            f"tesengine serve: warning: {path} can be read by other users (chmod 600 {path})",
+            file=sys.stderr,
+        )
+    return value

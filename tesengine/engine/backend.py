@@ -21,8 +21,9 @@ from typing import Any
 from .._closing import AsyncClosing
 from ..config import Config, load_config
 from ..digest import Digester
-from ..errors import TesEngineError
-from ..storage import Stager, Storage
+from ..errors import StorageError, TesEngineError, UnsafeReply, redact_url
+from ..storage import Stager, Storage, join_url
+from ..storage.urls import Location, parse_url
 from ..tes import TesClient
 from ..tes import models as wire
 from ..testing import poll_interval
@@ -119,10 +120,14 @@ class TesBackend(AsyncClosing):
 
         Outputs are recovered from the task's tags and declared outputs;
         ``outputs`` (name -> container path) selects and names them instead.
+        Every output (and the prefix of the captured logs) must lie under this
+        backend's ``outputs`` URL, else :class:`~tesengine.errors.UnsafeReply`:
+        the server's word alone must not make the client read ``file:///``
+        or someone else's bucket into its cache.
         """
         self._check_open()
         task = await self.client.get_task(task_id, wire.View.BASIC)
-        submission = _recover(task, outputs)
+        submission = _recover(task, outputs, self.config.backend.outputs)
         # Tasks of an earlier process carry its run tag: batched polling lists that one too.
         self._status.watch(submission.task_id, (task.tags or {}).get(RUN_TAG))
         return self._track(TaskRun(self, task.name or task_id, submission, None))
@@ -196,20 +201,57 @@ class TesBackend(AsyncClosing):
             self._runs.discard(run)
 
 
-def _recover(task: wire.Task, names: Mapping[str, str] | None) -> Submission:
-    prefix = (task.tags or {}).get(PREFIX_TAG, "")
+def _recover(task: wire.Task, names: Mapping[str, str] | None, outputs: str) -> Submission:
+    task_id = task.id or ""
+    tagged = (task.tags or {}).get(PREFIX_TAG, "")
+    prefix = _under_outputs(tagged, outputs, task_id, "output prefix") if tagged else ""
     base = prefix.partition("?")[0].rstrip("/") + "/"
     targets: list[OutputTarget] = []
     for output in task.outputs or []:
         directory = output.type is wire.FileType.DIRECTORY
         if names is not None:
             name = next((n for n, p in names.items() if p.rstrip("/") == output.path), None)
-        else:
-            url = output.url.partition("?")[0]
-            name = url.removeprefix(base) if prefix else output.path.rsplit("/", 1)[-1]
+            if not name:
+                continue
+        url = _under_outputs(output.url, outputs, task_id, f"output {output.path}")
+        if names is None:
+            bare = url.partition("?")[0]
+            name = bare.removeprefix(base) if prefix else output.path.rsplit("/", 1)[-1]
         if name and name != LOG_OUTPUT:
-            targets.append(OutputTarget(name, output.url, directory))
-    return Submission(task.id or "", prefix, tuple(targets), logs_url(prefix) if prefix else "")
+            targets.append(OutputTarget(name, url, directory))
+    return Submission(task_id, prefix, tuple(targets), logs_url(prefix) if prefix else "")
+
+
+def _under_outputs(url: str, outputs: str, task_id: str, what: str) -> str:
+    """``url`` rebuilt on the configured ``outputs`` URL; UnsafeReply unless it lies under it.
+
+    Rebuilt, not passed on: the host form and query string (credentials,
+    a SAS) of what is read come from the configuration, never from the server.
+    """
+    try:
+        rel = _relative_key(parse_url(url), parse_url(outputs))
+    except StorageError:
+        rel = None
+    if rel is None:
+        raise UnsafeReply(
+            f"task {task_id}: {what} {redact_url(url)} is not under this backend's"
+            f" outputs {redact_url(outputs)}: refused"
+        )
+    return join_url(outputs, rel)
+
+
+def _relative_key(loc: Location, root: Location) -> str | None:
+    """The key of ``loc`` relative to ``root``'s, or None if it is not strictly beneath it."""
+    if (loc.provider, loc.account, loc.bucket) != (root.provider, root.account, root.bucket):
+        return None
+    if any(part in (".", "..") for part in loc.key.split("/")):
+        return None  # a file:// store would resolve these out of the prefix
+    base = root.key.strip("/")
+    key = loc.key.rstrip("/")
+    if base and not key.startswith(base + "/"):
+        return None
+    rel = key[len(base) :].lstrip("/")
+    return rel or None
 
 
 async def _close_all(*closers: Any) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ObjectNotFound, OutputMissing, TesEngineError, redact_url
+from ..redact import redact_repr
 
 if TYPE_CHECKING:
     from ..storage import ObjectInfo, Storage
@@ -39,6 +40,9 @@ class RemoteFile:
 
     url: str
     reader: OutputReader | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # the URL may carry a SAS or a signature
 
     async def download(self, dest: str | os.PathLike[str] | None = None) -> Path:
         """The local path of the file: the cache's copy, or a copy at ``dest``."""
@@ -60,6 +64,9 @@ class RemoteDirectory:
 
     url: str
     reader: OutputReader | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # the URL may carry a SAS or a signature
 
     async def list(self) -> list[RemoteFile]:
         """Every file under the directory, as lazy :class:`RemoteFile` values."""

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ..redact import redact_repr
 from ..storage import join_url
 from ..tes import models as wire
 from .spec import Executor, Task
@@ -38,6 +39,9 @@ class OutputTarget:
     name: str
     url: str
     directory: bool
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # the URL carries the outputs URL's query
 
 
 def output_prefix(outputs_url: str, name: str, now: datetime | None = None) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import TaskFailed
+from ..redact import redact_repr
 from ..tes import models as wire
 from .outputs import OutputReader, RemoteDirectory, RemoteFile
 from .request import OutputTarget
@@ -35,6 +36,9 @@ class TaskResult:
     start_time: str | None = None
     end_time: str | None = None
     logs: RemoteDirectory | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # output URLs and log tails may hold secrets
 
     @property
     def exit_codes(self) -> tuple[int | None, ...]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import TaskFailed
+from ..redact import redact_repr
 from ..tes import models as wire
 from .events import EngineEvents, emit
 from .outputs import RemoteDirectory
@@ -26,6 +27,9 @@ class Submission:
     prefix: str
     targets: tuple[OutputTarget, ...]
     logs_url: str
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # the prefix carries the outputs URL's query
 
 
 class _Owner(Protocol):

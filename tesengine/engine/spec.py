@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
+from ..redact import redact_repr
+
 if TYPE_CHECKING:
     from .outputs import RemoteDirectory, RemoteFile
 
@@ -62,3 +64,6 @@ class Task:
     description: str | None = None
     volumes: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # input URLs may carry a SAS or a signature

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import InvalidTask
+from ..redact import redact_repr
 from .outputs import RemoteDirectory, RemoteFile
 from .spec import InputSource, Task
 
@@ -40,6 +41,9 @@ class UrlInput:
     container_path: str
     url: str
     directory: bool
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # the URL may carry a SAS or a signature
 
 
 @dataclass(frozen=True, slots=True)

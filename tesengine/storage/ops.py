@@ -28,6 +28,7 @@ from obstore import exceptions as obx
 
 from ..config import StorageConfig
 from ..errors import ObjectNotFound, StorageError, redact_url
+from ..redact import redact_repr
 from .stores import ObjectStore, StoreCache
 from .urls import Location, parse_url
 
@@ -52,6 +53,9 @@ class ObjectInfo:
     size: int
     etag: str | None
     last_modified: datetime | None
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # the URL may carry a SAS or a signature
 
 
 class Storage:

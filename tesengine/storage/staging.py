@@ -43,6 +43,7 @@ import anyio
 
 from ..digest import Digest, Digester, FileEntry
 from ..errors import ContentMismatch, ObjectNotFound, redact_url
+from ..redact import redact_repr
 from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE, Storage
 from .urls import is_url, join_url, parse_url
 from .verify import ByteBudget, VerifiedChunks, read_verified
@@ -75,6 +76,9 @@ class StageResult:
     url: str
     kind: Literal["file", "directory", "url"]
     uploaded: bool
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # the URL carries the inputs URL's query (a SAS)
 
 
 class StagingProgress(Protocol):

@@ -21,12 +21,14 @@ CLIs do); keys of ``http(s)`` and ``file`` URLs are percent-decoded.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import StorageError, redact_url
+from ..redact import redact_query
 
 __all__ = ["Location", "Provider", "is_url", "join_url", "parse_url"]
 
@@ -60,6 +62,12 @@ class Location:
     base: str
     account: str | None = None
     region: str | None = None
+
+    def __repr__(self) -> str:
+        # The query is often a SAS token: shown with its signature hidden.
+        shown = dataclasses.replace(self, query=redact_query(self.query))
+        fields = ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in dataclasses.fields(self))
+        return f"Location({fields})"
 
     @property
     def url(self) -> str:

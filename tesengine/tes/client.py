@@ -45,7 +45,13 @@ from .models import (
     WireModel,
 )
 from .retry import MalformedReply, RetryPolicy
-from .transport import Reply, Transport, may_have_reached_server
+from .transport import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_RESPONSE,
+    Reply,
+    Transport,
+    may_have_reached_server,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -72,9 +78,13 @@ class TesClient(AsyncClosing):
 
     ``max_concurrency`` bounds requests in flight (and the connection pool);
     ``retries`` is how many times a transient failure is retried after the
-    first try. ``session`` lets the caller share an ``aiohttp.ClientSession``
-    (it is then not closed here). Credentials over plain http to a host
-    that is not loopback are refused unless ``insecure`` is true.
+    first try. ``request_deadline`` bounds each exchange as a whole (connect,
+    send, headers and body; retried as a timeout when it runs out), and a
+    reply larger than ``max_response_bytes`` is refused with
+    :class:`~tesengine.errors.ResponseTooLarge`. ``session`` lets the caller
+    share an ``aiohttp.ClientSession`` (it is then not closed here).
+    Credentials over plain http to a host that is not loopback are refused
+    unless ``insecure`` is true.
     """
 
     def __init__(
@@ -86,6 +96,8 @@ class TesClient(AsyncClosing):
         retries: int = 8,
         connect_timeout: float = 10,
         read_timeout: float = 60,
+        request_deadline: float = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE,
         session: aiohttp.ClientSession | None = None,
         insecure: bool = False,
         retry_policy: RetryPolicy | None = None,
@@ -109,6 +121,8 @@ class TesClient(AsyncClosing):
             policy=retry_policy or RetryPolicy(retries=retries),
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            request_deadline=request_deadline,
+            max_response_bytes=max_response_bytes,
             session=session,
         )
 
@@ -123,6 +137,8 @@ class TesClient(AsyncClosing):
             retries=b.retries,
             connect_timeout=b.connect_timeout,
             read_timeout=b.read_timeout,
+            request_deadline=b.request_deadline,
+            max_response_bytes=b.max_response_bytes,
             insecure=b.insecure,
         )
 

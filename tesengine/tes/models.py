@@ -19,6 +19,7 @@ Parsing is tolerant, because real servers differ from the spec:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
@@ -31,6 +32,8 @@ from pydantic import (
     Field,
 )
 from pydantic.alias_generators import to_camel
+
+from ..redact import redact_repr
 
 __all__ = [
     "SUBMISSION_TAG",
@@ -181,6 +184,23 @@ class WireModel(BaseModel):
     def to_json(self, **kwargs: Any) -> bytes:
         """The JSON document as bytes, without unset (``None``) fields."""
         return self.model_dump_json(exclude_none=True, by_alias=True, **kwargs).encode()
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Inputs and outputs carry URLs with SAS tokens and signatures: never shown.
+        for name, value in super().__repr_args__():
+            yield name, _Redacted(value)
+
+
+class _Redacted:
+    """Shows a field value through :func:`~tesengine.redact.redact_repr`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return redact_repr(self.value)
 
 
 class Input(WireModel):

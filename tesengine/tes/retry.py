@@ -1,7 +1,8 @@
 """When and how long to wait before retrying a TES request.
 
-Retried: connection errors, timeouts, HTTP 500/502/503/504 and 429, and a
-2xx JSON reply whose body does not parse (a body cut short in transit). The wait
+Retried: connection errors, timeouts (including an exchange that outlasts
+its ``request_deadline``), HTTP 500/502/503/504 and 429, and a 2xx JSON
+reply whose body does not parse (a body cut short in transit). The wait
 is exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``),
 except that a ``Retry-After`` header (seconds or an HTTP date) is honoured
 as given, up to :attr:`RetryPolicy.retry_after_max`.
@@ -25,6 +26,7 @@ import stamina
 
 __all__ = [
     "RETRY_STATUSES",
+    "DeadlineExceeded",
     "MalformedReply",
     "RetryPolicy",
     "RetryableStatus",
@@ -48,6 +50,14 @@ class RetryableStatus(Exception):
 
 class MalformedReply(Exception):
     """A 2xx reply whose JSON body does not parse (cut short on the way): worth another try."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """One exchange (connect, send, headers and the whole body) outlasted its deadline.
+
+    A read timeout alone cannot catch a server that trickles a byte a
+    second; this can. It is a timeout, so it is retried like one.
+    """
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -5,6 +5,14 @@ pool sized to the concurrency limit), the semaphore that bounds requests in
 flight, redirects and the ``Authorization`` header. aiohttp's own redirect
 handling is off: each hop is followed here so that the header goes only to
 the TES server's origin, never to another host a redirect points at.
+
+A hostile or broken server cannot hold a request or the client's memory:
+each exchange (connect, send, headers and the whole body) must end within
+``request_deadline`` seconds, whatever the socket timeouts allow, or it is
+retried as a timeout (:class:`~.retry.DeadlineExceeded`); a body larger than
+``max_response_bytes`` is refused with
+:class:`~tesengine.errors.ResponseTooLarge` as soon as it is known to be
+(by its ``Content-Length``, else while it is read), and not retried.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urljoin
@@ -20,8 +28,15 @@ from urllib.parse import urljoin
 import aiohttp
 
 from ..auth import AuthProvider, same_origin
-from ..errors import AuthError, TesApiError, TesUnavailable, redact_url
-from .retry import RETRY_STATUSES, RetryableStatus, RetryPolicy, is_retryable, parse_retry_after
+from ..errors import AuthError, ResponseTooLarge, TesApiError, TesUnavailable, redact_url
+from .retry import (
+    RETRY_STATUSES,
+    DeadlineExceeded,
+    RetryableStatus,
+    RetryPolicy,
+    is_retryable,
+    parse_retry_after,
+)
 
 __all__ = ["Reply", "Transport", "may_have_reached_server"]
 
@@ -29,6 +44,10 @@ log = logging.getLogger("tesengine.tes")
 
 _T = TypeVar("_T")
 MAX_REDIRECTS = 5
+#: Defaults of the backend keys ``request_deadline`` and ``max_response_bytes``.
+DEFAULT_DEADLINE = 300.0
+DEFAULT_MAX_RESPONSE = 64 << 20
+_CHUNK = 64 << 10
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _JSON_HEADERS = {"Accept": "application/json"}
 _POST_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
@@ -86,10 +105,14 @@ class Transport:
         policy: RetryPolicy,
         connect_timeout: float,
         read_timeout: float,
+        request_deadline: float = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.server_url = server_url
         self.policy = policy
+        self.request_deadline = request_deadline
+        self.max_response_bytes = max_response_bytes
         self._auth = auth
         self._max_concurrency = max_concurrency
         self._timeout = aiohttp.ClientTimeout(
@@ -187,13 +210,34 @@ class Transport:
         auth = await self._header_for(url)
         if auth is not None:
             headers = {**headers, "Authorization": auth}
+        deadline = asyncio.timeout(self.request_deadline)
+        try:
+            async with deadline:
+                reply = await self._send(method, url, body, headers)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # a socket timeout: retried as it is
+            raise DeadlineExceeded(
+                f"no complete answer within {self.request_deadline:g} s (request_deadline)"
+            ) from None
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %d", method, redact_url(url), reply.status)
+        return reply
+
+    async def _send(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> Reply:
         session = self._get_session()
         # timeout per request: a session passed in by the caller keeps its own default
         async with session.request(
             method, url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
         ) as resp:
-            data = await resp.read()
-            reply = Reply(
+            try:
+                data = await self._read_capped(method, url, resp)
+            except BaseException:
+                resp.close()  # never hand a half-read connection back to the pool
+                raise
+            return Reply(
                 method,
                 resp.status,
                 data,
@@ -202,9 +246,27 @@ class Transport:
                 resp.headers.get("Location"),
                 resp.headers.get("Content-Type"),
             )
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s -> %d", method, redact_url(url), reply.status)
-        return reply
+
+    async def _read_capped(self, method: str, url: str, resp: aiohttp.ClientResponse) -> bytes:
+        """The whole body, or :class:`ResponseTooLarge` once it passes the cap."""
+        cap = self.max_response_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            raise self._too_large(method, url, f"{resp.content_length} bytes announced")
+        if resp.content_length is not None and "Content-Encoding" not in resp.headers:
+            return await resp.read()  # no more than announced: one buffer, no copy
+        # Chunked, or compressed (a small gzip body can inflate to gigabytes): count.
+        data = bytearray()
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            data += chunk
+            if len(data) > cap:
+                raise self._too_large(method, url, f"more than {cap} bytes sent")
+        return bytes(data)
+
+    def _too_large(self, method: str, url: str, what: str) -> ResponseTooLarge:
+        return ResponseTooLarge(
+            f"{method} {redact_url(url)}: the TES server's answer is too large ({what};"
+            f" max_response_bytes = {self.max_response_bytes}): refused"
+        )
 
 
 def _check(method: str, reply: Reply) -> Reply:

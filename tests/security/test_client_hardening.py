@@ -7,13 +7,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+import time
+import tracemalloc
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
+from tesengine import TesBackend
+from tesengine.config import BackendConfig, Config
+from tesengine.errors import (
+    ResponseTooLarge,
+    TesEngineError,
+    TesError,
+    TesUnavailable,
+    UnsafeReply,
+)
+from tesengine.tes import TesClient, View
+from tesengine.tes.retry import set_testing
 from tests.support import user_env, wait_until
 
 GIB = 1 << 30
@@ -108,3 +127,212 @@ def test_input_truncated_while_mapped_is_input_changed_and_the_process_lives(
     assert b"InputChanged:" in out
     assert b"input.bin: file shrank from 34359738368 to 0 bytes" in out
     assert b"Traceback" not in err
+
+
+# -- hostile TES servers -------------------------------------------------------
+
+API = "/ga4gh/tes/v1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HostileTes:
+    """A real HTTP server on loopback whose task route runs ``handler``; counts requests."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests = 0
+        self.url = ""
+
+    async def _task(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        return await self.handler(request)
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[Callable[[Handler], Awaitable[HostileTes]]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> HostileTes:
+        server = HostileTes(handler)
+        app = web.Application()
+        app.router.add_get(API + "/tasks/{id}", server._task)
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        server.url = f"http://127.0.0.1:{port}{API}"
+        return server
+
+    set_testing(True)  # retries without waits
+    try:
+        yield start
+    finally:
+        set_testing(False)
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def _trickle(request: web.Request) -> web.StreamResponse:
+    """A valid start of a task, then one byte every 50 ms, for ever."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    await resp.write(b'{"id": "x", "state": "RUNNING"')
+    with contextlib.suppress(ConnectionError):
+        while True:
+            await asyncio.sleep(0.05)  # the attack's pace, not a wait for a race
+            await resp.write(b" ")
+    return resp
+
+
+async def test_trickling_server_is_cut_off_by_the_request_deadline(hostile: Any) -> None:
+    """One byte per 50 ms never trips ``read_timeout = 2``; the whole-exchange deadline does."""
+    server = await hostile(_trickle)
+    started = time.monotonic()
+    async with TesClient(server.url, retries=1, read_timeout=2, request_deadline=0.5) as tes:
+        with pytest.raises(TesUnavailable, match=r"within 0\.5 s \(request_deadline\)") as info:
+            await tes.get_task("x")
+    took = time.monotonic() - started
+    assert server.requests == 2  # the deadline is a timeout: retried, then reported
+    assert 1.0 <= took < 10, took
+    assert "after 2 attempts" in str(info.value)
+    assert isinstance(info.value, TesEngineError)
+
+
+def _huge(announce: bool) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        """A task whose description never ends (300 MiB announced, or chunked for ever)."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if announce:
+            resp.content_length = 300 << 20
+        await resp.prepare(request)
+        await resp.write(b'{"id": "x", "state": "COMPLETE", "description": "')
+        with contextlib.suppress(ConnectionError):
+            for _ in range(300):
+                await resp.write(b"A" * (1 << 20))
+        return resp
+
+    return handle
+
+
+async def _gzip_bomb(request: web.Request) -> web.StreamResponse:
+    """100 MiB of task description that travels as ~100 KiB of gzip."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(b'{"id": "x", "state": "COMPLETE", "description": "')]
+    block = b"A" * (1 << 20)
+    parts += [packer.compress(block) for _ in range(100)]
+    parts.append(packer.compress(b'"}') + packer.flush())
+    return web.Response(
+        body=b"".join(parts),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+
+
+async def test_compressed_reply_is_capped_by_its_inflated_size(hostile: Any) -> None:
+    server = await hostile(_gzip_bomb)
+    tracemalloc.start()
+    try:
+        async with TesClient(server.url, max_response_bytes=2 << 20) as tes:
+            with pytest.raises(ResponseTooLarge, match="more than 2097152 bytes sent"):
+                await tes.get_task("x", View.FULL)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert server.requests == 1
+    assert peak < 16 << 20, peak
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["content-length", "chunked"])
+async def test_huge_reply_is_refused_and_memory_stays_flat(
+    hostile: Any, tmp_path: Path, announce: bool
+) -> None:
+    server = await hostile(_huge(announce))
+    backend = BackendConfig(
+        type="tes",
+        url=server.url,
+        inputs=(tmp_path / "in").as_uri(),
+        outputs=(tmp_path / "out").as_uri(),
+        max_response_bytes=2 << 20,  # the configuration key reaches the client
+    )
+    tracemalloc.start()
+    try:
+        async with TesClient.from_config(Config(backend_name="h", backend=backend)) as tes:
+            with pytest.raises(ResponseTooLarge, match="max_response_bytes = 2097152") as info:
+                await tes.get_task("x", View.FULL)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert server.requests == 1  # too large stays too large: not retried
+    assert peak < 16 << 20, peak  # a 300 MiB answer, never held
+    assert isinstance(info.value, TesError)
+    assert ("announced" in str(info.value)) is announce
+
+
+def _task_with(prefix: str, output_url: str) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {
+                "id": request.match_info["id"],
+                "state": "COMPLETE",
+                "executors": [{"image": "alpine", "command": ["true"]}],
+                "tags": {"tesengine-prefix": prefix},
+                "outputs": [{"url": output_url, "path": "/out/x", "type": "FILE"}],
+            }
+        )
+
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("prefix", "output"),
+    [
+        ("file:///", "file://{secret}"),  # the report: a prefix at the root of the host
+        ("{outputs}/t-1", "file://{secret}"),  # a genuine prefix, an output elsewhere
+        ("{outputs}/t-1", "{outputs}/t-1/../../secret.bin"),  # dot segments out of it
+        ("{outputs}/t-1", "memory://other/secret.bin"),  # another store entirely
+    ],
+    ids=["root-prefix", "output-elsewhere", "dot-dot", "other-store"],
+)
+async def test_attach_refuses_outputs_outside_the_outputs_prefix(
+    hostile: Any, tmp_path: Path, prefix: str, output: str
+) -> None:
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"host file the server wants copied")
+    outputs = (tmp_path / "outputs").as_uri()
+    fill = {"secret": str(secret), "outputs": outputs}
+    server = await hostile(_task_with(prefix.format(**fill), output.format(**fill)))
+    cache = tmp_path / "cache"
+    backend = BackendConfig(
+        type="tes",
+        url=server.url,
+        inputs=(tmp_path / "in").as_uri(),
+        outputs=outputs,
+        cache_dir=cache,
+    )
+    async with TesBackend(Config(backend_name="h", backend=backend)) as engine:
+        with pytest.raises(UnsafeReply, match="is not under this backend's outputs") as info:
+            await engine.attach("t-1")  # the old client attached, then copied the file
+        with pytest.raises(UnsafeReply):
+            await engine.attach("t-1", outputs={"x": "/out/x"})
+    assert "t-1" in str(info.value)
+    copied = [p for p in cache.rglob("*") if p.is_file() and p.read_bytes() == secret.read_bytes()]
+    assert copied == []
+
+
+async def test_attach_keeps_outputs_under_the_prefix_and_takes_their_query_from_config(
+    hostile: Any, tmp_path: Path
+) -> None:
+    outputs = (tmp_path / "outputs").as_uri()
+    server = await hostile(_task_with(f"{outputs}/t-1", f"{outputs}/t-1/x?sig=from-the-server"))
+    backend = BackendConfig(
+        type="tes",
+        url=server.url,
+        inputs=(tmp_path / "in").as_uri(),
+        outputs=outputs,
+        cache_dir=tmp_path / "cache",
+        interval=0.05,
+    )
+    async with TesBackend(Config(backend_name="h", backend=backend)) as engine:
+        result = await (await engine.attach("t-1"))
+    assert {name: out.url for name, out in result.outputs.items()} == {"x": f"{outputs}/t-1/x"}
