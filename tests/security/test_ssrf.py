@@ -17,8 +17,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tesengine.server import fetch as fetch_module
-from tesengine.server.fetch import FetchRefused, fetch_http
 from tesengine.storage.stores import StoreCache
 from tesengine.storage.urls import parse_url
 from tests.fixtures.tes_server import ServedTes
@@ -150,7 +148,10 @@ async def test_every_redirect_hop_is_checked(
     # No public address is reachable here, so the first hop's 127.0.0.1 is
     # declared public (fault injection); the redirect goes to 127.0.0.2,
     # which stays loopback.
-    real = fetch_module.address_problem
+    from tesengine.server import access
+    from tesengine.server.fetch import FetchRefused, fetch_http
+
+    real = access.address_problem
     monkeypatch.setattr(
         "tesengine.server.access.address_problem",
         lambda ip: None if str(ip) == "127.0.0.1" else real(ip),
@@ -192,9 +193,9 @@ async def test_no_credentials_configured_never_asks_the_metadata_endpoint(
     status, answer = await _post(served, _task("s3://some-bucket/creds.txt"))
     assert status == 200, answer
     task = await _final(served, answer["id"])
+    assert metadata.requests == [], _text(task)
     assert s3.requests, _text(task)  # the request was made, unsigned
     assert all("Authorization" not in headers for _m, _p, headers in s3.requests)
-    assert metadata.requests == []
 
 
 @pytest.mark.parametrize("url", ["s3://b/k", "gs://b/k", "abfs://c@acct.dfs.core.windows.net/k"])
