@@ -137,15 +137,16 @@ def _under(target: _Place, base: _Place) -> bool:
 
 
 def address_problem(ip: IPAddress) -> str | None:
-    """Why an http(s) input may not reach ``ip`` (None for a public address)."""
+    """What kind of non-public address ``ip`` is (``"a loopback address"``), or None."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if ip.is_global and not ip.is_multicast:
         return None
     for kind in ("loopback", "link_local", "unspecified", "private", "multicast", "reserved"):
-        if getattr(ip, kind):
-            return f"{ip} is a {kind.replace('_', '-')} address"
-    return f"{ip} is not a public address"
+        if getattr(ip, f"is_{kind}"):
+            article = "an" if kind == "unspecified" else "a"
+            return f"{article} {kind.replace('_', '-')} address"
+    return "not a public address"
 
 
 def host_problem(host: str) -> str | None:
@@ -159,7 +160,8 @@ def host_problem(host: str) -> str | None:
         ip = ipaddress.ip_address(bare)
     except ValueError:
         return None
-    return address_problem(ip)
+    kind = address_problem(ip)
+    return f"{host} is {kind}" if kind else None
 
 
 def url_host_problem(url: str) -> str | None:

@@ -52,10 +52,10 @@ class _GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         for result in results:
-            problem = address_problem(ipaddress.ip_address(result["host"]))
-            if problem:
+            kind = address_problem(ipaddress.ip_address(result["host"]))
+            if kind:
                 # errno + text: aiohttp shows strerror in its connection error.
-                raise OSError(errno.EACCES, f"{host} resolves to {problem}")
+                raise OSError(errno.EACCES, f"{host} resolves to {result['host']}, {kind}")
         return results
 
     async def close(self) -> None:

@@ -11,6 +11,12 @@ by ``path_prefix`` and directories flattened into one log entry per file.
 Local ``file://`` (and bare ``/path``) URLs must lie inside the allowed
 directories, and outputs must lie inside the task's root even through
 symlinks, so a task can neither read nor publish the server's own files.
+What may be touched is decided in :mod:`.access` (also checked at create
+time); ``file://`` and plain http(s) inputs are read by :mod:`.fetch`,
+which never follows a link out of the allowed roots and never connects to
+a non-public address unless the server allows it. A declared output the
+task did not produce (a missing file, a directory with no file in it) is
+:class:`MissingOutput`, naming the output.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import subprocess
@@ -16,7 +15,7 @@ from aiohttp import web
 from tesengine import Executor, Task, TesBackend
 from tesengine.auth import auth_from_config
 from tesengine.config import BackendConfig, BearerAuthConfig, Config
-from tesengine.errors import AuthError, ConfigError, TesEngineError
+from tesengine.errors import AuthError, ConfigError, TesApiError, TesEngineError
 from tesengine.server import LocalTesServer
 from tesengine.tes import Executor as WireExecutor
 from tesengine.tes import TesClient, View
@@ -222,13 +221,11 @@ async def test_local_server_refuses_paths_outside_its_dirs(
         io = {field: [WireOutput(url=f"file://{path}", path="/data/x")]}
     task = WireTask(name="escape", executors=[WireExecutor(image="a", command=["true"])], **io)
     async with TesClient(local_tes.url) as client:
-        task_id = await client.create_task(task)
-        for _ in range(600):
-            done = await client.get_task(task_id, View.FULL)
-            if done.current_state.is_final:
-                break
-            await asyncio.sleep(0.05)
-    assert done.current_state.value == "SYSTEM_ERROR"
+        with pytest.raises(TesApiError) as info:  # refused at create: nothing runs
+            await client.create_task(task)
+    assert info.value.status == 400
+    assert info.value.body.startswith(f"{field}[0].url: ")
+    assert "outside the directories this server may access" in info.value.body
     assert not Path(path).exists() or field == "inputs"
     assert not list(Path("/tmp").glob(f"*outside-{n}*"))
     assert not list(local_tes.storage_dir.parent.glob(f"outside-{n}"))
