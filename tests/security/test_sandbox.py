@@ -114,8 +114,10 @@ def test_stream_through_a_linked_directory_is_refused(hostile: ServedTes, tmp_pa
 def test_input_bind_source_swapped_for_a_link_is_refused(
     hostile: ServedTes, tmp_path: Path, secret: str
 ) -> None:
-    # Renaming the parent of a bind's mount point works inside the sandbox; bwrap would
-    # then resolve the link on the host when binding the input for the next executor.
+    # Renaming the parent of a bind's mount point works inside the sandbox, so the next
+    # executor's bind source can be a link. bwrap 0.11 resolves the bind's destination
+    # inside the new root, which kept this from leaking before; docker's daemon would
+    # follow it. The server now refuses any bind source reached through a link.
     (tmp_path / "a").write_text((tmp_path / "secret.txt").read_text())
     task = {
         "inputs": [{"path": "/data/in/a", "content": "harmless\n"}],
