@@ -134,7 +134,9 @@ def _abs_path(value: object, field: str, *, allow_root: bool = False) -> str:
     inner = path[1:].removesuffix("/")
     parts = inner.split("/") if inner else []
     if path.startswith("//") or any(p in ("", ".", "..") for p in parts):
-        raise _fail(field, f"must be a plain path (no '.', '..' or '//'), got {path[:200]!r}")
+        raise _fail(
+            field, f"must not contain '.', '..' or '//' (write a plain path), got {path[:200]!r}"
+        )
     if not parts and not allow_root:
         raise _fail(field, "must name a path below '/'")
     return path

@@ -10,6 +10,7 @@ container paths are refused.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -305,3 +306,56 @@ def test_serve_with_an_unusable_bwrap_exits_with_one_line(tmp_path: Path) -> Non
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "non-privileged user namespaces" in lines[0] and "--runtime noop" in lines[0]
+
+
+# -- the helpers under the attacks, directly -----------------------------------------------
+
+
+def test_open_beneath_never_follows_never_blocks(tmp_path: Path) -> None:
+    import os
+
+    from tesengine.server.safe_open import UnsafePath, open_beneath, read_tail
+
+    root = tmp_path / "root"
+    (root / "out").mkdir(parents=True)
+    (root / "out" / "real.txt").write_text("fine\n")
+    (root / "out" / "link").symlink_to(tmp_path / "secret.txt")
+    (root / "lnkdir").symlink_to(root / "out")
+    os.mkfifo(root / "out" / "fifo")
+    assert read_tail(root, "/out/real.txt", 3) == "ne\n"
+    for path, why in [
+        ("/out/link", "symbolic link"),
+        ("/lnkdir/real.txt", "not a directory (or through a link)"),
+        ("/out/fifo", "not a regular file"),
+        ("/out", "not a regular file"),
+    ]:
+        with pytest.raises(UnsafePath, match=re.escape(why)):
+            os.close(open_beneath(root, path))
+        with pytest.raises(UnsafePath, match=re.escape(why)):
+            os.close(open_beneath(root, path, write=True))
+    fd = open_beneath(root, "/out/new.txt", write=True)
+    os.write(fd, b"appended\n")
+    os.close(fd)
+    assert (root / "out" / "new.txt").read_text() == "appended\n"
+    assert not (tmp_path / "secret.txt").exists()
+
+
+def test_many_inputs_are_bound_by_directory(tmp_path: Path) -> None:
+    from tesengine.server.staging_io import MAX_INPUT_BINDS, plan_mounts
+
+    few = {"inputs": [{"path": "/in/a", "content": ""}], "executors": [sh("true")]}
+    assert [m.container for m in plan_mounts(tmp_path, few, frozenset()) if m.read_only] == [
+        "/in/a"
+    ]
+    many = {
+        "inputs": [{"path": f"/in/d{i % 3}/f{i}", "content": ""} for i in range(1000)]
+        + [{"path": f"/data/f{i}", "content": ""} for i in range(10)],
+        "outputs": [{"path": "/in/d2/result.txt", "url": "file:///x"}],
+        "executors": [sh("true")],
+    }
+    ro = [m.container for m in plan_mounts(tmp_path, many, frozenset()) if m.read_only]
+    # /in/d0 and /in/d1 hold only inputs; /in/d2 holds an output: its files are bound one by
+    # one until the cap, the rest stay (writable) copies in the task's tree.
+    assert ro[:3] == ["/data", "/in/d0", "/in/d1"]
+    assert len(ro) == MAX_INPUT_BINDS
+    assert all(p.startswith("/in/d2/f") for p in ro[3:])
