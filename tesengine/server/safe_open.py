@@ -91,6 +91,8 @@ def _refusal(container: str, exc: OSError) -> UnsafePath:
         why = "goes through something that is not a directory (or through a link)"
     elif exc.errno == errno.ENXIO:
         why = "is not a regular file (a FIFO or socket)"
+    elif exc.errno == errno.EISDIR:
+        why = "is not a regular file (a directory)"
     elif exc.errno == errno.ENOENT:
         why = "does not exist"
     else:

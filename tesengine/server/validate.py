@@ -129,9 +129,14 @@ def _abs_path(value: object, field: str, *, allow_root: bool = False) -> str:
     path = _str(value, field, nonempty=True)
     if not path.startswith("/"):
         raise _fail(field, f"must be an absolute path, got {path!r}")
-    parts = [p for p in path.split("/") if p]
-    if ".." in parts:
-        raise _fail(field, f"must not contain '..', got {path!r}")
+    # Checks (reserved dirs, mounts) work on the names; an ambiguous spelling such as
+    # '/./etc' or '/usr//x' is refused rather than rewritten behind the client's back.
+    inner = path[1:].removesuffix("/")
+    parts = inner.split("/") if inner else []
+    if path.startswith("//") or any(p in ("", ".", "..") for p in parts):
+        raise _fail(
+            field, f"must not contain '.', '..' or '//' (write a plain path), got {path[:200]!r}"
+        )
     if not parts and not allow_root:
         raise _fail(field, "must name a path below '/'")
     return path

@@ -129,8 +129,9 @@ class LocalRuntime:
                 f"and {len(spec.mounts)} binds make {len(options) + len(argv)} bubblewrap "
                 f"arguments; bubblewrap takes at most {BWRAP_MAX_ARGS}"
             )
-        check_exec(field, argv, BWRAP_ENV)
+        # The command inside first, so an error names its own index.
         check_exec(field, spec.command, {**BASE_ENV, **spec.env})
+        check_exec(field, argv, BWRAP_ENV)
 
     async def run(self, request: ExecRequest) -> int:
         """Run the executor in a fresh sandbox; cancelling kills it."""
