@@ -39,6 +39,7 @@ __all__ = [
     "ObjectNotFound",
     "OutputMissing",
     "StorageError",
+    "StoreUnavailable",
     "TaskFailed",
     "TesApiError",
     "TesEngineError",
@@ -138,6 +139,10 @@ class TesApiError(TesError):
 
 class TesUnavailable(TesError):
     """The TES server could not be reached, even after every retry."""
+
+
+class StoreUnavailable(TesEngineError):
+    """``tesengine serve`` could not commit to its task database; nothing was created."""
 
 
 class TaskFailed(TesEngineError):
