@@ -201,7 +201,16 @@ class TesService:
     async def cancel_task(self, request: web.Request) -> web.Response:
         """POST /tasks/{id}:cancel; a finished task is left as it is."""
         record = self._record(request)
-        await self.store.load(record)  # set_state changes the full document
+        if record.state in TERMINAL:
+            return _json({})
+        await self.store.pin(record)  # set_state changes the full document
+        try:
+            self._cancel(record)
+        finally:
+            self.store.unpin(record)
+        return _json({})
+
+    def _cancel(self, record: TaskRecord) -> None:
         state = record.state
         if state == "QUEUED":
             set_state(self.store, record, "CANCELED")
@@ -211,7 +220,6 @@ class TesService:
                 set_state(self.store, record, "CANCELED")
         elif state not in TERMINAL and state != "CANCELING":
             set_state(self.store, record, "CANCELED")
-        return _json({})
 
     async def _doc(self, record: TaskRecord, view: str) -> dict[str, Any]:
         # Only FULL needs what a shrunk record keeps on disk.

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import StoreUnavailable, TesEngineError
 from ..tes.models import SUBMISSION_TAG, State
-from .taskdb import StoredRow, TaskDb
+from .taskdb import StoredRow, TaskDb, trim_heap, tune_heap
 from .views import project
 
 __all__ = ["TaskRecord", "TaskStore"]
@@ -112,10 +112,15 @@ class TaskRecord:
 
 
 class TaskStore:
-    """The server's task records; open with :meth:`open`, close with :meth:`close`."""
+    """The server's task records; open with :meth:`open`, close with :meth:`close`.
 
-    def __init__(self, path: Path) -> None:
+    ``busy_timeout``: how long a commit waits for another holder of the
+    database's write lock before it fails.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
         self._path = path
+        self._busy_timeout = busy_timeout
         self._db: TaskDb | None = None
         self._by_id: dict[str, TaskRecord] = {}
         self._by_submission: dict[str, TaskRecord] = {}
@@ -136,6 +141,7 @@ class TaskStore:
     async def open(self) -> list[TaskRecord]:
         """Load every readable stored task (oldest first) and start the flusher."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        tune_heap()
         try:
             self._db, records, top = await asyncio.to_thread(self._load)
         except Exception as exc:  # sqlite3.Error, or a file that is not a database
@@ -148,7 +154,7 @@ class TaskStore:
         return list(self._ordered)
 
     def _load(self) -> tuple[TaskDb, list[TaskRecord], int]:
-        db = TaskDb(self._path)
+        db = TaskDb(self._path, self._busy_timeout)
         try:
             return db, db.load(self._record_of), db.max_seq()
         except BaseException:
@@ -220,7 +226,7 @@ class TaskStore:
             doc = await asyncio.to_thread(self._read_back, record)
             if not record.loaded:
                 record.fill(doc)
-                self._cache_put(record)
+                self._cache_put(record)  # may shrink it again: too big to keep
             return doc
         if record.seq in self._cache:
             self._cache.move_to_end(record.seq)
@@ -228,9 +234,11 @@ class TaskStore:
 
     async def pin(self, record: TaskRecord) -> None:
         """Hold the full document of ``record`` in memory until :meth:`unpin`."""
-        await self.load(record)
-        self._uncache(record)
         record.pins += 1
+        if not record.loaded:
+            doc = await asyncio.to_thread(self._read_back, record)
+            record.fill(doc)
+        self._uncache(record)
 
     def unpin(self, record: TaskRecord) -> None:
         """Release a :meth:`pin`; the record shrinks once its last change is committed."""
@@ -309,6 +317,8 @@ class TaskStore:
             finally:
                 self._writing = None
                 self._inflight = set()
+                # Not kept while waiting for the next change: they hold whole documents.
+                del batch, rows
 
     def _write(self, rows: list[tuple[int, str, str]]) -> None:
         assert self._db is not None
@@ -327,8 +337,9 @@ class TaskStore:
                 self._forget_tag(record)
                 self._index(record)
         self._inflight = set()
-        for record in batch.values():
-            self._settle(record)
+        shrunk = sum(self._settle(record) for record in batch.values())
+        if shrunk:
+            trim_heap()
         commit.set_result(None)
 
     def _failed(
@@ -363,11 +374,13 @@ class TaskStore:
         if tag and self._new_tags.get(tag) is record:
             del self._new_tags[tag]
 
-    def _settle(self, record: TaskRecord) -> None:
+    def _settle(self, record: TaskRecord) -> bool:
         """Shrink a large record nobody is using and whose last change is on disk."""
         busy = record.pins or record.seq in self._dirty or record.seq in self._inflight
         if not busy and record.loaded and record.size > LARGE_DOC and record.id in self._by_id:
             record.shrink()
+            return True
+        return False
 
     def _cache_put(self, record: TaskRecord) -> None:
         if record.size > CACHE_BYTES // 4:

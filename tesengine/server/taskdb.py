@@ -9,16 +9,20 @@ holding ``BEGIN EXCLUSIVE``).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import json
 import logging
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StoredRow", "TaskDb"]
+__all__ = ["StoredRow", "TaskDb", "trim_heap", "tune_heap"]
 
 log = logging.getLogger("tesengine.server.store")
 
@@ -43,10 +47,10 @@ class StoredRow:
 class TaskDb:
     """A writer and a reader connection on one task database file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
         self.path = path
-        self._writer = _connect(path)
-        self._reader = _connect(path)
+        self._writer = _connect(path, busy_timeout)
+        self._reader = _connect(path, busy_timeout)
         self._read_lock = threading.Lock()
 
     def max_seq(self) -> int:
@@ -112,9 +116,9 @@ class TaskDb:
         self._reader.close()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     # isolation_level=None: no implicit transactions; TaskDb.write opens its own.
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     # WAL + NORMAL: a commit survives a process crash; only a power cut may lose
     # the last few, and the fsync per commit would cap throughput.
@@ -136,3 +140,42 @@ def _parse(text: object) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(doc.get("state"), str):
         return None, "no task state"
     return doc, ""
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+MMAP_THRESHOLD = 1 << 20
+"""Blocks from this size up get their own mapping, returned to the system when freed."""
+
+
+def tune_heap() -> None:
+    """Make glibc map big blocks (documents of tens of MB) on their own, once per process.
+
+    By default glibc raises its mmap threshold after the first big block is
+    freed, and later big blocks come from the heap, where freed memory stays
+    in the process: a server that reads and drops 30 MB documents would keep
+    growing. A fixed 1 MiB threshold gives such memory back on free. Outside
+    glibc this does nothing.
+    """
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def trim_heap() -> None:
+    """Give freed heap memory back to the system (glibc ``malloc_trim``; elsewhere nothing)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError):  # not glibc (musl has neither)
+        return None
+    return libc
