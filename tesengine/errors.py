@@ -46,6 +46,7 @@ __all__ = [
     "OutputMissing",
     "ResponseTooLarge",
     "StorageError",
+    "StoreUnavailable",
     "TaskFailed",
     "TesApiError",
     "TesEngineError",
@@ -137,6 +138,10 @@ class ResponseTooLarge(UnsafeReply):
 
 class TesUnavailable(TesError):
     """The TES server could not be reached, even after every retry."""
+
+
+class StoreUnavailable(TesEngineError):
+    """``tesengine serve`` could not commit to its task database; nothing was created."""
 
 
 class TaskFailed(TesEngineError):

@@ -362,6 +362,18 @@ async def test_adoption_checks_tags_when_the_server_ignores_the_filter(
     assert fake.count("GET", "list") == 3  # walked every page
 
 
+async def test_listed_task_that_get_cannot_find_is_not_adopted(
+    fake: FakeTes, client: TesClient
+) -> None:
+    # An old tesengine serve: 500 after a failed commit, yet the task is listed (not stored).
+    fake.faults.append(Fault("POST", "create", 500, {"error": "internal"}, after=True))
+    fake.faults.append(Fault("GET", "get", 404, {"error": "not found"}))
+    task_id = await client.create_task(hello())
+    assert task_id == "task-2"  # posted again instead of adopting the phantom task-1
+    assert (fake.count("GET", "list"), fake.count("GET", "get")) == (1, 1)
+    assert fake.count("POST", "create") == 2
+
+
 async def test_5xx_without_creation_posts_again_once(fake: FakeTes, client: TesClient) -> None:
     fake.faults.append(Fault("POST", "create", 502, "bad gateway"))
     task_id = await client.create_task(hello())

@@ -8,13 +8,10 @@ exactly the fields the spec's views allow.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
 import json
 import logging
 import os
 import shutil
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +19,13 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..errors import InvalidTask
+from ..errors import InvalidTask, TesEngineError
 from ..storage import Storage
 from ..storage.urls import join_url
 from ..tes.models import SUBMISSION_TAG
 from .access import check_task_access
 from .lifecycle import ACTIVE, TERMINAL, Services, new_task_doc, recover, run_task, set_state
+from .middleware import Handler, auth_middleware, error_middleware
 from .runtime import Runtime, make_runtime
 from .scheduler import Scheduler
 from .staging_io import AllowedDirs
@@ -41,7 +39,6 @@ log = logging.getLogger("tesengine.server")
 
 PREFIXES = ("/ga4gh/tes/v1", "/v1")
 MAX_BODY = 32 * 1024 * 1024
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,15 +93,37 @@ class TesService:
             self.store, runtime, io, self.allowed, settings.work_dir, settings.keep_work
         )
         capacity = settings.max_tasks or os.cpu_count() or 1
-        self.scheduler = Scheduler(capacity, lambda record: run_task(record, self.services))
+        self.scheduler = Scheduler(capacity, self._run)
+
+    async def _run(self, record: TaskRecord) -> None:
+        # The run changes the document: hold it whole (read back if it was shrunk).
+        await self.store.pin(record)
+        try:
+            if record.state == "QUEUED":  # not canceled while it was read back
+                await run_task(record, self.services)
+        finally:
+            self.store.unpin(record)
 
     async def start(self) -> None:
         """Check the runtime, load stored tasks and queue the unfinished ones again."""
         await self.runtime.check()
+        await asyncio.to_thread(self._check_database)
         await asyncio.to_thread(self._prepare_dirs)
         for record in await self.store.open():
             if recover(self.store, record):
                 self.scheduler.submit(record)
+
+    def _check_database(self) -> None:
+        # An empty file where tasks have run means the database was truncated
+        # or replaced: starting would silently forget every task.
+        db = self.settings.work_dir / "tasks.sqlite3"
+        tasks = self.settings.work_dir / "tasks"
+        if db.is_file() and db.stat().st_size == 0 and tasks.is_dir() and any(tasks.iterdir()):
+            raise TesEngineError(
+                f"the task database {db} is empty (0 bytes) but {tasks} holds task directories:"
+                " the database was truncated or replaced; restore it, or move the work"
+                " directory away to start afresh"
+            )
 
     def _prepare_dirs(self) -> None:
         # No task runs yet: whatever a previous run left in tasks/ is stale.
@@ -155,18 +174,23 @@ class TesService:
         # A client that retried a POST which had in fact arrived sends the same
         # submission tag again: answer with the task it already created.
         tag = (valid.doc.get("tags") or {}).get(SUBMISSION_TAG)
-        existing = self.store.by_submission(tag) if tag else None
+        existing = await self.store.find_submission(tag) if tag else None
         if existing is not None:
             return _json({"id": existing.id})
-        record = await self.store.add(new_task_doc(valid))
-        self.scheduler.submit(record)
+        # Shielded: a client that hangs up must not leave a committed task unqueued.
+        record = await asyncio.shield(self._create(new_task_doc(valid)))
         return _json({"id": record.id})
+
+    async def _create(self, doc: dict[str, Any]) -> TaskRecord:
+        record = await self.store.add(doc)
+        self.scheduler.submit(record)
+        return record
 
     async def get_task(self, request: web.Request) -> web.Response:
         """GET /tasks/{id}."""
         view = validate_view(request.query.get("view"))
         record = self._record(request)
-        return _json(project(record.doc, view))
+        return _json(project(await self._doc(record, view), view))
 
     async def list_tasks(self, request: web.Request) -> web.Response:
         """GET /tasks with filters and paging, newest first."""
@@ -176,12 +200,13 @@ class TesService:
         last_seq: int | None = None
         more = False
         for record in self.store.newest_first(q.after_seq):
-            if not matches(record.doc, name_prefix=q.name_prefix, state=q.state, tags=q.tags):
+            summary = record.summary
+            if not matches(summary, name_prefix=q.name_prefix, state=q.state, tags=q.tags):
                 continue
             if len(tasks) == q.page_size:
                 more = True
                 break
-            tasks.append(project(record.doc, q.view))
+            tasks.append(project(await self._doc(record, q.view), q.view))
             last_seq = record.seq
         body: dict[str, Any] = {"tasks": tasks}
         if more and last_seq is not None:
@@ -191,6 +216,16 @@ class TesService:
     async def cancel_task(self, request: web.Request) -> web.Response:
         """POST /tasks/{id}:cancel; a finished task is left as it is."""
         record = self._record(request)
+        if record.state in TERMINAL:
+            return _json({})
+        await self.store.pin(record)  # set_state changes the full document
+        try:
+            self._cancel(record)
+        finally:
+            self.store.unpin(record)
+        return _json({})
+
+    def _cancel(self, record: TaskRecord) -> None:
         state = record.state
         if state == "QUEUED":
             set_state(self.store, record, "CANCELED")
@@ -200,7 +235,10 @@ class TesService:
                 set_state(self.store, record, "CANCELED")
         elif state not in TERMINAL and state != "CANCELING":
             set_state(self.store, record, "CANCELED")
-        return _json({})
+
+    async def _doc(self, record: TaskRecord, view: str) -> dict[str, Any]:
+        # Only FULL needs what a shrunk record keeps on disk.
+        return await self.store.load(record) if view == "FULL" else record.summary
 
     def _record(self, request: web.Request) -> TaskRecord:
         task_id = request.match_info["id"]
@@ -217,55 +255,11 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except InvalidTask as exc:
-        return _error(400, str(exc))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return _error(exc.status, exc.reason, allow)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return _error(500, "internal server error")
-
-
-def _auth_middleware(settings: ServerSettings) -> Any:
-    accepted: list[bytes] = []
-    if settings.basic is not None:
-        token = base64.b64encode(":".join(settings.basic).encode()).decode()
-        accepted.append(f"Basic {token}".encode())
-    if settings.bearer is not None:
-        accepted.append(f"Bearer {settings.bearer}".encode())
-    challenge = "Basic" if settings.basic is not None else "Bearer"
-
-    @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
-        # compare_digest against every accepted value: no early exit on a match.
-        ok = [hmac.compare_digest(given, want) for want in accepted]
-        if not any(ok):
-            detail = "missing credentials" if not given else "credentials refused"
-            return _error(401, detail, {"WWW-Authenticate": f'{challenge} realm="tes"'})
-        return await handler(request)
-
-    return auth
-
-
 def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> web.Application:
     """The aiohttp application; tasks start and stop with the app's lifecycle."""
-    middlewares: list[Any] = [_errors]
+    middlewares: list[Any] = [error_middleware]
     if settings.basic is not None or settings.bearer is not None:
-        middlewares.append(_auth_middleware(settings))
+        middlewares.append(auth_middleware(settings.basic, settings.bearer))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[_SETTINGS] = settings
     chosen = runtime or make_runtime(settings.runtime, noop_delay=settings.noop_delay)

@@ -17,6 +17,7 @@ from .._closing import AsyncClosing
 from ..config import is_loopback
 from ..errors import ConfigError
 from .app import ServerSettings, create_app
+from .middleware import protocol_logger
 from .runtime import Runtime
 
 __all__ = ["LocalTesServer"]
@@ -74,7 +75,7 @@ class LocalTesServer(AsyncClosing):
         """Start serving; returns the base URL (also :attr:`url`)."""
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         app = create_app(self.settings, runtime=self._runtime)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=protocol_logger())
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._host, self._port, reuse_address=True)

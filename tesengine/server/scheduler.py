@@ -41,7 +41,7 @@ class Scheduler:
 
     def submit(self, record: TaskRecord) -> None:
         """Queue ``record``; it starts as soon as its slots are free."""
-        cores = (record.doc.get("resources") or {}).get("cpu_cores") or 1
+        cores = (record.summary.get("resources") or {}).get("cpu_cores") or 1
         self._queue.append((record, min(max(1, int(cores)), self.capacity)))
         self._pump()
 

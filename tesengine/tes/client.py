@@ -294,11 +294,28 @@ class TesClient(AsyncClosing):
             page = _parse(ListTasksResponse, await self._transport.send_once("GET", url))
             for task in page.tasks:
                 if task.id and (task.tags or {}).get(SUBMISSION_TAG) == tag:
-                    return task.id
+                    return task.id if await self._really_has(base, task.id) else None
             token = page.next_page_token
             if not token or token in seen:
                 return None
             seen.add(token)
+
+    async def _really_has(self, base: str, task_id: str) -> bool:
+        """True when GET of ``task_id`` succeeds: a listing alone is not proof.
+
+        A server may list a task it then fails to keep (an uncommitted
+        creation); adopting that id would wait forever on a task that never
+        runs. A 404 means post again; other failures are retried by the caller.
+        """
+        url = f"{base}/tasks/{quote(task_id, safe='')}?view=MINIMAL"
+        try:
+            _parse(Task, await self._transport.send_once("GET", url))
+        except TesApiError as exc:
+            if exc.status == 404:
+                log.info("task %s is listed but not found: not adopted", task_id)
+                return False
+            raise
+        return True
 
     async def _discover(self) -> str:
         for prefix in API_PREFIXES:

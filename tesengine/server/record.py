@@ -1,0 +1,78 @@
+"""One task record: a full document in memory, or only its BASIC view with the rest on disk."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .views import project
+
+__all__ = ["TaskRecord"]
+
+log = logging.getLogger("tesengine.server.store")
+
+
+class TaskRecord:
+    """One task: its creation sequence number and its FULL-view document.
+
+    ``doc`` is the full document (read back from the database on demand when
+    only the summary is in memory); ``summary`` is whatever is in memory, good
+    for the state, the filters and the MINIMAL and BASIC views.
+    """
+
+    __slots__ = ("_full", "_light", "_loader", "id", "pins", "seq", "size")
+
+    def __init__(
+        self,
+        seq: int,
+        doc: dict[str, Any],
+        loader: Callable[[TaskRecord], dict[str, Any]] | None = None,
+        size: int = 0,
+    ) -> None:
+        self.seq = seq
+        self.id = str(doc["id"])
+        self._full: dict[str, Any] | None = doc
+        self._light: dict[str, Any] | None = None
+        self._loader = loader
+        self.pins = 0
+        self.size = size
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The full document; loaded from the database if only the summary is held."""
+        if self._full is None:
+            assert self._loader is not None
+            log.debug("task %s: full document read back on the event loop", self.id)
+            self._full = self._loader(self)
+        return self._full
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The full document if in memory, else its BASIC view."""
+        if self._full is not None:
+            return self._full
+        assert self._light is not None
+        return self._light
+
+    @property
+    def loaded(self) -> bool:
+        """True when the full document is in memory."""
+        return self._full is not None
+
+    @property
+    def state(self) -> str:
+        """The task state."""
+        return str(self.summary["state"])
+
+    def shrink(self) -> None:
+        """Keep only the BASIC view in memory (the full document is in the database)."""
+        if self._full is not None:
+            self._light = project(self._full, "BASIC")
+            self._full = None
+
+    def fill(self, doc: dict[str, Any]) -> None:
+        """Hold ``doc`` (read back from the database) as the full document."""
+        if self._full is None:
+            self._full = doc
+            self._light = None
