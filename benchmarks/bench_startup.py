@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,16 +59,22 @@ def environment(cache: Path) -> dict[str, str]:
     return env
 
 
-def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
-    """Wall seconds of one process; it must succeed."""
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system, children included) seconds of one process.
+
+    CPU time barely moves with the machine's load, so it is reported too.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if result.returncode != 0:
         raise SystemExit(
             f"{' '.join(argv)} failed ({result.returncode}): {result.stderr[-2000:]!r}"
         )
-    return elapsed
+    return elapsed, cpu
 
 
 def commands(work: Path, with_run: bool) -> dict[str, list[str]]:
@@ -93,6 +100,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]
     samples: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         env = environment(work / "cache")
@@ -101,8 +109,11 @@ def main(argv: list[str]) -> int:
             timed(argv_, work, env)
         for _ in range(args.runs):
             for name, argv_ in chosen.items():  # interleaved: the same load for each
-                samples.setdefault(name, []).append(timed(argv_, work, env))
+                wall, used = timed(argv_, work, env)
+                samples.setdefault(name, []).append(wall)
+                cpu.setdefault(name, []).append(used)
     medians = {name: statistics.median(times) for name, times in samples.items()}
+    cpu_medians = {name: statistics.median(times) for name, times in cpu.items()}
     reference = medians["reference_python_pass"]
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -111,14 +122,16 @@ def main(argv: list[str]) -> int:
         "load_after": os.getloadavg()[0],
         "runs": args.runs,
         "median_s": medians,
+        "median_cpu_s": cpu_medians,
         "over_reference_s": {n: m - reference for n, m in medians.items()},
         "targets_s": TARGETS,
         "met": {n: medians[n] <= t for n, t in TARGETS.items() if n in medians},
         "samples_s": samples,
+        "cpu_samples_s": cpu,
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"median of {args.runs}, wall (load {load:.1f})")
+    print(f"median of {args.runs}, wall and cpu (load {load:.1f} on {os.cpu_count()} cores)")
     for name, median in medians.items():
         target = TARGETS.get(name)
         verdict = (
@@ -126,8 +139,9 @@ def main(argv: list[str]) -> int:
             if target is None
             else f"  target {target * 1000:.0f} ms: " + ("met" if median <= target else "MISSED")
         )
+        over = f"(+{(median - reference) * 1000:.0f})"
         print(
-            f"  {name:<24} {median * 1000:8.0f} ms  (+{(median - reference) * 1000:.0f}){verdict}"
+            f"  {name:<24} {median * 1000:6.0f} ms {over:>7}  cpu {cpu_medians[name] * 1000:5.0f} ms{verdict}"
         )
     return 0
 
