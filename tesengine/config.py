@@ -291,15 +291,13 @@ def _redact(value: Any, key: str = "") -> Any:
         return "<redacted>"
     if isinstance(value, dict):
         return {k: _redact(v, k) for k, v in value.items() if v is not None}
-    if isinstance(value, Path):
-        return str(value)
     if key == "token_command":
         return _redact_command(value)
     if isinstance(value, list):
         return [_redact(v) for v in value]
     if key in _URL_KEYS and isinstance(value, str):
         return redact_url(value)
-    return value
+    return str(value) if isinstance(value, Path) else value
 
 
 def _redact_command(command: list[str] | str) -> list[str]:

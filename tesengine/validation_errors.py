@@ -100,7 +100,8 @@ def _locate(
 
 def _flatten(candidates: Iterable[Any]) -> list[Any]:
     out: list[Any] = []
-    for tp in candidates:
+    for candidate in candidates:
+        tp = candidate
         while typing.get_origin(tp) is typing.Annotated:
             tp = typing.get_args(tp)[0]
         if typing.get_origin(tp) in (typing.Union, types.UnionType):

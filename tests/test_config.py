@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import subprocess
@@ -276,3 +277,88 @@ def test_cli_bad_usage_exit_2(tmp_path: Path) -> None:
     result = run_cli("config", "frobnicate", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+# --- issue 14 "Errors" and issue 13 item 13: suggestions, blame, redaction ---------------
+
+
+def test_config_typos_get_a_suggestion(tmp_path: Path) -> None:
+    text = BASE + 'intervall = 5\n[run.backends.default.auth]\ntype = "basic"\nusername = "u"\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text + 'pasword = "x"\n'))
+    message = str(info.value)
+    assert "run.backends.default.intervall: unknown key (did you mean 'interval'?)" in message
+    assert "run.backends.default.auth.pasword: unknown key (did you mean 'password'?)" in message
+    assert "run.backends.default.auth.password: required key is missing" in message
+    assert ".basic." not in message  # the union's tag is not a place in the file
+
+
+def test_an_env_value_is_blamed_on_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, BASE + "interval = 30\n")
+    monkeypatch.setenv("TESENGINE_INTERVAL", "abc")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith("environment variable TESENGINE_INTERVAL='abc': ")
+    assert str(path) not in message  # the file's interval (30) is fine
+
+
+def test_config_show_marks_where_each_value_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, BASE + "interval = 30\n")
+    monkeypatch.setenv("TESENGINE_RETRIES", "3")
+    origins = load_config(path, read_timeout=5).redacted()["origins"]
+    assert origins["url"] == origins["interval"] == str(path)
+    assert origins["retries"] == "env TESENGINE_RETRIES"
+    assert origins["read_timeout"] == "argument"
+    assert origins["connect_timeout"] == "default"
+
+
+SECRETS_IN_URLS = """\
+[run.backends.default]
+type = "tes"
+url = "https://alice:URLPASS@tes.example.org"
+inputs = "az://acct/c/in?sv=2024&sig=SASSIG1"
+outputs = "https://acct.blob.core.windows.net/c/out?sp=rw&sig=SASSIG2"
+insecure = true
+[run.backends.default.auth]
+type = "bearer"
+token_command = ["get-token", "--secret", "CMDSECRET"]
+"""
+
+
+def test_config_show_redacts_urls_and_token_command(tmp_path: Path) -> None:
+    shown = run_cli("config", "show", str(write(tmp_path, SECRETS_IN_URLS)), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    for secret in ("URLPASS", "alice", "SASSIG1", "SASSIG2", "CMDSECRET", "--secret"):
+        assert secret not in shown.stdout + shown.stderr, secret
+    backend = json.loads(shown.stdout)["run.backends.default"]
+    assert backend["url"] == "https://tes.example.org"
+    assert backend["inputs"].startswith("az://acct/c/in?sv=2024&sig=")
+    assert backend["auth"]["token_command"] == ["get-token", "<redacted>"]
+
+
+def test_a_url_typo_does_not_quote_the_password(tmp_path: Path) -> None:
+    text = BASE.replace("https://tes.example.org", "htps://user:PASS123@tes.example.org")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "got 'htps://tes.example.org'" in str(info.value)
+    assert "PASS123" not in str(info.value) and "user" not in str(info.value)
+
+
+def test_world_readable_sas_url_alone_gets_the_chmod_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tesengine")
+    text = BASE.replace('"s3://bucket/inputs"', '"az://acct/c/in?sv=1&sig=SASSIG"')
+    path = write(tmp_path, text, mode=0o644)
+    load_config(path)
+    warnings = [r.getMessage() for r in caplog.records if "chmod 600" in r.getMessage()]
+    assert warnings and str(path) in warnings[0]
+    assert "SASSIG" not in caplog.text
+    caplog.clear()
+    load_config(write(tmp_path, BASE, name="plain.toml", mode=0o644))  # no secret: no warning
+    assert "chmod" not in caplog.text

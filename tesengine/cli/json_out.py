@@ -40,8 +40,12 @@ def record(
     error: str | None = None,
     stderr_tail: str = "",
     downloads: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One task's record; the only place the shape is defined."""
+    """One task's record; the only place the shape is defined.
+
+    ``extra`` keys (a command's own additions) follow the common ones.
+    """
     return {
         "name": name,
         "id": id,
@@ -51,6 +55,7 @@ def record(
         "error": error,
         "stderr_tail": stderr_tail,
         "downloads": dict(downloads or {}),
+        **(extra or {}),
     }
 
 

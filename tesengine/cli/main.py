@@ -114,6 +114,10 @@ def _verbosity_flags(parser: argparse.ArgumentParser, *, default: bool) -> None:
     # A sub-command's copy must not reset what was given before the sub-command.
     verbose: object = 0 if default else argparse.SUPPRESS
     quiet: object = False if default else argparse.SUPPRESS
+    if not default:  # a sub-command's own -q/-v: given or not, it must not undo the global one
+        for flag in ("-v", "-q"):
+            if flag in taken:
+                taken[flag].default = argparse.SUPPRESS
     if "-v" not in taken:
         parser.add_argument(
             "-v", "--verbose", action="count", default=verbose, help="more log output (-vv: debug)"

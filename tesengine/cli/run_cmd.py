@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from ..engine import RemoteDirectory, RemoteFile, TaskResult, TesBackend
 from ..errors import ConfigError, DigestError, InputChanged, InvalidTask, TaskFailed, TesEngineError
-from . import aio
+from . import aio, json_out
 from .display import Display
 from .embedded import open_backend_config
 from .main import CONFIG_HELP, UsageError
@@ -189,7 +188,7 @@ async def _report(
         if not args.json:
             await _print_result(outcome, downloads)
     if args.json:
-        print(json.dumps({"ok": status == EXIT_OK, "tasks": summary}, indent=2))
+        print(json_out.dumps(summary))
     return status
 
 
@@ -231,24 +230,24 @@ async def _small_text(output: RemoteFile) -> str | None:
 
 
 def _result_json(result: TaskResult, downloads: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        "name": result.name,
-        "id": result.id,
-        "state": result.state.value,
-        "exit_codes": list(result.exit_codes),
-        "outputs": {name: out.url for name, out in result.outputs.items()},
-        "downloads": dict(downloads),
-    }
+    return json_out.record(
+        name=result.name,
+        id=result.id,
+        state=result.state.value,
+        exit_codes=result.exit_codes,
+        outputs={name: out.url for name, out in result.outputs.items()},
+        downloads=downloads,
+    )
 
 
 def _failure_json(name: str, exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, TaskFailed):
-        return {
-            "name": name,
-            "id": exc.task_id,
-            "state": exc.state,
-            "error": str(exc),
-            "exit_codes": list(exc.exit_codes),
-            "stderr_tail": exc.stderr_tail,
-        }
-    return {"name": name, "state": "NOT_RUN", "error": str(exc)}
+        return json_out.record(
+            name=name,
+            id=exc.task_id,
+            state=exc.state,
+            exit_codes=exc.exit_codes,
+            error=str(exc),
+            stderr_tail=exc.stderr_tail,
+        )
+    return json_out.record(name=name, id=None, state="NOT_RUN", error=str(exc))

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import os
 import signal
 import stat
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..server import LocalTesServer
 
 DEFAULT_PORT = 8000
 BASIC_ENV = "TESENGINE_SERVE_BASIC"
@@ -44,7 +50,12 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port (default: {DEFAULT_PORT}); 0 picks a free one",
+    )
     p.add_argument(
         "--work-dir",
         type=Path,
@@ -52,9 +63,18 @@ def register(sub: Any) -> None:
         help="task database and scratch space (default: ./tesengine-server)",
     )
     p.add_argument("--storage", help="storage URL offered to tasks (default: <work-dir>/storage)")
-    p.add_argument("--runtime", choices=("local", "noop", "docker"), default="local")
+    p.add_argument(
+        "--runtime",
+        choices=("local", "noop", "docker"),
+        default="local",
+        help="how executors run (default: local): local = on this host in a bubblewrap"
+        " sandbox (no network, the image is ignored); noop = not at all, every task"
+        " completes (for tests and benchmarks); docker = docker run with the image",
+    )
     p.add_argument("--max-tasks", type=int, help="tasks run at once (default: CPU count)")
-    p.add_argument("--noop-delay", type=float, default=0.0, help="seconds per noop executor")
+    p.add_argument(
+        "--noop-delay", type=float, default=0.0, help="seconds per noop executor (default: 0)"
+    )
     p.add_argument(
         "--allow-dir",
         action="append",
@@ -102,6 +122,23 @@ def serve(args: argparse.Namespace) -> int:
     exit_now(run(_serve(args)))
 
 
+@contextlib.asynccontextmanager
+async def _listening(server: LocalTesServer, host: str, port: int) -> AsyncIterator[None]:
+    """Start ``server``; a port that cannot be bound is one line, not a traceback."""
+    try:
+        await server.__aenter__()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = "address already in use (pick another --port, or 0 for any free one)"
+        else:
+            why = exc.strerror or str(exc)
+        raise ConfigError(f"--port {port}: cannot listen on {host}:{port}: {why}") from None
+    try:
+        yield
+    finally:
+        await server.__aexit__(None, None, None)
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from ..server import LocalTesServer
 
@@ -129,7 +166,7 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with server:
+    async with _listening(server, args.host, args.port):
         print(f"tesengine serve: listening on {server.url}", flush=True)
         print(
             f"  runtime: {server.settings.runtime}, work dir: {server.settings.work_dir}",

@@ -121,6 +121,7 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._reached = False
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -150,8 +151,9 @@ class Transport:
                 raise
             pending: Exception | None = exc
             log.debug("%s %s failed (%s); retrying", method, redact_url(url), _describe(exc))
+        attempts = self.policy.attempts(method, url, reached=self._reached)
         try:
-            async for retry in self.policy.attempts():
+            async for retry in attempts:
                 with retry:
                     if pending is not None:
                         replay, pending = pending, None
@@ -160,10 +162,7 @@ class Transport:
         except Exception as exc:
             if not is_retryable(exc):
                 raise
-            raise TesUnavailable(
-                f"{method} {redact_url(url)}: TES server unavailable after"
-                f" {self.policy.retries + 1} attempts: {_describe(exc)}"
-            ) from exc
+            raise attempts.give_up(exc) from exc
         raise AssertionError("unreachable: the retry loop returns or raises")
 
     async def request(self, method: str, url: str, body: bytes | None = None) -> Reply:
@@ -220,6 +219,7 @@ class Transport:
             raise DeadlineExceeded(
                 f"no complete answer within {self.request_deadline:g} s (request_deadline)"
             ) from None
+        self._reached = True  # it answered: from now on a refusal is an outage, retried
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s -> %d", method, redact_url(url), reply.status)
         return reply
