@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "stage_cmd",
     "hash_cmd",
     "config_cmd",
+    "gc_cmd",
 )
 
 EXIT_OK = 0

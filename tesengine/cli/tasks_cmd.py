@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..config import Config, load_config
+from ..config import Config
 from ..engine.request import PREFIX_TAG, logs_url
 from ..errors import StorageError
 from ..storage import Storage, join_url
-from ..tes import TesClient, View
+from ..tes import View
 from ..tes import models as wire
 from . import aio
+from .embedded import TaskSource, open_tasks
+from .safe_text import visible
 
-Command = Callable[[TesClient, Config, argparse.Namespace], Awaitable[int]]
+Command = Callable[[TaskSource, Config, argparse.Namespace], Awaitable[int]]
 
 
 def register(sub: Any) -> None:
@@ -45,10 +48,9 @@ def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        config = load_config(args.config, args.backend)
-
         async def main() -> int:
-            async with TesClient.from_config(config) as client:
+            # No configuration: the embedded store (see tesengine.cli.embedded).
+            async with open_tasks(args.config, args.backend) as (client, config):
                 return await command(client, config, args)
 
         return aio.run(main())
@@ -56,7 +58,7 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-async def _status(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
+async def _status(client: TaskSource, _config: Config, args: argparse.Namespace) -> int:
     task = await client.get_task(args.task_id, View.BASIC)
     if args.json:
         print(task.to_json().decode())
@@ -68,13 +70,13 @@ async def _status(client: TesClient, _config: Config, args: argparse.Namespace) 
     return 0
 
 
-async def _cancel(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
+async def _cancel(client: TaskSource, _config: Config, args: argparse.Namespace) -> int:
     await client.cancel_task(args.task_id)
     print(f"cancel requested for {args.task_id}")
     return 0
 
 
-async def _list(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
+async def _list(client: TaskSource, _config: Config, args: argparse.Namespace) -> int:
     tags = dict(tag.partition("=")[::2] for tag in args.tag)
     count = 0
     async for task in client.iter_tasks(
@@ -90,7 +92,7 @@ async def _list(client: TesClient, _config: Config, args: argparse.Namespace) ->
     return 0
 
 
-async def _logs(client: TesClient, config: Config, args: argparse.Namespace) -> int:
+async def _logs(client: TaskSource, config: Config, args: argparse.Namespace) -> int:
     task = await client.get_task(args.task_id, View.FULL)
     captured = await _captured_logs(task, config)
     tails = _server_tails(task)
@@ -100,8 +102,14 @@ async def _logs(client: TesClient, config: Config, args: argparse.Namespace) -> 
         return 0
     for label, text in streams.items():
         print(f"== {label} ==")
-        print(text, end="" if text.endswith("\n") or not text else "\n")
+        _print_log(text)
     return 0
+
+
+def _print_log(text: str) -> None:
+    """A task's log, its control characters made visible on a terminal."""
+    shown = visible(text, sys.stdout)
+    print(shown, end="" if shown.endswith("\n") or not shown else "\n")
 
 
 async def _captured_logs(task: wire.Task, config: Config) -> dict[str, str]:
