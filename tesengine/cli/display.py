@@ -52,6 +52,7 @@ class Display:
         self._started = time.monotonic()
         self._progress: Progress | None = None
         self._bar: TaskID | None = None
+        self._in_flight: int | None = None
 
     # -- lines ------------------------------------------------------------------
 
@@ -91,10 +92,16 @@ class Display:
         self.note(self.summary())
 
     def interrupted(self) -> None:
-        """Ctrl-C: clear the live line and say how many tasks were cancelled."""
+        """Ctrl-C: clear the live line; remember how many tasks are still in flight."""
         self.finish()
-        unfinished = sum(1 for state in self._states.values() if not state.is_final)
-        self._err(f"tesengine: cancelled {unfinished} task{'s' if unfinished != 1 else ''}")
+        if self._in_flight is None:
+            self._in_flight = sum(1 for state in self._states.values() if not state.is_final)
+
+    def cancelled(self) -> None:
+        """After Ctrl-C, once the remote tasks are cancelled: say how many, on a fresh line."""
+        self.interrupted()
+        n = self._in_flight or 0
+        self._err(f"tesengine: cancelled {n} task{'s' if n != 1 else ''}")
 
     # -- EngineEvents -----------------------------------------------------------
 

@@ -128,14 +128,18 @@ async def _run(args: argparse.Namespace, tasks: TaskFile, base: Path) -> int:
                 TesBackend(config, events=display, progress=display)
             )
             await _note_images(backend, tasks, display)
-            results = await _run_graph(backend, tasks, base)
+            try:
+                results = await _run_graph(backend, tasks, base)
+            except asyncio.CancelledError:
+                display.interrupted()  # counts the tasks still in flight, clears the line
+                raise
             display.finish()
             status = await _report(args, tasks, results, display)
             display.end()
             return status
     except asyncio.CancelledError:
         # Ctrl-C: leaving the backend above has cancelled the remote tasks.
-        display.interrupted()
+        display.cancelled()
         raise
     raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
 
