@@ -9,13 +9,15 @@ summary line: tasks by final state, wall time, bytes uploaded vs deduplicated.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.filesize import decimal
 from rich.progress import (
     BarColumn,
@@ -27,6 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Column
+from rich.text import Text
 
 from ..errors import TaskFailed, redact_url
 from ..tes.models import State
@@ -115,6 +118,9 @@ class Display:
 
     def input_staged(self, result: StageResult) -> None:
         verb = "uploaded" if result.uploaded else "already present"
+        if result.kind == "file" and not result.uploaded:
+            # The staging layer does not stat a file it finds present; we can, cheaply.
+            self._skipped += _size(result.source)
         self._event(f"input {result.source} -> {redact_url(result.url)} ({verb})")
 
     # -- TransferProgress: bytes hashed and uploaded while inputs are staged ------
@@ -137,7 +143,8 @@ class Display:
         pass
 
     def file_skipped(self, url: str, size: int) -> None:
-        self._skipped += max(size, 0)
+        if size > 0:  # a file inside a directory input; single files: input_staged
+            self._skipped += size
         self._refresh()
 
     # -- rendering ----------------------------------------------------------------
@@ -154,22 +161,21 @@ class Display:
         if not self._live:
             return
         if self._progress is None:
-            self._progress = _progress(self._console)
+            self._progress = _RunProgress(self._console, self._bytes_line)
             self._progress.start()
             self._bar = self._progress.add_task("tasks", total=self._total or None, detail="")
         assert self._bar is not None
         done = sum(1 for state in self._states.values() if state.is_final)
         total = max(self._total, len(self._states)) or None
-        self._progress.update(self._bar, completed=done, total=total, detail=self._detail())
-
-    def _detail(self) -> str:
         counts = Counter(state.value.lower() for state in self._states.values())
-        parts = [", ".join(f"{n} {state}" for state, n in sorted(counts.items()))]
-        parts.append(
-            f"{decimal(self._hashed)} hashed, {decimal(self._uploaded)} uploaded,"
+        detail = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        self._progress.update(self._bar, completed=done, total=total, detail=detail)
+
+    def _bytes_line(self) -> str:
+        return (
+            f"inputs: {decimal(self._hashed)} hashed, {decimal(self._uploaded)} uploaded,"
             f" {decimal(self._skipped)} skipped"
         )
-        return " | ".join(part for part in parts if part)
 
     def _line(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -178,20 +184,35 @@ class Display:
         print(visible(message, sys.stderr), file=sys.stderr, flush=True)
 
 
-def _progress(console: Console) -> Progress:
-    # The detail column is cropped, never wrapped: the live line stays one line.
-    detail = Column(no_wrap=True, overflow="ellipsis", ratio=1)
-    return Progress(
-        TextColumn("tasks"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[detail]}", table_column=detail),
-        console=console,
-        transient=True,
-        expand=True,
-        redirect_stderr=False,
-        redirect_stdout=False,
-    )
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+class _RunProgress(Progress):
+    """Tasks on the first line, input bytes on the second; neither ever wraps."""
+
+    def __init__(self, console: Console, bytes_line: Callable[[], str]) -> None:
+        self._bytes_line = bytes_line  # before super(): it renders once at once
+        # The detail column is cropped, never wrapped: the live line stays one line.
+        detail = Column(no_wrap=True, overflow="ellipsis", ratio=1)
+        super().__init__(
+            TextColumn("tasks"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[detail]}", table_column=detail),
+            console=console,
+            transient=True,
+            expand=True,
+            redirect_stderr=False,
+            redirect_stdout=False,
+        )
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield Text(self._bytes_line(), no_wrap=True, overflow="ellipsis")
