@@ -180,16 +180,19 @@ def settle_run(run: RunDir) -> None:
     ever finish: they end SYSTEM_ERROR, saying why, so ``status`` is truthful
     and no later server picks them up.
     """
+    marker = run.path / "settled"
+    if marker.exists():
+        return  # settled by an earlier run: nothing has touched it since
     run.url_file.unlink(missing_ok=True)
     shutil.rmtree(run.work / "tasks", ignore_errors=True)
-    if not run.database.exists():
-        return
-    with contextlib.closing(sqlite3.connect(run.database, timeout=5)) as db, db:
-        rows = db.execute("SELECT seq, doc FROM tasks").fetchall()
-        for seq, text in rows:
-            doc = json.loads(text)
-            if _settle_doc(doc):
-                db.execute("UPDATE tasks SET doc = ? WHERE seq = ?", (json.dumps(doc), seq))
+    if run.database.exists():
+        with contextlib.closing(sqlite3.connect(run.database, timeout=5)) as db, db:
+            rows = db.execute("SELECT seq, doc FROM tasks").fetchall()
+            for seq, text in rows:
+                doc = json.loads(text)
+                if _settle_doc(doc):
+                    db.execute("UPDATE tasks SET doc = ? WHERE seq = ?", (json.dumps(doc), seq))
+    marker.touch()
 
 
 def _settle_doc(doc: dict[str, Any]) -> bool:

@@ -261,3 +261,10 @@ def test_failure_tail_makes_escapes_visible_on_a_terminal(tmp_path: Path) -> Non
     assert status == 1, shown
     assert "stderr | a\\x1b]0;pwned\\x07b\\x1b[2Jc" in shown
     assert "\x1b]0;pwned" not in shown
+
+
+def test_make_visible_escapes_every_control_but_newline_and_tab() -> None:
+    from tesengine.cli.safe_text import make_visible
+
+    text = "a\tb\nc\x1b[31md\x07e\x00f\x7fg\x9bh\u202ei\u00e9"
+    assert make_visible(text) == "a\tb\nc\\x1b[31md\\x07e\\x00f\\x7fg\\x9bh\\u202ei\u00e9"
