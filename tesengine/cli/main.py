@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "stage_cmd",
     "hash_cmd",
     "config_cmd",
+    "gc_cmd",
 )
 
 #: Sub-command -> (its module, its one-line help), for a ``--help`` that imports nothing.

@@ -10,17 +10,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import posixpath
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..engine import RemoteDirectory, RemoteFile, TaskResult, TesBackend
-from ..errors import ConfigError, DigestError, InputChanged, InvalidTask, TaskFailed, TesEngineError
+from ..errors import (
+    ConfigError,
+    DigestError,
+    InputChanged,
+    InvalidTask,
+    TaskFailed,
+    TesEngineError,
+    redact_url,
+)
 from . import aio, json_out
 from .display import Display
 from .embedded import open_backend_config
 from .main import CONFIG_HELP, UsageError
+from .run_output import command_streams, task_exit_status
+from .safe_text import visible
 from .taskfile import (
     DEFAULT_IMAGE,
     FromOutput,
@@ -71,6 +83,11 @@ def register(sub: Any) -> None:
     p.add_argument("--backend", default="default", help="backend name in the config")
     p.add_argument("--download", type=Path, metavar="DIR", help="download every output into DIR")
     p.add_argument("--json", action="store_true", help="print a machine-readable result")
+    p.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit with the failed task's own exit code (0 when every task completes)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     p.set_defaults(func=run)
@@ -122,15 +139,43 @@ def _pairs(values: Sequence[str], flag: str, shape: str) -> list[tuple[str, str]
 
 
 async def _run(args: argparse.Namespace, tasks: TaskFile, base: Path) -> int:
-    display = Display(quiet=args.quiet or args.json)
-    async with contextlib.AsyncExitStack() as stack:
-        config = await open_backend_config(stack, args.config, args.backend, display.note)
-        backend = await stack.enter_async_context(
-            TesBackend(config, events=display, progress=display)
-        )
-        results = await _run_graph(backend, tasks, base)
-        return await _report(args, tasks, results, display)
+    display = Display(quiet=args.quiet or args.json, total=len(tasks.tasks))
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            config = await open_backend_config(stack, args.config, args.backend, display.note)
+            backend = await stack.enter_async_context(
+                TesBackend(config, events=display, progress=display)
+            )
+            await _note_images(backend, tasks, display)
+            try:
+                results = await _run_graph(backend, tasks, base)
+            except asyncio.CancelledError:
+                display.interrupted()  # counts the tasks still in flight, clears the line
+                raise
+            display.finish()
+            status = await _report(args, tasks, results, display)
+            display.end()
+            return status
+    except asyncio.CancelledError:
+        # Ctrl-C: leaving the backend above has cancelled the remote tasks.
+        display.cancelled()
+        raise
     raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
+
+
+async def _note_images(backend: TesBackend, tasks: TaskFile, display: Display) -> None:
+    """Say once per run that a local runtime does not use container images."""
+    try:
+        info = await backend.client.service_info()
+    except TesEngineError:
+        return  # not worth failing a run over; the task calls will say what is wrong
+    if info.environment != "local":
+        return
+    images = ", ".join(sorted({spec.image for spec in tasks.tasks}))
+    display.note(
+        f"the server's local runtime ignores images ({images}):"
+        " commands run on this machine's own userland, in a bubblewrap sandbox"
+    )
 
 
 async def _run_graph(
@@ -174,6 +219,8 @@ async def _report(
 ) -> int:
     status = EXIT_OK
     summary: list[dict[str, Any]] = []
+    # One task given by flags behaves like `docker run`: its stdout is ours.
+    single = args.file is None and len(tasks.tasks) == 1
     for spec in tasks.tasks:
         outcome = results[spec.name]
         if isinstance(outcome, BaseException):
@@ -183,21 +230,31 @@ async def _report(
             summary.append(_failure_json(spec.name, outcome))
             display.failure(spec.name, outcome)
             continue
-        downloads = await _download(outcome, args.download)
-        summary.append(_result_json(outcome, downloads))
+        downloads = await _download(outcome, spec, args.download)
+        entry = _result_json(outcome, downloads)
+        streams = await command_streams(outcome) if single else None
+        if streams is not None:
+            entry.update(stdout=streams.stdout_text, stderr=streams.stderr_text)
+        summary.append(entry)
         if not args.json:
-            await _print_result(outcome, downloads)
+            if streams is not None:
+                streams.write()
+            await _print_result(outcome, downloads, sys.stderr if single else sys.stdout)
     if args.json:
         print(json_out.dumps(summary))
+    if args.exit_code and status == EXIT_FAILED:
+        return task_exit_status(results.values())
     return status
 
 
-async def _download(result: TaskResult, dest: Path | None) -> dict[str, str]:
+async def _download(result: TaskResult, spec: TaskSpec, dest: Path | None) -> dict[str, str]:
+    """Download every output to ``<dest>/<task>/<file name in the container>``."""
     if dest is None:
         return {}
     paths = {}
+    names = _download_names(spec.outputs)
     for name, output in result.outputs.items():
-        target = dest / result.name / name
+        target = dest / result.name / names.get(name, name)
         if isinstance(output, RemoteDirectory):
             target.mkdir(parents=True, exist_ok=True)
         else:
@@ -206,17 +263,31 @@ async def _download(result: TaskResult, dest: Path | None) -> dict[str, str]:
     return paths
 
 
-async def _print_result(result: TaskResult, downloads: Mapping[str, str]) -> None:
-    print(f"{result.name}: {result.state.value} (task {result.id})")
+def _download_names(outputs: Mapping[str, str]) -> dict[str, str]:
+    """Output name -> the file or directory name it has in the container.
+
+    Names keep their extension (``n=/out/n.txt`` downloads as ``n.txt``); two
+    outputs with the same base name fall back to their output names.
+    """
+    names = {name: posixpath.basename(path.rstrip("/")) or name for name, path in outputs.items()}
+    clashes = {base for base, n in Counter(names.values()).items() if n > 1}
+    return {name: name if base in clashes else base for name, base in names.items()}
+
+
+async def _print_result(
+    result: TaskResult, downloads: Mapping[str, str], out: TextIO | None = None
+) -> None:
+    out = out or sys.stdout
+    print(f"{result.name}: {result.state.value} (task {result.id})", file=out)
     for name, output in result.outputs.items():
         where = f" -> {downloads[name]}" if name in downloads else ""
-        print(f"  {name}: {output.url}{where}")
+        print(f"  {name}: {redact_url(output.url)}{where}", file=out)
         if isinstance(output, RemoteFile):
             text = await _small_text(output)
             if text is not None:
-                for line in text.rstrip("\n").splitlines() or [""]:
-                    print(f"    | {line}")
-    sys.stdout.flush()
+                for line in visible(text, out).rstrip("\n").splitlines() or [""]:
+                    print(f"    | {line}", file=out)
+    out.flush()
 
 
 async def _small_text(output: RemoteFile) -> str | None:

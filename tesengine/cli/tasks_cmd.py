@@ -8,16 +8,18 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..config import Config, load_config
+from ..config import Config
 from ..engine.request import PREFIX_TAG, logs_url
 from ..errors import AuthError, StorageError, TesApiError, TesError, redact_url
 from ..storage import Storage, join_url
-from ..tes import TesClient, View
+from ..tes import View
 from ..tes import models as wire
 from . import aio, json_out
+from .embedded import TaskSource, open_tasks
 from .main import CONFIG_HELP
+from .safe_text import visible
 
-Command = Callable[[TesClient, Config, argparse.Namespace], Awaitable[int]]
+Command = Callable[[TaskSource, Config, argparse.Namespace], Awaitable[int]]
 
 
 def register(sub: Any) -> None:
@@ -70,10 +72,9 @@ def _tag(value: str) -> tuple[str, str]:
 
 def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        config = load_config(args.config, args.backend)
-
         async def main() -> int:
-            async with TesClient.from_config(config) as client:
+            # No configuration: the embedded store (see tesengine.cli.embedded).
+            async with open_tasks(args.config, args.backend) as (client, config):
                 try:
                     return await command(client, config, args)
                 except (AuthError, TesApiError) as exc:
@@ -116,7 +117,7 @@ def refused_credentials(config: Config, *, forbidden: bool = False) -> str:
     return f"the server refused the credentials for {url} ({what})"
 
 
-async def _status(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
+async def _status(client: TaskSource, _config: Config, args: argparse.Namespace) -> int:
     task = await client.get_task(args.task_id, View.BASIC)
     if args.json:
         print(json_out.dumps([json_out.from_wire(task)]))
@@ -128,13 +129,13 @@ async def _status(client: TesClient, _config: Config, args: argparse.Namespace) 
     return 0
 
 
-async def _cancel(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
+async def _cancel(client: TaskSource, _config: Config, args: argparse.Namespace) -> int:
     await client.cancel_task(args.task_id)
     print(f"cancel requested for {args.task_id}")
     return 0
 
 
-async def _list(client: TesClient, _config: Config, args: argparse.Namespace) -> int:
+async def _list(client: TaskSource, _config: Config, args: argparse.Namespace) -> int:
     tags = dict(args.tag)
     count = 0
     async for task in client.iter_tasks(
@@ -150,7 +151,7 @@ async def _list(client: TesClient, _config: Config, args: argparse.Namespace) ->
     return 0
 
 
-async def _logs(client: TesClient, config: Config, args: argparse.Namespace) -> int:
+async def _logs(client: TaskSource, config: Config, args: argparse.Namespace) -> int:
     task = await client.get_task(args.task_id, View.FULL)
     captured = await _captured_logs(task, config)
     tails = _server_tails(task)
@@ -161,7 +162,7 @@ async def _logs(client: TesClient, config: Config, args: argparse.Namespace) -> 
     _say_if_unfinished(task, bool(streams and any(streams.values())))
     for label, text in streams.items():
         _header(label)
-        print(text, end="" if text.endswith("\n") or not text else "\n", flush=True)
+        _print_log(text)
     return 0
 
 
@@ -169,6 +170,12 @@ def _header(label: str) -> None:
     """``== executor 0 stdout ==`` on stderr, so ``logs ID > file`` keeps the log alone."""
     sys.stdout.flush()  # keep the order on a terminal where both streams meet
     print(f"== {label} ==", file=sys.stderr, flush=True)
+
+
+def _print_log(text: str) -> None:
+    """A task's log, its control characters made visible on a terminal."""
+    shown = visible(text, sys.stdout)
+    print(shown, end="" if shown.endswith("\n") or not shown else "\n", flush=True)
 
 
 def _say_if_unfinished(task: wire.Task, any_output: bool) -> None:

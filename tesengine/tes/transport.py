@@ -28,7 +28,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from ..auth import AuthProvider, same_origin
-from ..errors import AuthError, ResponseTooLarge, TesApiError, TesUnavailable, redact_url
+from ..errors import AuthError, ResponseTooLarge, TesApiError, redact_url
 from .retry import (
     RETRY_STATUSES,
     DeadlineExceeded,
