@@ -6,10 +6,12 @@ every record has the same keys, whichever command wrote it::
     {"name": "count", "id": "abc", "state": "EXECUTOR_ERROR",
      "exit_codes": [3], "outputs": {"counts": "s3://..."},
      "error": "task 'count' (id abc) EXECUTOR_ERROR: executor 0 exited 3",
-     "stderr_tail": "...", "downloads": {}}
+     "stderr_tail": "...", "downloads": {}, "stdout": null, "stderr": null}
 
 ``error`` is null for a task that has not failed; ``state`` is ``NOT_RUN``
-for a task that was never submitted. URLs are redacted (no userinfo, no
+for a task that was never submitted. ``stdout`` and ``stderr`` carry the
+command's whole output where the command has it (``run`` of one task given by
+flags), else null. URLs are redacted (no userinfo, no
 signature values). Kept free of heavy imports: only the standard library.
 """
 
@@ -27,7 +29,18 @@ if TYPE_CHECKING:
 __all__ = ["KEYS", "document", "dumps", "from_wire", "record"]
 
 #: Every record has exactly these keys, in this order.
-KEYS = ("name", "id", "state", "exit_codes", "outputs", "error", "stderr_tail", "downloads")
+KEYS = (
+    "name",
+    "id",
+    "state",
+    "exit_codes",
+    "outputs",
+    "error",
+    "stderr_tail",
+    "downloads",
+    "stdout",
+    "stderr",
+)
 
 
 def record(
@@ -40,6 +53,8 @@ def record(
     error: str | None = None,
     stderr_tail: str = "",
     downloads: Mapping[str, str] | None = None,
+    stdout: str | None = None,
+    stderr: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One task's record; the only place the shape is defined.
@@ -55,6 +70,8 @@ def record(
         "error": error,
         "stderr_tail": stderr_tail,
         "downloads": dict(downloads or {}),
+        "stdout": stdout,
+        "stderr": stderr,
         **(extra or {}),
     }
 

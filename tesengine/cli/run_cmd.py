@@ -31,7 +31,7 @@ from . import aio, json_out
 from .display import Display
 from .embedded import open_backend_config
 from .main import CONFIG_HELP, UsageError
-from .run_output import command_streams, task_exit_status
+from .run_output import CommandStreams, command_streams, task_exit_status
 from .safe_text import visible
 from .taskfile import (
     DEFAULT_IMAGE,
@@ -231,11 +231,8 @@ async def _report(
             display.failure(spec.name, outcome)
             continue
         downloads = await _download(outcome, spec, args.download)
-        entry = _result_json(outcome, downloads)
         streams = await command_streams(outcome) if single else None
-        if streams is not None:
-            entry.update(stdout=streams.stdout_text, stderr=streams.stderr_text)
-        summary.append(entry)
+        summary.append(_result_json(outcome, downloads, streams))
         if not args.json:
             if streams is not None:
                 streams.write()
@@ -300,7 +297,9 @@ async def _small_text(output: RemoteFile) -> str | None:
         return None
 
 
-def _result_json(result: TaskResult, downloads: Mapping[str, str]) -> dict[str, Any]:
+def _result_json(
+    result: TaskResult, downloads: Mapping[str, str], streams: CommandStreams | None
+) -> dict[str, Any]:
     return json_out.record(
         name=result.name,
         id=result.id,
@@ -308,6 +307,8 @@ def _result_json(result: TaskResult, downloads: Mapping[str, str]) -> dict[str, 
         exit_codes=result.exit_codes,
         outputs={name: out.url for name, out in result.outputs.items()},
         downloads=downloads,
+        stdout=streams.stdout_text if streams else None,
+        stderr=streams.stderr_text if streams else None,
     )
 
 
