@@ -135,7 +135,7 @@ def test_a_killed_run_never_breaks_the_next_one(tmp_path: Path) -> None:
     assert after.stdout == "fine\n"
     status = tesengine(tmp_path, "status", task_id, "--json")
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["state"] == "SYSTEM_ERROR"  # settled, not left RUNNING
+    assert json.loads(status.stdout)["tasks"][0]["state"] == "SYSTEM_ERROR"  # settled, not left RUNNING
     logs = tesengine(tmp_path, "logs", task_id, "--json")
     assert logs.returncode == 0, logs.stderr
     runs = sorted((root_of(tmp_path) / "runs").iterdir())
@@ -177,7 +177,7 @@ def test_cancel_reaches_a_live_embedded_run(tmp_path: Path) -> None:
             proc.wait()
     assert "CANCELED" in (tmp_path / "sleeper.err").read_text()
     status = tesengine(tmp_path, "status", task_id, "--json")
-    assert json.loads(status.stdout)["state"] == "CANCELED"
+    assert json.loads(status.stdout)["tasks"][0]["state"] == "CANCELED"
 
 
 @pytest.mark.slow  # several CLI processes, ~2 s each on a loaded 2-core machine
