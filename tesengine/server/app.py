@@ -41,7 +41,11 @@ MAX_BODY = 32 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    """How a server runs. Credentials are left out of the repr."""
+    """How a server runs. Credentials are left out of the repr.
+
+    ``db_busy_timeout``: seconds a commit waits while another connection holds
+    the task database's write lock; then the creation is refused with a 503.
+    """
 
     work_dir: Path
     storage_url: str | None = None
@@ -53,6 +57,7 @@ class ServerSettings:
     bearer: str | None = field(default=None, repr=False)
     storage_config: Any = field(default=None, repr=False)
     keep_work: bool = False
+    db_busy_timeout: float = 5.0
 
     @property
     def resolved_storage_url(self) -> str:
@@ -70,7 +75,9 @@ class TesService:
         self.settings = settings
         self.runtime = runtime
         self.io = io
-        self.store = TaskStore(settings.work_dir / "tasks.sqlite3")
+        self.store = TaskStore(
+            settings.work_dir / "tasks.sqlite3", busy_timeout=settings.db_busy_timeout
+        )
         roots = [*settings.allow_dirs]
         storage_url = settings.resolved_storage_url
         if storage_url.startswith("file://"):

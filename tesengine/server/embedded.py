@@ -42,6 +42,7 @@ class LocalTesServer(AsyncClosing):
         storage_config: Any = None,
         allow_remote_without_auth: bool = False,
         keep_work: bool = False,
+        db_busy_timeout: float = 5.0,
     ) -> None:
         open_access = basic is None and bearer is None
         if open_access and not is_loopback(host) and not allow_remote_without_auth:
@@ -60,6 +61,7 @@ class LocalTesServer(AsyncClosing):
             bearer=bearer,
             storage_config=storage_config,
             keep_work=keep_work,
+            db_busy_timeout=db_busy_timeout,
         )
         self._runtime = None if isinstance(runtime, str) else runtime
         self._host = host
