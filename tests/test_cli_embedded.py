@@ -135,7 +135,8 @@ def test_a_killed_run_never_breaks_the_next_one(tmp_path: Path) -> None:
     assert after.stdout == "fine\n"
     status = tesengine(tmp_path, "status", task_id, "--json")
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["tasks"][0]["state"] == "SYSTEM_ERROR"  # settled, not left RUNNING
+    # settled, not left RUNNING
+    assert json.loads(status.stdout)["tasks"][0]["state"] == "SYSTEM_ERROR"
     logs = tesengine(tmp_path, "logs", task_id, "--json")
     assert logs.returncode == 0, logs.stderr
     runs = sorted((root_of(tmp_path) / "runs").iterdir())

@@ -43,7 +43,11 @@ MAX_BODY = 32 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    """How a server runs. Credentials are left out of the repr."""
+    """How a server runs. Credentials are left out of the repr.
+
+    ``db_busy_timeout``: seconds a commit waits while another connection holds
+    the task database's write lock; then the creation is refused with a 503.
+    """
 
     work_dir: Path
     storage_url: str | None = None
@@ -57,6 +61,7 @@ class ServerSettings:
     keep_work: bool = False
     allow_private_urls: bool = False
     inputs_namespace: str | None = None
+    db_busy_timeout: float = 5.0
 
     @property
     def resolved_storage_url(self) -> str:
@@ -79,7 +84,9 @@ class TesService:
         self.settings = settings
         self.runtime = runtime
         self.io = io
-        self.store = TaskStore(settings.work_dir / "tasks.sqlite3")
+        self.store = TaskStore(
+            settings.work_dir / "tasks.sqlite3", busy_timeout=settings.db_busy_timeout
+        )
         roots = [*settings.allow_dirs]
         storage_url = settings.resolved_storage_url
         if storage_url.startswith("file://"):

@@ -44,6 +44,7 @@ class LocalTesServer(AsyncClosing):
         keep_work: bool = False,
         allow_private_urls: bool = False,
         inputs_namespace: str | None = None,
+        db_busy_timeout: float = 5.0,
     ) -> None:
         open_access = basic is None and bearer is None
         if open_access and not is_loopback(host) and not allow_remote_without_auth:
@@ -64,6 +65,7 @@ class LocalTesServer(AsyncClosing):
             keep_work=keep_work,
             allow_private_urls=allow_private_urls,
             inputs_namespace=inputs_namespace,
+            db_busy_timeout=db_busy_timeout,
         )
         self._runtime = None if isinstance(runtime, str) else runtime
         self._host = host
