@@ -24,6 +24,7 @@ from aiohttp import web
 
 from tesengine import TesBackend
 from tesengine.config import BackendConfig, Config
+from tesengine.engine.backend import _under_outputs
 from tesengine.errors import (
     ResponseTooLarge,
     TesEngineError,
@@ -358,8 +359,6 @@ AZ_OUT = "https://acct.blob.core.windows.net/c/out?sv=1&sig=from-config"
     ],
 )
 def test_outputs_prefix_check(url: str, expected: str | None) -> None:
-    from tesengine.engine.backend import _under_outputs
-
     if expected is None:
         with pytest.raises(UnsafeReply, match="sig=<redacted>"):
             _under_outputs(url, AZ_OUT, "t-1", "output x")
