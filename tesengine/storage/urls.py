@@ -112,7 +112,8 @@ def parse_url(url: str) -> Location:
         return Location("az", container, _key(parts.path), parts.query, base, account=account)
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
-            raise StorageError(f"file URL with a remote host: {redact_url(url)}", url=url)
+            shown = redact_url(url)
+            raise StorageError(f"file URL with a remote host: {shown}", url=shown)
         return Location("file", "", _key(unquote(parts.path)), parts.query, "file://")
     if scheme in ("http", "https"):
         return _http_url(scheme, parts.netloc, unquote(parts.path), parts.query)

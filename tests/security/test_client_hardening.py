@@ -24,6 +24,7 @@ from aiohttp import web
 
 from tesengine import TesBackend
 from tesengine.config import BackendConfig, Config
+from tesengine.engine.backend import _under_outputs
 from tesengine.errors import (
     ResponseTooLarge,
     TesEngineError,
@@ -336,3 +337,30 @@ async def test_attach_keeps_outputs_under_the_prefix_and_takes_their_query_from_
     async with TesBackend(Config(backend_name="h", backend=backend)) as engine:
         result = await (await engine.attach("t-1"))
     assert {name: out.url for name, out in result.outputs.items()} == {"x": f"{outputs}/t-1/x"}
+
+
+AZ_OUT = "https://acct.blob.core.windows.net/c/out?sv=1&sig=from-config"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (  # the query (credentials) comes from the configuration, not the server
+            "https://acct.blob.core.windows.net/c/out/t/x?sv=9&sig=other",
+            "https://acct.blob.core.windows.net/c/out/t/x?sv=1&sig=from-config",
+        ),
+        ("az://c/out/t/x", None),  # another form, no account: not provably the same store
+        ("https://evil.blob.core.windows.net/c/out/t/x", None),  # another account
+        ("https://acct.blob.core.windows.net/c/out-evil/x", None),  # a sibling prefix
+        ("https://acct.blob.core.windows.net/other/out/x", None),  # another container
+        ("https://acct.blob.core.windows.net/c/out", None),  # the prefix itself
+        ("https://acct.blob.core.windows.net/c/out/./x", None),
+        ("not a url", None),
+    ],
+)
+def test_outputs_prefix_check(url: str, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(UnsafeReply, match="sig=<redacted>"):
+            _under_outputs(url, AZ_OUT, "t-1", "output x")
+    else:
+        assert _under_outputs(url, AZ_OUT, "t-1", "output x") == expected
