@@ -136,7 +136,12 @@ def _run_dirs(root: Path) -> list[RunDir]:
         entries = sorted((root / "runs").iterdir())
     except OSError:
         return []
-    return [RunDir(p) for p in entries if p.is_dir() and (p / "lock").exists()]
+    # Hidden names are runs being created (see _new_run).
+    return [
+        RunDir(p)
+        for p in entries
+        if not p.name.startswith(".") and p.is_dir() and (p / "lock").exists()
+    ]
 
 
 @contextlib.contextmanager
@@ -212,12 +217,21 @@ def _settle_doc(doc: dict[str, Any]) -> bool:
 
 
 def _new_run(root: Path) -> tuple[RunDir, _Lock]:
+    """A new run directory, locked before any other process can see it.
+
+    It is made and locked under a hidden name, then renamed into place (the
+    flock belongs to the file, so it survives the rename): another process
+    can never find it unlocked and take it for a finished run.
+    """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    run = RunDir(root / "runs" / f"{stamp}-{os.getpid()}-{secrets.token_hex(3)}")
-    run.path.mkdir(parents=True)
-    lock = _Lock.try_take(run.path / "lock")
+    name = f"{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
+    hidden = root / "runs" / f".new-{name}"
+    hidden.mkdir(parents=True)
+    lock = _Lock.try_take(hidden / "lock")
     if lock is None:  # pragma: no cover - a fresh, uniquely named directory
-        raise OSError(f"cannot lock {run.path}")
+        raise OSError(f"cannot lock {hidden}")
+    run = RunDir(root / "runs" / name)
+    hidden.rename(run.path)
     return run, lock
 
 

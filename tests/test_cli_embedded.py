@@ -258,9 +258,17 @@ def test_logs_make_escapes_visible_on_a_terminal_only(tmp_path: Path) -> None:
 
 
 def test_failure_tail_makes_escapes_visible_on_a_terminal(tmp_path: Path) -> None:
-    status, shown = on_a_terminal(tmp_path, "run", "--", "sh", "-c", f"{HOSTILE} >&2; exit 4")
+    tasks = tmp_path / "tasks.json"  # JSON: the shell escapes need no TOML quoting
+    command = ["sh", "-c", f"{HOSTILE} >&2; exit 4"]
+    tasks.write_text(json.dumps({"tasks": [{"name": "t", "command": command}]}))
+    status, shown = on_a_terminal(tmp_path, "run", "--file", str(tasks))
     assert status == 1, shown
     assert "stderr | a\\x1b]0;pwned\\x07b\\x1b[2Jc" in shown
+    assert "\x1b]0;pwned" not in shown
+    # One task given by flags: its full stderr is printed, made visible the same way.
+    status, shown = on_a_terminal(tmp_path, "run", "--", "sh", "-c", f"{HOSTILE} >&2; exit 4")
+    assert status == 1, shown
+    assert "a\\x1b]0;pwned\\x07b\\x1b[2Jc" in shown
     assert "\x1b]0;pwned" not in shown
 
 

@@ -130,7 +130,17 @@ def test_failed_task_exit_1_with_reason(tmp_path: Path, local_tes: ServedTes) ->
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "EXECUTOR_ERROR: executor 0 exited 7: it went wrong" in result.stderr
-    assert "stderr | it went wrong" in result.stderr
+    # One task given by flags: its stderr is printed as it is, like docker run.
+    assert "it went wrong" in result.stderr.splitlines()
+
+
+def test_failed_task_in_a_file_prints_its_stderr_tail(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.toml"
+    tasks.write_text('[[tasks]]\nname = "f"\ncommand = ["sh", "-c", "echo oops >&2; exit 2"]\n')
+    result = embedded(tmp_path, "run", "--file", str(tasks))
+    assert result.returncode == 1
+    assert "task 'f'" in result.stderr and "exited 2: oops" in result.stderr
+    assert "  stderr | oops" in result.stderr
 
 
 def test_cancel_command(tmp_path: Path, serve_tes: object) -> None:
@@ -219,10 +229,12 @@ def test_single_task_prints_its_stdout_and_stderr(tmp_path: Path) -> None:
 
 
 def test_exit_code_follows_the_task(tmp_path: Path) -> None:
-    failing = ["--", "sh", "-c", "echo partial; exit 3"]
+    failing = ["--", "sh", "-c", "echo partial; echo bad >&2; exit 3"]
     plain = embedded(tmp_path, "run", *failing)
     assert plain.returncode == 1
-    assert plain.stdout == ""  # a failed task's stdout is not printed: only its stderr tail
+    assert plain.stdout == "partial\n"  # a failed task's output is shown too, like docker run
+    assert plain.stderr.splitlines().count("bad") == 1  # the full stderr, not again as a tail
+    assert "executor 0 exited 3: bad" in plain.stderr
     followed = embedded(tmp_path, "run", "--exit-code", *failing)
     assert followed.returncode == 3, followed.stderr
     ok = embedded(tmp_path, "run", "--exit-code", "--", "true")

@@ -64,11 +64,12 @@ class Display:
         if not self._quiet:
             self._line(f"tesengine: {message}")
 
-    def failure(self, name: str, exc: BaseException) -> None:
-        """A failed task: its one-line reason, then its stderr tail."""
+    def failure(self, name: str, exc: BaseException, *, tail: bool = True) -> None:
+        """A failed task: its one-line reason, then (unless its full stderr was
+        printed already) its stderr tail."""
         self.finish()
         self._err(f"tesengine: {exc}")
-        if isinstance(exc, TaskFailed) and exc.stderr_tail:
+        if tail and isinstance(exc, TaskFailed) and exc.stderr_tail:
             for line in exc.stderr_tail.splitlines():
                 self._err(f"  stderr | {line}")
 

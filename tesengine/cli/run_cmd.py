@@ -31,7 +31,7 @@ from . import aio, json_out
 from .display import Display
 from .embedded import open_backend_config
 from .main import CONFIG_HELP, UsageError
-from .run_output import CommandStreams, command_streams, task_exit_status
+from .run_output import CommandStreams, command_streams, failed_streams, task_exit_status
 from .safe_text import visible
 from .taskfile import (
     DEFAULT_IMAGE,
@@ -153,7 +153,7 @@ async def _run(args: argparse.Namespace, tasks: TaskFile, base: Path) -> int:
                 display.interrupted()  # counts the tasks still in flight, clears the line
                 raise
             display.finish()
-            status = await _report(args, tasks, results, display)
+            status = await _report(args, tasks, results, display, backend)
             display.end()
             return status
     except asyncio.CancelledError:
@@ -216,6 +216,7 @@ async def _report(
     tasks: TaskFile,
     results: Mapping[str, TaskResult | BaseException],
     display: Display,
+    backend: TesBackend,
 ) -> int:
     status = EXIT_OK
     summary: list[dict[str, Any]] = []
@@ -227,8 +228,16 @@ async def _report(
             unreadable = isinstance(outcome, DigestError) and not isinstance(outcome, InputChanged)
             bad_input = unreadable or isinstance(outcome, InvalidTask | ConfigError)
             status = max(status, EXIT_USAGE if bad_input else EXIT_FAILED)
-            summary.append(_failure_json(spec.name, outcome))
-            display.failure(spec.name, outcome)
+            entry = _failure_json(spec.name, outcome)
+            failed = None
+            if single and isinstance(outcome, TaskFailed):
+                failed = await failed_streams(backend, outcome)
+            if failed is not None:
+                entry.update(stdout=failed.stdout_text, stderr=failed.stderr_text)
+                if not args.json:
+                    failed.write()
+            summary.append(entry)
+            display.failure(spec.name, outcome, tail=failed is None)
             continue
         downloads = await _download(outcome, spec, args.download)
         streams = await command_streams(outcome) if single else None

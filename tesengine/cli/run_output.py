@@ -11,10 +11,12 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..engine import TaskResult
+from ..engine import RemoteDirectory, TaskResult, TesBackend
+from ..engine.request import PREFIX_TAG, logs_url
 from ..errors import TaskFailed, TesEngineError
+from .safe_text import make_visible
 
-__all__ = ["CommandStreams", "command_streams", "task_exit_status"]
+__all__ = ["CommandStreams", "command_streams", "failed_streams", "task_exit_status"]
 
 EXIT_FAILED = 1
 
@@ -37,12 +39,18 @@ class CommandStreams:
         return self.stderr.decode(errors="replace")
 
     def write(self) -> None:
-        """Write them, as bytes, to our own stdout and stderr."""
+        """Write them to our own stdout and stderr: as bytes to a file or pipe, with
+        control characters made visible to a terminal (the task wrote them)."""
         for data, stream in ((self.stdout, sys.stdout), (self.stderr, sys.stderr)):
-            if data:
+            if not data:
+                continue
+            if stream.isatty():
+                stream.write(make_visible(data.decode(errors="replace")))
                 stream.flush()
-                stream.buffer.write(data)
-                stream.buffer.flush()
+                continue
+            stream.flush()
+            stream.buffer.write(data)
+            stream.buffer.flush()
 
 
 async def command_streams(result: TaskResult) -> CommandStreams:
@@ -62,6 +70,38 @@ async def _captured(result: TaskResult, name: str, tail: str) -> bytes:
         return await result.logs.file(name).read_bytes()
     except TesEngineError:
         return tail.encode()  # not captured (e.g. a server without the log output)
+
+
+async def failed_streams(backend: TesBackend, exc: TaskFailed) -> CommandStreams | None:
+    """A failed task's stdout and stderr: the captured logs where the server kept
+    them, else its tails (a server may not deliver any output of a failed task)."""
+    from ..tes import View
+
+    try:
+        task = await backend.client.get_task(exc.task_id, View.FULL)
+    except TesEngineError:
+        return None
+    last = task.logs[-1] if task.logs else None
+    tails = list(last.logs) if last else []
+    prefix = (task.tags or {}).get(PREFIX_TAG)
+    logs = backend.remote_directory(logs_url(prefix)) if prefix else None
+    out: list[bytes] = []
+    err: list[bytes] = []
+    for index, log in enumerate(tails):
+        out.append(await _read(logs, f"{index}.stdout", log.stdout or ""))
+        err.append(await _read(logs, f"{index}.stderr", log.stderr or ""))
+    if not any(out) and not any(err):
+        return None  # nothing to show: the failure's one line says it all
+    return CommandStreams(b"".join(out), b"".join(err))
+
+
+async def _read(logs: RemoteDirectory | None, name: str, tail: str) -> bytes:
+    if logs is None:
+        return tail.encode()
+    try:
+        return await logs.file(name).read_bytes()
+    except TesEngineError:
+        return tail.encode()  # not delivered: the server's tail is what there is
 
 
 def task_exit_status(outcomes: Iterable[TaskResult | BaseException]) -> int:
