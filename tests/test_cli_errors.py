@@ -134,7 +134,8 @@ async def test_retry_lines_are_readable_and_throttled(
     lines = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
     pattern = (
         r"retrying GET http://127\.0\.0\.1:\d+/ga4gh/tes/v1/tasks/t-1"
-        r" \(attempt {n} of 9, in \d+\.\d s\): HTTP 503: db down$"
+        r" \(attempt {n} of 9, in \d+\.\d s\): HTTP 503: db down"
+        r"( \(\d+ more retries not shown\))?$"  # earlier tests' retries, in this process
     )
     assert len(lines) == 2
     for n, line in enumerate(lines, start=2):

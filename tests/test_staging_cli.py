@@ -56,11 +56,11 @@ def test_stage_prints_url_and_status_and_exits_0_every_time(
     }
 
 
-def test_stage_missing_input_exits_1_with_one_line(tmp_path: Path, moto_s3: S3Server) -> None:
+def test_stage_missing_input_exits_2_with_one_line(tmp_path: Path, moto_s3: S3Server) -> None:
     env, config, _ = _setup(tmp_path, moto_s3)
     argv = [*TESENGINE, "stage", "--config", str(config), "no-such-file"]
     proc = run(argv, tmp_path, env)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a bad input, like run (issue 14)
     assert proc.stdout == b""
     lines = proc.stderr.decode().strip().splitlines()
     assert len(lines) == 1, lines  # one line, no traceback

@@ -206,7 +206,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (["--input", "missing.txt=/in/x", "--", "true"], 2, "missing.txt"),
         (["--input", "ftp://h/x=/in/x", "--", "true"], 2, "ftp"),
         (["--output", "o=rel/x", "--", "true"], 2, "rel/x"),
-        (["--input", "loop=/in/d", "--", "true"], 1, "loop"),
+        (["--input", "loop=/in/d", "--", "true"], 2, "loop"),  # unreadable: a bad task
         (["--input", "pipe=/in/p", "--", "true"], 2, "pipe"),
     ],
 )
