@@ -2,7 +2,7 @@
 
 Every place tesengine prints a URL (messages, log lines, progress and
 result lines, ``config show``, reprs) passes it through :func:`redact_url`.
-Hidden: the password of a URL's userinfo and the values of secret query or
+Hidden: a URL's userinfo (user and password) and the values of secret query or
 fragment parameters (Azure SAS ``sig``, ``X-Amz-Signature``,
 ``X-Amz-Credential``, ``token``, ``access_token``, ``key``...). Everything
 else stays as given, so a redacted URL still names its object.
@@ -63,8 +63,8 @@ _SCHEME = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9+.-]*):/*")
 def redact_url(url: str) -> str:
     """Return ``url`` with its secrets replaced by ``<redacted>``; everything else as given.
 
-    Hidden: the password of the userinfo (``https://user:<redacted>@host/``; a
-    user name alone, often a token, is hidden whole) and the values of secret
+    Hidden: the whole userinfo (``https://<redacted>@host/``; but the container
+    name of ``abfs://container@account...``) and the values of secret
     query or fragment parameters (Azure SAS ``sig``, ``X-Amz-Signature``,
     ``X-Amz-Credential``, ``token``, ``access_token``, ``key``...). Other
     parameters (``sv``, ``se``, ``sp``, ``versionId``...) stay, so the URL is
@@ -85,10 +85,8 @@ def redact_url(url: str) -> str:
 
 
 def _redact_userinfo(scheme: str, userinfo: str) -> str:
-    user, colon, _password = userinfo.partition(":")
-    if colon:
-        return f"{user}:{REDACTED}"
-    if scheme in _CONTAINER_USERINFO or userinfo == REDACTED:
+    # The user name goes too: it is often a token, or half of the credential.
+    if ":" not in userinfo and (scheme in _CONTAINER_USERINFO or userinfo == REDACTED):
         return userinfo
     return REDACTED
 

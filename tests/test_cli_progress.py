@@ -92,10 +92,11 @@ def test_terminal_progress_counts_bar_eta_and_summary(tmp_path: Path) -> None:
     assert not any(LONG in f for f in frames)
     summary = [line for line in ANSI.sub("", shown).splitlines() if "3 tasks:" in line]
     assert len(summary) == 1
-    # The three tasks share one 17 kB input: uploaded once, found present twice.
+    # The three tasks share one 17 kB input: one object, uploaded once (the other two
+    # tasks wait for that upload); nothing was in storage before.
     assert re.fullmatch(
         r"tesengine: 3 tasks: 3 complete; \d+\.\d s; inputs 17\.0 kB uploaded,"
-        r" 34\.0 kB deduplicated\r?",
+        r" 0 bytes deduplicated\r?",
         summary[0],
     )
     assert f"{LONG}0: COMPLETE" in term.stdout.read_text()  # results stay on stdout
@@ -147,4 +148,5 @@ def test_piped_progress_is_plain_lines(tmp_path: Path) -> None:
     )
     again = piped_run(tmp_path, tasks)  # the input is stored already: nothing uploaded
     assert again.returncode == 0, again.stderr
-    assert again.stderr.splitlines()[-1].endswith("inputs 0 bytes uploaded, 34.0 kB deduplicated")
+    # One object both tasks share, found present once: its bytes count once.
+    assert again.stderr.splitlines()[-1].endswith("inputs 0 bytes uploaded, 17.0 kB deduplicated")

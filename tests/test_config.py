@@ -336,7 +336,7 @@ def test_config_show_redacts_urls_and_token_command(tmp_path: Path) -> None:
     for secret in ("URLPASS", "alice", "SASSIG1", "SASSIG2", "CMDSECRET", "--secret"):
         assert secret not in shown.stdout + shown.stderr, secret
     backend = json.loads(shown.stdout)["run.backends.default"]
-    assert backend["url"] == "https://tes.example.org"
+    assert backend["url"] == "https://<redacted>@tes.example.org"
     assert backend["inputs"].startswith("az://acct/c/in?sv=2024&sig=")
     assert backend["auth"]["token_command"] == ["get-token", "<redacted>"]
 
@@ -345,7 +345,7 @@ def test_a_url_typo_does_not_quote_the_password(tmp_path: Path) -> None:
     text = BASE.replace("https://tes.example.org", "htps://user:PASS123@tes.example.org")
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
-    assert "got 'htps://tes.example.org'" in str(info.value)
+    assert "got 'htps://<redacted>@tes.example.org'" in str(info.value)
     assert "PASS123" not in str(info.value) and "user" not in str(info.value)
 
 

@@ -4,12 +4,12 @@ Progress goes to stderr so stdout stays the result (and ``--json`` stays JSON).
 The live line shows ``N/total`` tasks done, a bar, elapsed time and an ETA,
 counts by state and the input bytes hashed, uploaded and skipped (already
 present). It never names a task, so long names cannot wrap it. At the end, one
-summary line: tasks by final state, wall time, bytes uploaded vs deduplicated.
+summary line: tasks by final state, wall time, bytes uploaded vs deduplicated
+(found already in storage, counted once per stored object).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -119,9 +119,6 @@ class Display:
 
     def input_staged(self, result: StageResult) -> None:
         verb = "uploaded" if result.uploaded else "already present"
-        if result.kind == "file" and not result.uploaded:
-            # The staging layer does not stat a file it finds present; we can, cheaply.
-            self._skipped += _size(result.source)
         self._event(f"input {result.source} -> {redact_url(result.url)} ({verb})")
 
     # -- TransferProgress: bytes hashed and uploaded while inputs are staged ------
@@ -144,7 +141,7 @@ class Display:
         pass
 
     def file_skipped(self, url: str, size: int) -> None:
-        if size > 0:  # a file inside a directory input; single files: input_staged
+        if size > 0:  # -1: a directory marker, no bytes of its own
             self._skipped += size
         self._refresh()
 
@@ -183,13 +180,6 @@ class Display:
 
     def _err(self, message: str) -> None:
         print(visible(message, sys.stderr), file=sys.stderr, flush=True)
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
 
 
 class _RunProgress(Progress):

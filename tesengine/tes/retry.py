@@ -141,6 +141,8 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         refused = isinstance(exc.os_error, ConnectionRefusedError)
         return "connection refused" if refused else f"cannot connect: {exc.os_error}"
+    if isinstance(exc, DeadlineExceeded):
+        return str(exc)  # says which deadline: more use than a bare "timed out"
     plain = next((text for kind, text in _PLAIN_FAILURES if isinstance(exc, kind)), None)
     if plain is not None:
         return plain

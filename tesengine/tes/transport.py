@@ -34,6 +34,7 @@ from .retry import (
     DeadlineExceeded,
     RetryableStatus,
     RetryPolicy,
+    describe_failure,
     is_retryable,
     parse_retry_after,
 )
@@ -150,7 +151,7 @@ class Transport:
             if not is_retryable(exc):
                 raise
             pending: Exception | None = exc
-            log.debug("%s %s failed (%s); retrying", method, redact_url(url), _describe(exc))
+            log.debug("%s %s failed (%s); retrying", method, redact_url(url), describe_failure(exc))
         attempts = self.policy.attempts(method, url, reached=self._reached)
         try:
             async for retry in attempts:
@@ -288,9 +289,3 @@ def _auth_error(method: str, reply: Reply, why: str) -> AuthError:
     return AuthError(
         f"{method} {redact_url(reply.url)} -> HTTP {reply.status} {why}: {message[:300]}"
     )
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, RetryableStatus):
-        return f"HTTP {exc.status}: {exc.body[:300]}" if exc.body else f"HTTP {exc.status}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

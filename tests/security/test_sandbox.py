@@ -220,8 +220,11 @@ def test_ten_thousand_inputs_run_and_stay_read_only(hostile: ServedTes) -> None:
 def test_argument_over_the_kernel_limit_is_a_system_error_before_staging(
     hostile: ServedTes,
 ) -> None:
+    # Inside the storage root (so the create-time URL check lets it pass), but absent:
+    # fetching it would fail and name it.
+    never = (hostile.storage_dir / "never-fetched").as_uri()
     task = {
-        "inputs": [{"path": "/in/never", "url": "file:///nonexistent/never-fetched"}],
+        "inputs": [{"path": "/in/never", "url": never}],
         "executors": [{"image": "x", "command": ["echo", "x" * 200_000]}],
     }
     doc = run(hostile, task)

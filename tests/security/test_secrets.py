@@ -108,10 +108,10 @@ def test_redact_url_leaves_urls_without_secrets_unchanged() -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://alice:pw@h/x", "https://alice:<redacted>@h/x"),
+        ("https://alice:pw@h/x", "https://<redacted>@h/x"),
         ("https://ghp_token@github.com/x", "https://<redacted>@github.com/x"),
-        ("htps://user:PASS@host/x", "htps://user:<redacted>@host/x"),
-        ("https:/user:PASS@host/x", "https:/user:<redacted>@host/x"),
+        ("htps://user:PASS@host/x", "htps://<redacted>@host/x"),
+        ("https:/user:PASS@host/x", "https:/<redacted>@host/x"),
         (
             "https://a.blob.core.windows.net/c/k?sv=2022-11-02&sp=r&sig=abc%2Bdef",
             "https://a.blob.core.windows.net/c/k?sv=2022-11-02&sp=r&sig=<redacted>",
