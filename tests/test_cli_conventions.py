@@ -191,3 +191,17 @@ def test_status_json_and_run_json_share_one_format(tmp_path: Path, noop_tes: Ser
     for key in ("name", "id", "state", "exit_codes", "error"):
         assert ran_task[key] == seen_task[key], key
     assert seen["ok"] is True and seen_task["state"] == "COMPLETE"
+
+
+def test_every_registered_subcommand_is_listed_in_help() -> None:
+    """A sub-command a module registers but SUBCOMMANDS lacks would be missing from --help."""
+    import argparse
+    import importlib
+
+    from tesengine.cli.main import COMMANDS, SUBCOMMANDS
+
+    for module in COMMANDS:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"tesengine.cli.{module}").register(sub)
+        for name in sub.choices:
+            assert SUBCOMMANDS.get(name, ("",))[0] == module, name

@@ -19,17 +19,6 @@ from collections.abc import Callable, Sequence
 
 from ..errors import ConfigError, DigestError, InputChanged, InvalidTask, TesEngineError
 
-#: Sub-command modules under ``tesengine.cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = (
-    "run_cmd",
-    "tasks_cmd",
-    "serve_cmd",
-    "stage_cmd",
-    "hash_cmd",
-    "config_cmd",
-    "gc_cmd",
-)
-
 #: Sub-command -> (its module, its one-line help), for a ``--help`` that imports nothing.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run_cmd", "run a task (or a task file) and print its outputs"),
@@ -41,7 +30,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stage": ("stage_cmd", "upload local inputs to the inputs bucket"),
     "hash": ("hash_cmd", "print BLAKE3 digests of files and directories"),
     "config": ("config_cmd", "check or show the configuration"),
+    "gc": ("gc_cmd", "remove finished embedded runs, their outputs and unreferenced downloads"),
 }
+
+#: Sub-command modules under ``tesengine.cli``, in the order ``--help`` lists them.
+COMMANDS: tuple[str, ...] = tuple(dict.fromkeys(module for module, _ in SUBCOMMANDS.values()))
 
 #: ``--config`` help shared by every sub-command that reads the configuration.
 CONFIG_HELP = (
