@@ -30,7 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stage": ("stage_cmd", "upload local inputs to the inputs bucket"),
     "hash": ("hash_cmd", "print BLAKE3 digests of files and directories"),
     "config": ("config_cmd", "check or show the configuration"),
-    "gc": ("gc_cmd", "remove finished embedded runs, their outputs and unreferenced downloads"),
+    "gc": ("gc_cmd", "remove finished embedded runs and unused downloads"),
 }
 
 #: Sub-command modules under ``tesengine.cli``, in the order ``--help`` lists them.
