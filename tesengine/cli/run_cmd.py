@@ -96,7 +96,19 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tesengine run``."""
     tasks, base = _tasks(args)
+    if args.download is not None:
+        for index, spec in enumerate(tasks.tasks):
+            _check_download_name(spec.name, index)
     return aio.run(_run(args, tasks, base))
+
+
+def _check_download_name(name: str, index: int) -> None:
+    """``--download`` writes to ``DIR/<task name>/``: the name must stay one directory."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise UsageError(
+            f"tasks[{index}].name {name!r}: with --download, a task name must be a plain"
+            " file name (no '/', not '.' or '..'), as it names the task's download directory"
+        )
 
 
 def _tasks(args: argparse.Namespace) -> tuple[TaskFile, Path]:
@@ -260,7 +272,10 @@ async def _download(result: TaskResult, spec: TaskSpec, dest: Path | None) -> di
     paths = {}
     names = _download_names(spec.outputs)
     for name, output in result.outputs.items():
-        target = dest / result.name / names.get(name, name)
+        # The spec's name (checked by _check_download_name), never the server's.
+        target = dest / spec.name / names.get(name, name)
+        if target.parent.parent != dest or target.name in ("", ".", ".."):
+            raise UsageError(f"output {name!r}: {target} is not a file name inside {dest}")
         if isinstance(output, RemoteDirectory):
             target.mkdir(parents=True, exist_ok=True)
         else:
