@@ -12,13 +12,16 @@ Layout under the root (``~/.cache/tesengine/embedded`` by default)::
     cache/              the client's digest cache and downloaded outputs
     runs/<run>/lock     held (flock) by the process that owns the run
     runs/<run>/url      the run's server URL, while it runs
+    runs/<run>/token    the bearer token its server requires (0600), while it runs
     runs/<run>/work/    the run's server work directory (tasks.sqlite3, tasks/)
 
 Each process gets its own server and work directory, so concurrent runs never
 see each other's tasks; a run whose lock is free has ended (or crashed): the
 next run marks its unfinished tasks SYSTEM_ERROR and removes its sandboxes,
 and its task records stay readable (``tesengine status/logs/list``) until
-``tesengine gc`` removes them.
+``tesengine gc`` removes them. The server answers only requests carrying its
+run's random bearer token: it listens on loopback, where any local user could
+otherwise submit tasks that run as this user.
 """
 
 from __future__ import annotations
@@ -33,18 +36,20 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import platformdirs
+from pydantic import SecretStr
 
-from .config import BackendConfig, Config
+from .config import BackendConfig, BearerAuthConfig, Config
 from .engine import TesBackend
 from .server import LocalTesServer
 
 __all__ = [
     "EMBEDDED_INTERVAL",
+    "Endpoint",
     "RunDir",
     "embedded_backend",
     "embedded_config",
@@ -66,15 +71,24 @@ def embedded_root() -> Path:
     return Path(platformdirs.user_cache_dir("tesengine")) / "embedded"
 
 
-def embedded_config(url: str, root: Path, **backend: Any) -> Config:
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A live embedded server: its URL and the bearer token it requires."""
+
+    url: str
+    token: str = field(repr=False)
+
+
+def embedded_config(url: str, root: Path, token: str | None = None, **backend: Any) -> Config:
     """A configuration for the embedded server at ``url`` storing under ``root``."""
     storage = (root / "storage").as_uri()
+    auth = {"auth": BearerAuthConfig(type="bearer", token=SecretStr(token))} if token else {}
     settings = BackendConfig(
         type="tes",
         url=url,
         inputs=f"{storage}/inputs",
         outputs=f"{storage}/outputs",
-        **{"interval": EMBEDDED_INTERVAL, "cache_dir": root / "cache", **backend},
+        **{"interval": EMBEDDED_INTERVAL, "cache_dir": root / "cache", **auth, **backend},
     )
     return Config(backend_name="embedded", backend=settings)
 
@@ -104,6 +118,18 @@ class RunDir:
         """The live server's URL, if it has written one."""
         try:
             return self.url_file.read_text().strip() or None
+        except OSError:
+            return None
+
+    @property
+    def token_file(self) -> Path:
+        """Holds the live server's bearer token, readable by its owner only."""
+        return self.path / "token"
+
+    def token(self) -> str | None:
+        """The live server's bearer token, if it has written one."""
+        try:
+            return self.token_file.read_text().strip() or None
         except OSError:
             return None
 
@@ -236,8 +262,10 @@ def _new_run(root: Path) -> tuple[RunDir, _Lock]:
 
 
 @asynccontextmanager
-async def embedded_server(root: Path, runtime: str = "local", **server: Any) -> AsyncIterator[str]:
-    """Start :class:`LocalTesServer` in a new run directory under ``root``; yields its URL.
+async def embedded_server(
+    root: Path, runtime: str = "local", **server: Any
+) -> AsyncIterator[Endpoint]:
+    """Start :class:`LocalTesServer` in a new run directory under ``root``; yields its endpoint.
 
     Finished runs left by other processes are settled first (see
     :func:`settle_run`); live ones are left alone.
@@ -245,15 +273,27 @@ async def embedded_server(root: Path, runtime: str = "local", **server: Any) -> 
     finished_runs(root)
     run, lock = _new_run(root)
     storage = (root / "storage").as_uri()
+    token = secrets.token_urlsafe(32)
     try:
-        async with LocalTesServer(run.work, storage_url=storage, runtime=runtime, **server) as srv:
+        async with LocalTesServer(
+            run.work, storage_url=storage, runtime=runtime, bearer=token, **server
+        ) as srv:
+            _write_private(run.token_file, token)
             run.url_file.write_text(srv.url + "\n")
             try:
-                yield srv.url
+                yield Endpoint(srv.url, token)
             finally:
                 run.url_file.unlink(missing_ok=True)
+                run.token_file.unlink(missing_ok=True)
     finally:
         lock.release()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new file only its owner can read (never through a link)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
 
 
 @asynccontextmanager
@@ -267,5 +307,6 @@ async def embedded_backend(
     """
     root = root or embedded_root()
     async with contextlib.AsyncExitStack() as stack:
-        url = await stack.enter_async_context(embedded_server(root, runtime))
-        yield await stack.enter_async_context(TesBackend(embedded_config(url, root, **backend)))
+        end = await stack.enter_async_context(embedded_server(root, runtime))
+        config = embedded_config(end.url, root, end.token, **backend)
+        yield await stack.enter_async_context(TesBackend(config))

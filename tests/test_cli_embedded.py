@@ -12,6 +12,7 @@ import pty
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -75,7 +76,11 @@ def running(tmp_path: Path, name: str) -> str | None:
         query = urllib.parse.urlencode({"name_prefix": name, "view": "MINIMAL"})
         try:
             url = url_file.read_text().strip()
-            with urllib.request.urlopen(f"{url}/ga4gh/tes/v1/tasks?{query}", timeout=5) as reply:
+            token = (url_file.parent / "token").read_text().strip()
+            request = urllib.request.Request(
+                f"{url}/ga4gh/tes/v1/tasks?{query}", headers={"Authorization": f"Bearer {token}"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as reply:
                 tasks = json.load(reply).get("tasks", [])
         except (OSError, ValueError):
             continue  # the run is starting or ending
@@ -277,3 +282,29 @@ def test_make_visible_escapes_every_control_but_newline_and_tab() -> None:
 
     text = "a\tb\nc\x1b[31md\x07e\x00f\x7fg\x9bh\u202ei\u00e9"
     assert make_visible(text) == "a\tb\nc\\x1b[31md\\x07e\\x00f\\x7fg\\x9bh\\u202ei\u00e9"
+
+
+def test_a_live_embedded_server_refuses_other_local_users(tmp_path: Path) -> None:
+    """Loopback is shared by every local user: the run's server wants its own token."""
+    victim = start(tmp_path, "run", "--name", "mine", "--", "sleep", "60", log="mine")
+    try:
+        wait_until(lambda: running(tmp_path, "mine") is not None, what="task RUNNING")
+        (run,) = [p.parent for p in (root_of(tmp_path) / "runs").glob("*/url")]
+        url = (run / "url").read_text().strip()
+        assert (run / "token").stat().st_mode & 0o077 == 0  # the owner's secret alone
+        hostile = urllib.request.Request(
+            f"{url}/ga4gh/tes/v1/tasks",
+            data=json.dumps({"executors": [{"image": "x", "command": ["id"]}]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(hostile, timeout=10)
+        assert refused.value.code == 401
+        # The owner's own commands find the token and reach the live server.
+        assert [row[2] for row in listed(tmp_path)] == ["mine"]
+        token = (run / "token").read_text().strip()
+    finally:
+        victim.kill()
+        victim.wait()
+    printed = (tmp_path / "mine.err").read_text() + (tmp_path / "mine.out").read_text()
+    assert len(token) > 30 and token not in printed

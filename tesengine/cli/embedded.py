@@ -67,9 +67,12 @@ async def open_backend_config(
     from ..embedded import embedded_config, embedded_root, embedded_server
 
     root = embedded_root()
-    url = await stack.enter_async_context(embedded_server(root))
-    note(f"{no_config_note()}; using an embedded local TES server at {url} (storage under {root})")
-    return embedded_config(url, root)
+    end = await stack.enter_async_context(embedded_server(root))
+    note(
+        f"{no_config_note()}; using an embedded local TES server at {end.url}"
+        f" (storage under {root})"
+    )
+    return embedded_config(end.url, root, end.token)
 
 
 @asynccontextmanager
@@ -171,7 +174,9 @@ class EmbeddedTasks:
         from ..tes import TesClient
 
         if url not in self._clients:
-            self._clients[url] = TesClient.from_config(embedded_config(url, self.root))
+            token = next((run.token() for run, live in self._runs() if live == url), None)
+            config = embedded_config(url, self.root, token)
+            self._clients[url] = TesClient.from_config(config)
         return self._clients[url]
 
 

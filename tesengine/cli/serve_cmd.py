@@ -172,6 +172,14 @@ async def _serve(args: argparse.Namespace) -> int:
             f"  runtime: {server.settings.runtime}, work dir: {server.settings.work_dir}",
             file=sys.stderr,
         )
+        if basic is None and bearer is None:
+            # Loopback is not private: every local user and process can reach it.
+            print(
+                "tesengine serve: warning: no credentials: anyone who can reach this port"
+                " (every local user, on loopback) can run tasks as this server's user;"
+                " give --bearer-file or --basic-file",
+                file=sys.stderr,
+            )
         await stop.wait()
         print("tesengine serve: shutting down", file=sys.stderr, flush=True)
     return 0
