@@ -330,3 +330,8 @@ def test_serve_refuses_open_remote_bind(tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2
     assert "non-loopback" in done.stderr and "--allow-remote-without-auth" in done.stderr
+
+
+def test_serve_without_credentials_warns_that_anyone_may_run_tasks(noop_tes: ServedTes) -> None:
+    wait_until(lambda: "warning: no credentials" in noop_tes.log_path.read_text(), timeout=10)
+    assert "every local user" in noop_tes.log_path.read_text()
