@@ -24,6 +24,7 @@ from ..errors import (
     InputChanged,
     InvalidTask,
     TaskFailed,
+    TesApiError,
     TesEngineError,
     redact_url,
 )
@@ -238,7 +239,9 @@ async def _report(
         outcome = results[spec.name]
         if isinstance(outcome, BaseException):
             unreadable = isinstance(outcome, DigestError) and not isinstance(outcome, InputChanged)
-            bad_input = unreadable or isinstance(outcome, InvalidTask | ConfigError)
+            # The server's 400: it refused the task as written (a bad task, like ours).
+            refused = isinstance(outcome, TesApiError) and outcome.status == 400
+            bad_input = unreadable or refused or isinstance(outcome, InvalidTask | ConfigError)
             status = max(status, EXIT_USAGE if bad_input else EXIT_FAILED)
             entry = _failure_json(spec.name, outcome)
             failed = None
