@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "gc",
         help="remove finished embedded runs, their outputs and unreferenced downloads",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=_plain(__doc__.split("\n\n", 1)[1]) if __doc__ else None,
     )
     p.add_argument(
         "--older-than",
@@ -50,6 +50,11 @@ def register(sub: Any) -> None:
     p.add_argument("--inputs", action="store_true", help="also remove the uploaded inputs")
     p.add_argument("-n", "--dry-run", action="store_true", help="say what would go; remove nothing")
     p.set_defaults(func=run)
+
+
+def _plain(text: str) -> str:
+    """The docstring as ``--help`` shows it: no reST roles or double backquotes."""
+    return re.sub(r":\w+:`([^`]+)`", r"\1", text).replace("``", "")
 
 
 @dataclass(frozen=True, slots=True)
