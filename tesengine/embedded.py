@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 #: Poll interval on the embedded server: it is local, so polls are cheap.
-EMBEDDED_INTERVAL = 0.5
+EMBEDDED_INTERVAL = 0.1
 
 _UNFINISHED = frozenset({"QUEUED", "INITIALIZING", "RUNNING", "PAUSED"})
 ENDED_LOG = "the tesengine process that ran this task ended before the task finished"
