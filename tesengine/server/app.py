@@ -24,6 +24,7 @@ from ..storage import Storage
 from ..storage.urls import join_url
 from ..tes.models import SUBMISSION_TAG
 from .access import check_task_access
+from .layout import check_input_layout
 from .lifecycle import (
     ACTIVE,
     TERMINAL,
@@ -187,6 +188,7 @@ class TesService:
         valid = validate_task(body)
         if self.runtime.stages_files:  # the noop runtime touches no URL
             check_task_access(valid.doc, self.allowed)
+            check_input_layout(valid.doc)
         # A client that retried a POST which had in fact arrived sends the same
         # submission tag again: answer with the task it already created.
         tag = (valid.doc.get("tags") or {}).get(SUBMISSION_TAG)
