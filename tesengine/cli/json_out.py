@@ -78,6 +78,7 @@ def record(
 
 def from_wire(task: wire.Task) -> dict[str, Any]:
     """The record of a task as the server reports it (BASIC or FULL view)."""
+    from ..engine.request import LOG_DIR
     from ..engine.result import describe, executor_results, system_logs
 
     state = task.current_state
@@ -87,7 +88,9 @@ def from_wire(task: wire.Task) -> dict[str, Any]:
         detail = describe(state, executors, system_logs(task))
         error = f"task {task.name or ''!r} (id {task.id}) {state.value}: {detail}"
     failed = next((e for e in executors if e.exit_code not in (0, None)), None)
-    outputs = {(o.name or o.path): o.url for o in task.outputs or []}
+    # The engine's own captured-logs output is plumbing, not one of the user's outputs.
+    shown = [o for o in task.outputs or [] if not (o.path == LOG_DIR and not o.name)]
+    outputs = {(o.name or o.path): o.url for o in shown}
     return record(
         name=task.name or "",
         id=task.id,

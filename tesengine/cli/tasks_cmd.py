@@ -122,7 +122,8 @@ async def _status(client: TaskSource, _config: Config, args: argparse.Namespace)
     if args.json:
         print(json_out.dumps([json_out.from_wire(task)]))
         return 0
-    print(f"{task.id}  {task.current_state.value}  {task.name or ''}".rstrip())
+    line = f"{task.id}  {task.current_state.value}  {task.name or ''}".rstrip()
+    print(visible(line, sys.stdout))  # id and name come from the server: no raw escapes
     for attempt in task.logs or []:
         for index, log in enumerate(attempt.logs):
             print(f"  executor {index}: exit {log.exit_code}")
@@ -147,7 +148,8 @@ async def _list(client: TaskSource, _config: Config, args: argparse.Namespace) -
         if args.json:
             print(task.to_json().decode())
         else:
-            print(f"{task.id}  {task.current_state.value:<14} {task.name or ''}".rstrip())
+            line = f"{task.id}  {task.current_state.value:<14} {task.name or ''}".rstrip()
+            print(visible(line, sys.stdout))
     return 0
 
 
@@ -184,7 +186,8 @@ def _say_if_unfinished(task: wire.Task, any_output: bool) -> None:
     if state.is_final:
         return
     so_far = "logs so far" if any_output else "no log output yet"
-    print(f"tesengine: task {task.id} is {state.value}: {so_far}", file=sys.stderr)
+    line = f"tesengine: task {task.id} is {state.value}: {so_far}"
+    print(visible(line, sys.stderr), file=sys.stderr)
 
 
 async def _captured_logs(task: wire.Task, config: Config) -> dict[str, str]:

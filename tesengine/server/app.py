@@ -24,7 +24,17 @@ from ..storage import Storage
 from ..storage.urls import join_url
 from ..tes.models import SUBMISSION_TAG
 from .access import check_task_access
-from .lifecycle import ACTIVE, TERMINAL, Services, new_task_doc, recover, run_task, set_state
+from .layout import check_input_layout
+from .lifecycle import (
+    ACTIVE,
+    TERMINAL,
+    Services,
+    add_system_log,
+    new_task_doc,
+    recover,
+    run_task,
+    set_state,
+)
 from .middleware import Handler, auth_middleware, error_middleware
 from .runtime import Runtime, make_runtime
 from .scheduler import Scheduler
@@ -178,6 +188,7 @@ class TesService:
         valid = validate_task(body)
         if self.runtime.stages_files:  # the noop runtime touches no URL
             check_task_access(valid.doc, self.allowed)
+            check_input_layout(valid.doc)
         # A client that retried a POST which had in fact arrived sends the same
         # submission tag again: answer with the task it already created.
         tag = (valid.doc.get("tags") or {}).get(SUBMISSION_TAG)
@@ -185,8 +196,21 @@ class TesService:
         if existing is not None:
             return _json({"id": existing.id})
         # Shielded: a client that hangs up must not leave a committed task unqueued.
-        record = await asyncio.shield(self._create(new_task_doc(valid)))
+        doc = new_task_doc(valid)
+        self._note_clamped(doc)
+        record = await asyncio.shield(self._create(doc))
         return _json({"id": record.id})
+
+    def _note_clamped(self, doc: dict[str, Any]) -> None:
+        # More cores than the server has would wait forever: the task gets them all.
+        cores = (doc.get("resources") or {}).get("cpu_cores")
+        capacity = self.scheduler.capacity
+        if isinstance(cores, int) and cores > capacity:
+            add_system_log(
+                doc,
+                f"resources.cpu_cores: {cores} is more than this server's {capacity}"
+                f" CPU slots (--max-tasks); the task runs with all {capacity}",
+            )
 
     async def _create(self, doc: dict[str, Any]) -> TaskRecord:
         record = await self.store.add(doc)
@@ -236,6 +260,7 @@ class TesService:
         state = record.state
         if state == "QUEUED":
             set_state(self.store, record, "CANCELED")
+            self.scheduler.withdraw(record.id)
         elif state in ACTIVE:
             set_state(self.store, record, "CANCELING")
             if not self.scheduler.cancel(record.id):

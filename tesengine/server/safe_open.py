@@ -103,8 +103,9 @@ def _refusal(container: str, exc: OSError) -> UnsafePath:
 def open_beneath(root: Path, container: str, *, write: bool = False) -> int:
     """A descriptor of the regular file ``container`` below ``root``; the caller closes it.
 
-    ``write`` opens for appending and creates the file when missing (as a
-    shell's ``>>`` does). Links at any component, FIFOs, sockets, devices
+    ``write`` creates the file when missing and empties it (as a shell's
+    ``>`` does); writes append, so stdout and stderr sent to one file
+    interleave instead of overwriting each other. Links at any component, FIFOs, sockets, devices
     and directories are refused with :class:`UnsafePath`; nothing blocks.
     """
     parts = _parts(container)
@@ -122,6 +123,8 @@ def open_beneath(root: Path, container: str, *, write: bool = False) -> int:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsafePath(f"{container} is not a regular file")
+        if write:  # truncated only once it is known to be a regular file
+            os.ftruncate(fd, 0)
         # The child gets an ordinary blocking descriptor (it is a regular file).
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     except BaseException:

@@ -1,8 +1,11 @@
 """At most ``capacity`` CPU slots busy at once; the rest of the tasks wait QUEUED.
 
 A task takes ``resources.cpu_cores`` slots (at least one, at most the
-capacity), first come first served: the head of the queue waits for enough
-free slots rather than being overtaken, so big tasks are not starved.
+capacity: a larger request waits for the whole machine, never forever),
+first come first served: the head of the queue waits for enough free slots
+rather than being overtaken, so big tasks are not starved. A queued task
+that is canceled leaves the queue at once, and whatever waited behind it
+starts if its slots are free.
 """
 
 from __future__ import annotations
@@ -41,8 +44,17 @@ class Scheduler:
 
     def submit(self, record: TaskRecord) -> None:
         """Queue ``record``; it starts as soon as its slots are free."""
-        cores = (record.summary.get("resources") or {}).get("cpu_cores") or 1
-        self._queue.append((record, min(max(1, int(cores)), self.capacity)))
+        self._queue.append((record, self.slots(record.summary)))
+        self._pump()
+
+    def slots(self, doc: dict[str, Any]) -> int:
+        """The slots a task document takes: its ``cpu_cores``, within 1..capacity."""
+        cores = (doc.get("resources") or {}).get("cpu_cores") or 1
+        return min(max(1, int(cores)), self.capacity)
+
+    def withdraw(self, task_id: str) -> None:
+        """Drop a queued task (it was canceled) and start what waited behind it."""
+        self._queue = deque(entry for entry in self._queue if entry[0].id != task_id)
         self._pump()
 
     def cancel(self, task_id: str) -> bool:

@@ -39,6 +39,7 @@ from ..storage.urls import join_url, parse_url
 from .access import AllowedDirs, local_raw_path, url_host_problem
 from .fetch import FetchRefused, copy_local_file, copy_local_tree, fetch_http, resolve_check
 from .runtime.base import Mount
+from .task_links import output_source, resolve_in_task, tree_files
 from .validate import has_wildcard
 
 _Getter = Callable[[str, Path], Awaitable[None]]
@@ -207,7 +208,13 @@ async def fetch_inputs(
         dest = host_path(root, item["path"])
         field = f"inputs[{i}] ({item['path']})"
         if item.get("content") or "url" not in item:  # a non-empty content wins over url
-            await asyncio.to_thread(_write_text, dest, item.get("content", ""))
+            try:
+                await asyncio.to_thread(_write_text, dest, item.get("content", ""))
+            except OSError as exc:
+                why = exc.strerror or type(exc).__name__
+                raise StagingError(
+                    f"inputs[{i}].path: cannot write {item['path']}: {why}"
+                ) from None
             continue
         try:
             await _fetch_one(item, dest, io, allowed, field=field, doc=doc)
@@ -316,7 +323,7 @@ async def push_outputs(
     for item in files:
         try:
             await _need(io, item.field).put_file(item.target, item.source)
-        except (TesEngineError, OSError) as exc:
+        except (TesEngineError, OSError, ValueError) as exc:  # ValueError: a key it refused
             where = redact_url(item.url)
             raise StagingError(f"{item.field}: cannot upload to {where}: {exc}") from exc
         logs.append({"url": item.url, "path": item.container, "size_bytes": str(item.size)})
@@ -340,11 +347,10 @@ def _collect_outputs(root: Path, doc: dict[str, Any], allowed: AllowedDirs) -> l
     for i, output in enumerate(doc.get("outputs", ())):
         field = f"outputs[{i}] ({output['path']})"
         for container, url in _output_files(root, output, _output_label(output, i)):
-            real = Path(os.path.realpath(host_path(root, container)))
-            if not real.is_relative_to(real_root):
-                raise StagingError(f"{field}: {container} links outside the task's directory")
-            if not real.is_file():
-                raise StagingError(f"{field}: {container} is not a regular file")
+            try:
+                real = output_source(real_root, container, field)
+            except TesEngineError as exc:
+                raise StagingError(str(exc)) from None
             target = _output_target(url, allowed, field)
             files.append(_OutputFile(field, container, real, url, target, real.stat().st_size))
     return files
@@ -360,15 +366,11 @@ def _output_files(root: Path, output: dict[str, Any], field: str) -> Iterator[tu
             container = "/" + match
             yield from _file_or_tree(root, container, join_url(url, container[len(prefix) :]))
         return
-    source = host_path(root, path)
-    produced = os.path.lexists(source)
-    if produced and output.get("type") == "DIRECTORY" and not source.is_symlink():
-        # The server creates a DIRECTORY output's folder before the task runs,
-        # so "produced" means the task put at least one file in it.
-        produced = source.is_dir() and any(files for _d, _s, files in os.walk(source))
-    if not produced:
+    if not os.path.lexists(host_path(root, path)):
         raise MissingOutput(f"{field}: the task did not produce it")
-    yield from _file_or_tree(root, path, url)
+    # The server creates a DIRECTORY output's folder before the task runs,
+    # so "produced" means the task put at least one file in it.
+    yield from _file_or_tree(root, path, url, field if output.get("type") == "DIRECTORY" else "")
 
 
 def _output_label(output: dict[str, Any], index: int) -> str:
@@ -376,15 +378,23 @@ def _output_label(output: dict[str, Any], index: int) -> str:
     return f"output {output.get('name') or f'outputs[{index}]'!r} ({output['path']})"
 
 
-def _file_or_tree(root: Path, container: str, url: str) -> Iterator[tuple[str, str]]:
-    source = host_path(root, container)
-    if not source.is_dir() or source.is_symlink():
+def _file_or_tree(
+    root: Path, container: str, url: str, must_hold: str = ""
+) -> Iterator[tuple[str, str]]:
+    """The file, or every file of the tree; ``must_hold``: the output that needs one."""
+    source = resolve_in_task(root, container).host  # links read as the task sees them
+    if not source.is_dir():
         yield container, url
         return
-    for dirpath, _dirs, files in os.walk(source):
-        for name in sorted(files):
-            rel = Path(dirpath, name).relative_to(source).as_posix()
-            yield f"{container.rstrip('/')}/{rel}", join_url(url, rel)
+    rels, linked = tree_files(root, source, container)
+    if not rels and must_hold:
+        note = linked and (
+            f" (it holds no file: {linked} is a symbolic link to a directory,"
+            " and links inside a directory output are not followed)"
+        )
+        raise MissingOutput(f"{must_hold}: the task did not produce it{note}")
+    for rel in rels:
+        yield f"{container.rstrip('/')}/{rel}", join_url(url, rel)
 
 
 def _local_path(url: str, allowed: AllowedDirs, field: str) -> Path | None:
