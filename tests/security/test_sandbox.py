@@ -10,9 +10,11 @@ container paths are refused.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 import uuid
@@ -261,6 +263,56 @@ def test_dot_segments_are_refused(
     resp = post(hostile, {"inputs": inputs, "executors": [executor]})
     assert resp.status_code == 400, resp.text
     assert field in resp.text and "plain path" in resp.text
+
+
+# -- 8. a root server's sandbox is never the host's root ------------------------------------
+
+#: The host uid (and gid) the sandbox runs as when the server is root: ``nobody``.
+SANDBOX_ID = 65534
+as_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the server runs as root only in CI: bwrap then drops to nobody"
+)
+
+_SYSCTL = Path("/proc/sys/kernel/core_pattern")
+
+
+def test_task_cannot_write_a_host_sysctl(hostile: ServedTes) -> None:
+    before = _SYSCTL.read_bytes()
+    script = f'v="$(cat {_SYSCTL})"; echo "$v" > {_SYSCTL} && echo WROTE'
+    doc = run(hostile, {"executors": [sh(script)]})
+    log = doc["logs"][0]["logs"][0]
+    assert log["exit_code"] != 0 and "WROTE" not in log["stdout"], doc
+    assert "Read-only file system" in log["stderr"] or "Permission denied" in log["stderr"]
+    assert _SYSCTL.read_bytes() == before
+
+
+@as_root
+def test_task_runs_as_the_unprivileged_sandbox_user(hostile: ServedTes) -> None:
+    script = (
+        "id -u; id -g; id -G; grep CapEff /proc/self/status; touch /tmp/mine; stat -c %u /tmp/mine"
+    )
+    doc = run(hostile, {"executors": [sh(script)]})
+    assert doc["state"] == "COMPLETE", system_logs(doc)
+    lines = doc["logs"][0]["logs"][0]["stdout"].split("\n")
+    assert lines[:3] == [str(SANDBOX_ID)] * 3, lines
+    assert lines[3].split() == ["CapEff:", "0000000000000000"], lines
+    assert lines[4] == str(SANDBOX_ID)
+
+
+@as_root
+def test_setuid_copy_in_tmp_never_grants_host_root(serve_tes: object) -> None:
+    served: ServedTes = serve_tes(runtime="local", args=["--keep-work"])  # type: ignore[operator]
+    script = "cp /bin/sh /tmp/sh2 && chmod 4755 /tmp/sh2 && ls -ln /tmp/sh2"
+    doc = run(served, {"executors": [sh(script)]})
+    assert doc["state"] == "COMPLETE", system_logs(doc)
+    task_dir = served.work_dir / "tasks" / doc["id"]
+    planted = os.lstat(task_dir / "root" / "tmp" / "sh2")
+    assert planted.st_mode & stat.S_ISUID, "the task did set the bit: the test is real"
+    assert (planted.st_uid, planted.st_gid) == (SANDBOX_ID, SANDBOX_ID)
+    # The directories above the task's tree stay root's, and not writable by the sandbox.
+    for parent in (task_dir / "root", task_dir, task_dir.parent):
+        info = os.stat(parent)
+        assert info.st_uid == 0 and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH), parent
 
 
 # -- where bwrap cannot create a sandbox at all: one line, bwrap's reason, what to do ----

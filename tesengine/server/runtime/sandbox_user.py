@@ -1,0 +1,99 @@
+"""Who the sandbox runs as on the host, and handing the task's tree to it.
+
+bwrap started by root creates a user namespace that maps the sandbox's root
+to the host's root, with every capability in it: such a task can write the
+host's ``/proc/sys`` and leave setuid-root programs in its tree. So when the
+server runs as root, bwrap runs as an unprivileged host user (``nobody``,
+uid 65534, group 65534, no supplementary groups) and creates its user
+namespace exactly as for a normal user: whatever the task does, on the host
+it is that uid. The task's own tree (everything the server staged for it,
+before its first executor) is handed to that uid; the directories above it
+stay root's, searchable but not writable by it.
+
+When the server is not root nothing changes: bwrap runs as the server's user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import Mount, RuntimeUnavailable
+
+__all__ = ["NOBODY", "SandboxUser", "default_sandbox_user", "hand_over", "open_executable"]
+
+#: The conventional ``nobody`` uid and gid, when the passwd database has no ``nobody``.
+NOBODY = 65534
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxUser:
+    """The host uid and gid bwrap runs as (no supplementary groups)."""
+
+    uid: int
+    gid: int
+
+
+def default_sandbox_user() -> SandboxUser | None:
+    """``nobody`` when this process is root, else None (bwrap runs as the server's user)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError:
+        return SandboxUser(NOBODY, NOBODY)
+    if entry.pw_uid == 0:  # a broken passwd must not turn the sandbox back into root
+        return SandboxUser(NOBODY, NOBODY)
+    return SandboxUser(entry.pw_uid, entry.pw_gid)
+
+
+def open_executable(path: str) -> int:
+    """An ``O_PATH`` descriptor on ``path``: exec'd as ``/proc/self/fd/N``, so the
+    sandbox user need not be able to search the directories above it (a venv
+    under ``/root``, which is usually 0700)."""
+    return os.open(path, os.O_PATH | os.O_CLOEXEC)
+
+
+def hand_over(mounts: tuple[Mount, ...], user: SandboxUser) -> None:
+    """Give the task's writable trees to ``user``; check it can reach every bind.
+
+    Runs before the task's first executor, when only what the server staged is
+    there: the walk never follows links (``lchown``, no ``followlinks``).
+    Blocking: run it in a thread.
+    """
+    for mount in mounts:
+        _check_reachable(mount.host, user)
+        if not mount.read_only:
+            _chown_tree(mount.host, user)
+
+
+def _chown_tree(top: Path, user: SandboxUser) -> None:
+    os.lchown(top, user.uid, user.gid)
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        for name in (*dirnames, *filenames):
+            os.lchown(os.path.join(dirpath, name), user.uid, user.gid)
+
+
+def _check_reachable(path: Path, user: SandboxUser) -> None:
+    """Each directory above ``path`` must be searchable by ``user`` (bwrap resolves
+    bind sources as that user); say which one is not, and what to do."""
+    for parent in reversed(path.parents):
+        info = os.stat(parent)
+        if not _can_search(info, user):
+            raise RuntimeUnavailable(
+                f"the sandbox user (uid {user.uid}) cannot reach {path}: {parent} is mode "
+                f"{stat.S_IMODE(info.st_mode):o}, not searchable by others; `chmod o+x "
+                f"{parent}` or choose a --work-dir whose parent directories are"
+            )
+
+
+def _can_search(info: os.stat_result, user: SandboxUser) -> bool:
+    mode = info.st_mode
+    if info.st_uid == user.uid:
+        return bool(mode & stat.S_IXUSR)
+    if info.st_gid == user.gid:
+        return bool(mode & stat.S_IXGRP)
+    return bool(mode & stat.S_IXOTH)
