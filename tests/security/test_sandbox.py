@@ -3,8 +3,9 @@
 Each test performs an attack from issue 13 for real and asserts it fails
 safely: links planted by a task are never followed by the host, the
 executor's environment never reaches bwrap, special files never block the
-server, big tasks either run or fail early saying why, and ambiguous
-container paths are refused.
+server, big tasks either run or fail early saying why, ambiguous
+container paths are refused, and (as root) the sandbox is never the host's
+root: no sysctl writes, no setuid-root files left on the host.
 """
 
 from __future__ import annotations
@@ -313,6 +314,13 @@ def test_setuid_copy_in_tmp_never_grants_host_root(serve_tes: object) -> None:
     for parent in (task_dir / "root", task_dir, task_dir.parent):
         info = os.stat(parent)
         assert info.st_uid == 0 and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH), parent
+    # Another local user cannot even reach the planted program.
+    other = subprocess.run(
+        ["/bin/sh", "-c", f"test -e {task_dir / 'root' / 'tmp' / 'sh2'}"],
+        user=4242, group=4242, extra_groups=[], check=False,
+    )  # fmt: skip
+    assert other.returncode != 0
+    assert stat.S_IMODE(os.stat(task_dir / "root").st_mode) == 0o710
 
 
 @as_root

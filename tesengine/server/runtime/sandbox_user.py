@@ -8,7 +8,9 @@ uid 65534, group 65534, no supplementary groups) and creates its user
 namespace exactly as for a normal user: whatever the task does, on the host
 it is that uid. The task's own tree (everything the server staged for it,
 before its first executor) is handed to that uid; the directories above it
-stay root's, searchable but not writable by it.
+stay root's, searchable but not writable by it, and the task's root directory
+(``<work>/tasks/<id>/root``) is mode 0710, group the sandbox's: other local
+users cannot reach the task's files at all.
 
 When the server is not root nothing changes: bwrap runs as the server's user.
 """
@@ -101,6 +103,16 @@ def hand_over(mounts: tuple[Mount, ...], user: SandboxUser) -> None:
     for mount in mounts:
         if not mount.read_only:
             _chown_tree(mount.host, user)
+        if mount.container.count("/") == 1:
+            _close_root(mount.host.parent, user)
+
+
+def _close_root(root: Path, user: SandboxUser) -> None:
+    """The task's root: root's, searchable by the sandbox group only. A setuid
+    program the task leaves grants only the sandbox uid, and no other local user
+    can even reach it (nor tamper, as that uid, with the trees of other tasks)."""
+    os.lchown(root, 0, user.gid)
+    os.chmod(root, 0o710)  # noqa: S103 - search only, for the sandbox group
 
 
 def _chown_tree(top: Path, user: SandboxUser) -> None:
