@@ -99,12 +99,30 @@ def hand_over(mounts: tuple[Mount, ...], user: SandboxUser) -> None:
     Blocking: run it in a thread.
     """
     for mount in mounts:
+        if mount.container.count("/") == 1:
+            _open_server_dirs(mount.host.parent, user)
+    for mount in mounts:
         _check_reachable(mount.host, user)
     for mount in mounts:
         if not mount.read_only:
             _chown_tree(mount.host, user)
         if mount.container.count("/") == 1:
             _close_root(mount.host.parent, user)
+
+
+def _open_server_dirs(root: Path, user: SandboxUser) -> None:
+    """Let the sandbox group search the server's own directories above the task's
+    root (``<work>``, ``<work>/tasks``, ``<work>/tasks/<id>``) when they are
+    private (a ``mkdtemp`` work dir): group set to the sandbox's, ``g+x`` only.
+    Directories above the work dir are never changed."""
+    if root.parent.parent.name != "tasks":
+        return
+    for path in (root.parent, root.parent.parent, root.parent.parent.parent):
+        info = os.lstat(path)
+        private = not info.st_mode & (stat.S_IXGRP | stat.S_IXOTH)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and private:
+            os.chown(path, -1, user.gid)
+            os.chmod(path, stat.S_IMODE(info.st_mode) | stat.S_IXGRP)  # noqa: S103 - search, one group
 
 
 def _close_root(root: Path, user: SandboxUser) -> None:
