@@ -364,6 +364,23 @@ def test_unreachable_task_tree_is_a_one_line_system_error(tmp_path: Path) -> Non
     assert os.stat(top).st_uid == os.geteuid(), "nothing handed over when it cannot be reached"
 
 
+@as_root
+def test_private_work_dir_opens_to_the_sandbox_group_only(tmp_path: Path) -> None:
+    from tesengine.server.runtime.base import Mount
+    from tesengine.server.runtime.sandbox_user import SandboxUser, hand_over
+
+    work = tmp_path / "work"
+    top = work / "tasks" / "t1" / "root" / "tmp"
+    top.mkdir(parents=True)
+    for path in (work, work / "tasks", work / "tasks" / "t1"):
+        path.chmod(0o700)
+    hand_over((Mount(top, "/tmp", read_only=False),), SandboxUser(SANDBOX_ID, SANDBOX_ID))
+    for path in (work, work / "tasks", work / "tasks" / "t1"):
+        info = os.stat(path)
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, SANDBOX_ID, 0o710)
+    assert os.stat(top).st_uid == SANDBOX_ID
+
+
 # -- where bwrap cannot create a sandbox at all: one line, bwrap's reason, what to do ----
 
 _NO_USERNS = (
