@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +25,9 @@ LINES = 100
 
 async def main(config_path: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        # Run as root, the sandbox runs as `nobody`, which must search its way to the
+        # task directories: mkdtemp makes 0700 directories.
+        os.chmod(tmp, 0o711)  # noqa: S103 - search only, no listing
         text = Path(tmp) / "lines.txt"
         text.write_text("".join(f"line {i} has {'word ' * i}\n" for i in range(LINES)))
         async with contextlib.AsyncExitStack() as stack:

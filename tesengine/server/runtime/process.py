@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["run_process"]
 
@@ -19,6 +20,8 @@ async def run_process(
     stdout: int,
     stderr: int,
     pass_fds: Sequence[int] = (),
+    user: int | None = None,
+    group: int | None = None,
 ) -> int:
     """Run ``argv`` with its streams on open descriptors; return the exit code.
 
@@ -27,7 +30,8 @@ async def run_process(
     controls. The child leads a new session, so cancelling kills the child's
     process group (and the sandbox tears down what is left inside it) before
     the cancellation propagates. A signal death is reported as ``128 +
-    signal``, as shells do.
+    signal``, as shells do. ``user`` and ``group`` (when given) are the host
+    ids the child runs as, with no supplementary groups.
     """
     proc = await asyncio.create_subprocess_exec(
         *argv,
@@ -37,6 +41,7 @@ async def run_process(
         env=dict(env),
         start_new_session=True,
         pass_fds=tuple(pass_fds),
+        **_ids(user, group),
     )
     try:
         code = await proc.wait()
@@ -49,6 +54,13 @@ async def run_process(
     # Anything the executor left running in its group goes with it.
     _kill_group(proc.pid)
     return 128 - code if code < 0 else code
+
+
+def _ids(user: int | None, group: int | None) -> dict[str, Any]:
+    """The keyword arguments that make the child run as ``user``/``group``, if given."""
+    if user is None:
+        return {}
+    return {"user": user, "group": group, "extra_groups": []}
 
 
 def _kill_group(pgid: int) -> None:
