@@ -37,6 +37,7 @@ from .lifecycle import (
 )
 from .middleware import Handler, auth_middleware, error_middleware
 from .runtime import Runtime, make_runtime
+from .runtime.tasks_base import tasks_base
 from .scheduler import Scheduler
 from .staging_io import AllowedDirs
 from .store import TaskRecord, TaskStore
@@ -106,8 +107,9 @@ class TesService:
             protected=(settings.resolved_inputs_namespace,),
             allow_private_urls=settings.allow_private_urls,
         )
+        self._tasks_base = tasks_base(settings.work_dir, getattr(runtime, "sandbox_user", None))
         self.services = Services(
-            self.store, runtime, io, self.allowed, settings.work_dir, settings.keep_work
+            self.store, runtime, io, self.allowed, self._tasks_base.path, settings.keep_work
         )
         capacity = settings.max_tasks or os.cpu_count() or 1
         self.scheduler = Scheduler(capacity, self._run)
@@ -145,6 +147,7 @@ class TesService:
     def _prepare_dirs(self) -> None:
         # No task runs yet: whatever a previous run left in tasks/ is stale.
         shutil.rmtree(self.settings.work_dir / "tasks", ignore_errors=True)
+        self._tasks_base.path.mkdir(parents=True, exist_ok=True)
         storage_url = self.settings.resolved_storage_url
         if storage_url.startswith("file://"):
             Path(storage_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
@@ -155,6 +158,7 @@ class TesService:
         await self.store.close()
         if self.io is not None:
             await self.io.aclose()
+        await asyncio.to_thread(self._tasks_base.close)
 
     def service_info(self) -> dict[str, Any]:
         """The GA4GH service-info document."""

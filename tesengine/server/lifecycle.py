@@ -62,7 +62,9 @@ class Services:
     runtime: Runtime
     io: Storage | None
     allowed: AllowedDirs
-    work_dir: Path
+    #: Where each task's directory is made (``<work>/tasks`` unless the sandbox
+    #: user cannot reach the work dir: see :func:`~.runtime.sandbox_user.tasks_base`).
+    tasks_dir: Path
     keep_work: bool = False
 
 
@@ -119,7 +121,7 @@ async def run_task(record: TaskRecord, svc: Services) -> None:
     entry = task_log(doc)
     entry["start_time"] = now()
     set_state(svc.store, record, "INITIALIZING")
-    task_dir = svc.work_dir / "tasks" / record.id
+    task_dir = svc.tasks_dir / record.id
     try:
         await _run(record, svc, task_dir / "root", task_dir / "logs")
     except asyncio.CancelledError:

