@@ -116,10 +116,7 @@ class RunDir:
 
     def url(self) -> str | None:
         """The live server's URL, if it has written one."""
-        try:
-            return self.url_file.read_text().strip() or None
-        except OSError:
-            return None
+        return _first_line(self.url_file)
 
     @property
     def token_file(self) -> Path:
@@ -128,10 +125,15 @@ class RunDir:
 
     def token(self) -> str | None:
         """The live server's bearer token, if it has written one."""
-        try:
-            return self.token_file.read_text().strip() or None
-        except OSError:
-            return None
+        return _first_line(self.token_file)
+
+
+def _first_line(path: Path) -> str | None:
+    """What a run's small state file holds; None while it is absent or empty."""
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 class _Lock:

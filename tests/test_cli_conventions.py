@@ -17,6 +17,7 @@ from tesengine.cli.main import SUBCOMMANDS
 from tesengine.tes import models as wire
 from tests.fixtures.tes_server import ServedTes
 from tests.support import user_env, wait_until
+from tests.test_cli_errors import post_task
 
 TESENGINE = str(Path(sys.executable).parent / "tesengine")
 
@@ -144,16 +145,6 @@ def test_import_tesengine_is_lazy_and_complete(tmp_path: Path) -> None:
         _ = tesengine.nope
 
 
-def _post(served: ServedTes, task: wire.Task) -> str:
-    request = urllib.request.Request(
-        f"{served.api}/tasks",
-        data=task.request_json(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        return str(json.load(reply)["id"])
-
-
 def _state(served: ServedTes, task_id: str) -> str:
     with urllib.request.urlopen(f"{served.api}/tasks/{task_id}", timeout=10) as reply:
         return str(json.load(reply)["state"])
@@ -164,7 +155,7 @@ def test_logs_of_a_running_task_says_so(
 ) -> None:
     served = serve_tes(args=["--noop-delay", "120"])
     task = wire.Task(name="slow", executors=[wire.Executor(image="a", command=["true"])])
-    task_id = _post(served, task)
+    task_id = post_task(served, task)
     wait_until(lambda: _state(served, task_id) == "RUNNING", timeout=10, what="RUNNING")
     config = config_for(tmp_path, served.url, served.storage_dir)
     result = cli("logs", task_id, "--config", str(config), cwd=tmp_path)
