@@ -174,5 +174,5 @@ def test_ctrl_c_cancels_every_running_task(
         stop_process(proc)  # type: ignore[arg-type]
     assert status == 130, err.read_text()
     assert "Traceback" not in err.read_text()
-    wait_until(lambda: server_states(served)["CANCELED"] == 20, timeout=10, what="20 CANCELED")
+    wait_until(lambda: server_states(served)["CANCELED"] == 20, timeout=30, what="20 CANCELED")
     assert server_states(served) == {"CANCELED": 20}

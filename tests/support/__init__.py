@@ -80,6 +80,6 @@ def user_env(cache_home: Path | None = None) -> dict[str, str]:
 
 
 def tes_spec_path() -> Path:
-    """The official TES OpenAPI file: ``$TES_OPENAPI_SPEC`` or ../shared/spec."""
+    """The official TES OpenAPI file: ``$TES_OPENAPI_SPEC``, else the copy in tests/spec."""
     env = os.environ.get("TES_OPENAPI_SPEC")
-    return Path(env) if env else REPO.parent / "shared" / "spec" / "tes-1.1.openapi.yaml"
+    return Path(env) if env else REPO / "tests" / "spec" / "tes-1.1.openapi.yaml"
