@@ -16,7 +16,7 @@ from tesengine.cli import json_out
 from tesengine.cli.main import SUBCOMMANDS
 from tesengine.tes import models as wire
 from tests.fixtures.tes_server import ServedTes
-from tests.support import user_env, wait_until
+from tests.support import config_file, user_env, wait_until
 from tests.test_cli_errors import post_task
 
 TESENGINE = str(Path(sys.executable).parent / "tesengine")
@@ -34,20 +34,6 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def config_for(tmp_path: Path, url: str, storage: Path, mode: int = 0o600) -> Path:
-    path = tmp_path / "conf" / "sprocket.toml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(
-        "[run.backends.default]\n"
-        f'type = "tes"\nurl = "{url}"\n'
-        f'inputs = "{(storage / "inputs").as_uri()}"\n'
-        f'outputs = "{(storage / "outputs").as_uri()}"\n'
-        "interval = 0.05\n"
-    )
-    path.chmod(mode)
-    return path
-
-
 def test_version() -> None:
     result = subprocess.run([TESENGINE, "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0
@@ -57,7 +43,7 @@ def test_version() -> None:
 def test_verbosity_flags_after_the_subcommand(tmp_path: Path) -> None:
     # Group-readable with a secret-bearing URL: a WARNING that -q silences.
     url = "https://u:pw@tes.example.org"
-    config = config_for(tmp_path, url, tmp_path / "s", mode=0o644)
+    config = config_file(tmp_path, url, tmp_path / "s", mode=0o644)
     loud = cli("config", "check", str(config), cwd=tmp_path)
     assert loud.returncode == 0, loud.stderr
     assert "chmod 600" in loud.stderr
@@ -125,7 +111,7 @@ def _heavy_modules(*args: str, cwd: Path) -> set[str]:
 def test_help_and_config_check_import_only_what_they_need(tmp_path: Path) -> None:
     assert _heavy_modules("--help", cwd=tmp_path) == set()
     assert _heavy_modules("run", "--help", cwd=tmp_path) >= {"tesengine.engine"}
-    config = config_for(tmp_path, "http://127.0.0.1:1", tmp_path / "s")
+    config = config_file(tmp_path, "http://127.0.0.1:1", tmp_path / "s")
     check = _heavy_modules("config", "check", str(config), cwd=tmp_path)
     assert "tesengine.config" in check
     assert not {"aiohttp", "obstore", "rich", "tesengine.engine"} & check
@@ -157,7 +143,7 @@ def test_logs_of_a_running_task_says_so(
     task = wire.Task(name="slow", executors=[wire.Executor(image="a", command=["true"])])
     task_id = post_task(served, task)
     wait_until(lambda: _state(served, task_id) == "RUNNING", timeout=10, what="RUNNING")
-    config = config_for(tmp_path, served.url, served.storage_dir)
+    config = config_file(tmp_path, served.url, served.storage_dir)
     result = cli("logs", task_id, "--config", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"task {task_id} is RUNNING" in result.stderr
@@ -165,7 +151,7 @@ def test_logs_of_a_running_task_says_so(
 
 
 def test_status_json_and_run_json_share_one_format(tmp_path: Path, noop_tes: ServedTes) -> None:
-    config = config_for(tmp_path, noop_tes.url, noop_tes.storage_dir)
+    config = config_file(tmp_path, noop_tes.url, noop_tes.storage_dir)
     run = cli(
         "run", "--json", "--config", str(config), "--name", "same", "--", "true", cwd=tmp_path
     )

@@ -21,7 +21,7 @@ from tesengine.tes import TesClient, retry
 from tesengine.tes import models as wire
 from tesengine.tes.retry import RetryPolicy
 from tests.fixtures.tes_server import ServedTes
-from tests.support import free_port, user_env
+from tests.support import config_file, free_port, user_env
 
 TESENGINE = str(Path(sys.executable).parent / "tesengine")
 
@@ -50,20 +50,6 @@ def one_line(result: subprocess.CompletedProcess[str], status: int = 2) -> str:
     return lines[0]
 
 
-def config_for(tmp_path: Path, url: str, storage: Path, auth: str = "") -> Path:
-    path = tmp_path / "conf" / "sprocket.toml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(
-        "[run.backends.default]\n"
-        f'type = "tes"\nurl = "{url}"\n'
-        f'inputs = "{(storage / "inputs").as_uri()}"\n'
-        f'outputs = "{(storage / "outputs").as_uri()}"\n'
-        "interval = 0.05\n" + auth
-    )
-    path.chmod(0o600)
-    return path
-
-
 def post_task(served: ServedTes, task: wire.Task) -> str:
     request = urllib.request.Request(
         f"{served.api}/tasks",
@@ -78,7 +64,7 @@ def post_task(served: ServedTes, task: wire.Task) -> str:
 
 
 def test_refused_on_first_contact_fails_within_seconds(tmp_path: Path) -> None:
-    config = config_for(tmp_path, f"http://127.0.0.1:{free_port()}", tmp_path / "s")
+    config = config_file(tmp_path, f"http://127.0.0.1:{free_port()}", tmp_path / "s")
     start = time.monotonic()
     result = cli("status", "abc", "--config", str(config), cwd=tmp_path)
     elapsed = time.monotonic() - start
@@ -195,7 +181,7 @@ def test_list_json_into_head_exits_quietly(tmp_path: Path, noop_tes: ServedTes) 
     )
     for _ in range(120):
         post_task(noop_tes, task)
-    config = config_for(tmp_path, noop_tes.url, noop_tes.storage_dir)
+    config = config_file(tmp_path, noop_tes.url, noop_tes.storage_dir)
     argv = [TESENGINE, "list", "--json", "--name-prefix", "pipe-test", "--limit", "120"]
     status, stderr = _first_line_then_close([*argv, "--config", str(config)], tmp_path)
     assert status == 141, stderr  # 128 + SIGPIPE, like `yes | head -1`
@@ -203,7 +189,7 @@ def test_list_json_into_head_exits_quietly(tmp_path: Path, noop_tes: ServedTes) 
 
 
 def test_logs_into_head_exits_quietly(tmp_path: Path, local_tes: ServedTes) -> None:
-    config = config_for(tmp_path, local_tes.url, local_tes.storage_dir)
+    config = config_file(tmp_path, local_tes.url, local_tes.storage_dir)
     run = cli("run", "--json", "--config", str(config), "--", "seq", "1", "300000", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     task_id = json.loads(run.stdout)["tasks"][0]["id"]
@@ -231,7 +217,7 @@ inputs = { "/in/x" = 5 }
 
 def test_task_file_errors_name_the_key_and_suggest(tmp_path: Path) -> None:
     (tmp_path / "tasks.toml").write_text(TASK_FILE_TYPOS)
-    config = config_for(tmp_path, f"http://127.0.0.1:{free_port()}", tmp_path / "s")
+    config = config_file(tmp_path, f"http://127.0.0.1:{free_port()}", tmp_path / "s")
     result = cli("run", "--config", str(config), "--file", "tasks.toml", cwd=tmp_path)
     line = one_line(result)
     assert "tasks[0].output: unknown key (did you mean 'outputs'?)" in line
@@ -259,7 +245,7 @@ def test_task_file_errors_name_the_key_and_suggest(tmp_path: Path) -> None:
 def test_duplicate_flags_are_errors(tmp_path: Path, flags: list[str], message: str) -> None:
     for name in ("a.txt", "b.txt"):
         (tmp_path / name).write_text(name)
-    config = config_for(tmp_path, f"http://127.0.0.1:{free_port()}", tmp_path / "s")
+    config = config_file(tmp_path, f"http://127.0.0.1:{free_port()}", tmp_path / "s")
     result = cli("run", "--config", str(config), *flags, "--", "true", cwd=tmp_path)
     assert message in one_line(result)
 
@@ -284,7 +270,7 @@ def test_stage_unsupported_scheme_like_run(tmp_path: Path) -> None:
 
 
 def test_status_of_an_unknown_task(tmp_path: Path, noop_tes: ServedTes) -> None:
-    config = config_for(tmp_path, noop_tes.url, noop_tes.storage_dir)
+    config = config_file(tmp_path, noop_tes.url, noop_tes.storage_dir)
     line = one_line(cli("status", "nosuch", "--config", str(config), cwd=tmp_path), 1)
     assert line == f"tesengine: no task 'nosuch' on {noop_tes.url}"
 
@@ -294,7 +280,7 @@ def test_wrong_password_names_url_scheme_and_user(
 ) -> None:
     served = serve_tes(args=["--basic", "u:right-password"])
     auth = '[run.backends.default.auth]\ntype = "basic"\nusername = "u"\npassword = "wrong-pw"\n'
-    config = config_for(tmp_path, served.url, served.storage_dir, auth)
+    config = config_file(tmp_path, served.url, served.storage_dir, auth=auth)
     line = one_line(cli("list", "--config", str(config), cwd=tmp_path), 1)
     assert line == (
         f"tesengine: the server refused the credentials for {served.url} (basic auth, user 'u')"
@@ -307,7 +293,7 @@ def test_unreadable_input_is_a_bad_task(tmp_path: Path, noop_tes: ServedTes) -> 
     data.mkdir()
     (data / "ok.txt").write_text("fine")
     os.symlink("loop", data / "loop")  # unreadable even for root: ELOOP
-    config = config_for(tmp_path, noop_tes.url, noop_tes.storage_dir)
+    config = config_file(tmp_path, noop_tes.url, noop_tes.storage_dir)
     result = cli(
         "run", "--config", str(config), "--input", "data=/in/d", "--", "true", cwd=tmp_path
     )

@@ -24,6 +24,7 @@ from tesengine.tes.models import Output as WireOutput
 from tesengine.tes.models import Task as WireTask
 from tests.faults.procs import PYTHON, clean_env
 from tests.fixtures.tes_server import ServedTes
+from tests.support import file_config
 
 TOKEN = "tok-3f9c1a7e-never-show-me"
 WRONG = "tok-wrong-2b8d-never-show-me"
@@ -93,16 +94,7 @@ async def test_secrets_stay_out_of_logs_errors_and_requests(
     async with LocalTesServer(
         tmp_path / "srv", storage_url=storage.as_uri(), runtime="noop", bearer=TOKEN
     ) as server:
-        backend_cfg = BackendConfig(
-            type="tes",
-            url=server.url,
-            inputs=(storage / "inputs").as_uri(),
-            outputs=(storage / "outputs").as_uri(),
-            interval=0.05,
-            cache_dir=tmp_path / "cache",
-            auth=_bearer(TOKEN),
-        )
-        config = Config(backend_name="sec", backend=backend_cfg)
+        config = file_config(server.url, storage, tmp_path / "cache", auth=_bearer(TOKEN))
         (tmp_path / "in.txt").write_text("data")
         async with TesBackend(config) as backend:
             run = await backend.submit(
@@ -113,7 +105,7 @@ async def test_secrets_stay_out_of_logs_errors_and_requests(
         _clean(full.to_json().decode())  # the TES request as the server stored it
         _clean(repr(config) + str(config) + json.dumps(config.redacted(), default=str))
         _clean(repr(backend.client) + repr(run))
-        wrong = BackendConfig(**{**backend_cfg.model_dump(), "auth": _bearer(WRONG)})
+        wrong = BackendConfig(**{**config.backend.model_dump(), "auth": _bearer(WRONG)})
         async with TesClient(server.url, auth=auth_from_config(wrong.auth)) as client:
             with pytest.raises(AuthError) as info:
                 await client.get_task(run.id)

@@ -24,13 +24,12 @@ import aiohttp
 import pytest
 
 from tesengine import Executor, Task, TesBackend
-from tesengine.config import BackendConfig, Config
 from tesengine.server import LocalTesServer
 from tesengine.tes import Executor as WireExecutor
 from tesengine.tes import State, TesClient, View
 from tesengine.tes import Task as WireTask
 from tesengine.tes.models import SUBMISSION_TAG
-from tests.support import user_env
+from tests.support import file_config, user_env
 
 API = "/ga4gh/tes/v1"
 
@@ -114,16 +113,9 @@ async def test_engine_submit_through_a_503_ends_with_one_completed_task(
     storage = tmp_path / "storage"
     server = LocalTesServer(tmp_path / "server", storage_url=storage.as_uri(), runtime="noop")
     async with server:
-        backend_config = BackendConfig(
-            type="tes",
-            url=server.url,
-            inputs=(storage / "inputs").as_uri(),
-            outputs=(storage / "outputs").as_uri(),
-            interval=0.05,
-            cache_dir=tmp_path / "cache",
-        )
+        config = file_config(server.url, storage, tmp_path / "cache")
         task = Task(name="through-503", executors=[Executor(image="alpine", command=["true"])])
-        async with TesBackend(Config(backend_name="t", backend=backend_config)) as backend:
+        async with TesBackend(config) as backend:
             with exclusive_lock(server.settings.work_dir / "tasks.sqlite3"):
                 submitting = asyncio.create_task(backend.submit(task))
                 async with asyncio.timeout(20):  # the server's busy wait is 5 s

@@ -16,12 +16,12 @@ import aiohttp
 import pytest
 
 from tesengine import Executor, Task, TesBackend
-from tesengine.config import BackendConfig, Config
 from tesengine.errors import StorageError, TaskFailed
 from tesengine.server import LocalTesServer
 from tesengine.storage import Stager, Storage
 from tesengine.tes import TesClient
 from tests.fixtures.tes_server import ServedTes
+from tests.support import file_config
 
 SECRET = "host-secret-5d1e-never-copy-me"
 FINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
@@ -172,18 +172,7 @@ async def test_missing_outputs_fail_naming_the_output(local_tes: ServedTes) -> N
 
 
 async def test_engine_names_the_missing_output(local_tes: ServedTes, tmp_path: Path) -> None:
-    storage = local_tes.storage_dir
-    config = Config(
-        backend_name="b",
-        backend=BackendConfig(
-            type="tes",
-            url=local_tes.url,
-            inputs=(storage / "inputs").as_uri(),
-            outputs=(storage / "outputs").as_uri(),
-            interval=0.05,
-            cache_dir=tmp_path / "cache",
-        ),
-    )
+    config = file_config(local_tes.url, local_tes.storage_dir, tmp_path / "cache")
     task = Task("nodir", [Executor("debian:stable", ["true"])], outputs={"d": "/out/dir/"})
     async with TesBackend(config) as backend:
         with pytest.raises(TaskFailed) as info:
@@ -219,17 +208,7 @@ async def test_a_wrong_size_object_at_a_content_address_is_never_trusted(
     planted.write_bytes(b"planted by someone else")
     srv = LocalTesServer(tmp_path / "srv", runtime="noop", storage_url=storage.as_uri())
     async with srv:
-        config = Config(
-            backend_name="b",
-            backend=BackendConfig(
-                type="tes",
-                url=srv.url,
-                inputs=(storage / "inputs").as_uri(),
-                outputs=(storage / "outputs").as_uri(),
-                interval=0.05,
-                cache_dir=tmp_path / "cache",
-            ),
-        )
+        config = file_config(srv.url, storage, tmp_path / "cache")
         task = Task("t", [Executor("alpine", ["true"])], inputs={"/in/x": local})
         async with TesBackend(config) as backend:
             with pytest.raises(StorageError) as info:

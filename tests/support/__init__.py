@@ -13,8 +13,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tesengine.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -83,3 +87,35 @@ def tes_spec_path() -> Path:
     """The official TES OpenAPI file: ``$TES_OPENAPI_SPEC``, else the copy in tests/spec."""
     env = os.environ.get("TES_OPENAPI_SPEC")
     return Path(env) if env else REPO / "tests" / "spec" / "tes-1.1.openapi.yaml"
+
+
+def file_config(url: str, storage: Path, cache: Path, **backend: Any) -> Config:
+    """A backend on the TES server at ``url`` with ``file://`` storage under ``storage``:
+    inputs and outputs as a local server's storage root lays them out, fast polling."""
+    from tesengine.config import BackendConfig, Config
+
+    settings = BackendConfig(
+        type="tes",
+        url=url,
+        inputs=(storage / "inputs").as_uri(),
+        outputs=(storage / "outputs").as_uri(),
+        **{"interval": 0.05, "cache_dir": cache, **backend},
+    )
+    return Config(backend_name="test", backend=settings)
+
+
+def config_file(
+    tmp_path: Path, url: str, storage: Path, *, auth: str = "", mode: int = 0o600
+) -> Path:
+    """The same backend as a ``conf/sprocket.toml`` (``auth``: extra TOML appended)."""
+    path = tmp_path / "conf" / "sprocket.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(
+        "[run.backends.default]\n"
+        f'type = "tes"\nurl = "{url}"\n'
+        f'inputs = "{(storage / "inputs").as_uri()}"\n'
+        f'outputs = "{(storage / "outputs").as_uri()}"\n'
+        "interval = 0.05\n" + auth
+    )
+    path.chmod(mode)
+    return path
