@@ -53,6 +53,25 @@ def wait_until(
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+async def await_until(
+    check: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` (plain or async) on the event loop until it is true, or fail
+    after ``timeout`` seconds. The one polling loop for async tests."""
+    import asyncio
+    import inspect
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     """True when something accepts TCP connections on host:port."""
     with socket.socket() as sock:
