@@ -30,7 +30,15 @@ from urllib.parse import quote, unquote, urlsplit
 from ..errors import StorageError, redact_url
 from ..redact import redact_query
 
-__all__ = ["Location", "Provider", "is_url", "join_url", "parse_url"]
+__all__ = [
+    "URL_SCHEMES",
+    "WRITABLE_SCHEMES",
+    "Location",
+    "Provider",
+    "is_url",
+    "join_url",
+    "parse_url",
+]
 
 Provider = Literal["s3", "gs", "az", "file", "memory", "http"]
 
@@ -38,6 +46,9 @@ Provider = Literal["s3", "gs", "az", "file", "memory", "http"]
 URL_SCHEMES = frozenset(
     {"s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "file", "memory", "http", "https"}
 )
+#: Schemes an object can be written to (plain http(s) URLs are read-only; an
+#: https URL of a known cloud host is mapped to its provider when parsed).
+WRITABLE_SCHEMES = URL_SCHEMES - {"http", "https"}
 _ENCODED = frozenset({"http", "https", "file"})
 _AZURE_HOST = re.compile(r"^(?P<account>[a-z0-9]+)\.(?:blob|dfs)\.core\.windows\.net$")
 _S3_PATH_HOST = re.compile(r"^s3(?:[.-](?P<region>[a-z0-9-]+))?\.amazonaws\.com$")
