@@ -6,16 +6,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from tesengine.errors import InvalidTask
-from tesengine.server.staging_io import AllowedDirs, StagingError, plan_mounts
-from tesengine.server.validate import (
+from tesengine.server import task_request
+from tesengine.server.list_query import (
     decode_page_token,
     encode_page_token,
     validate_list_query,
-    validate_task,
 )
+from tesengine.server.staging_io import AllowedDirs, StagingError, plan_mounts
+from tesengine.server.task_request import validate_task
 from tesengine.server.views import matches, project
+from tesengine.tes import models as wire
+from tests.fixtures.tes_spec import TesSpec
 
 
 def _task(**extra: Any) -> dict[str, Any]:
@@ -23,16 +27,22 @@ def _task(**extra: Any) -> dict[str, Any]:
 
 
 BAD_TASKS: list[tuple[object, str]] = [
-    ([], "body: must be an object"),
+    ([], "body: must be a JSON object, got an array"),
     ({}, "executors: required"),
     ({"executors": []}, "executors: must hold at least one"),
     ({"executors": [{"command": ["true"]}]}, "executors[0].image: required"),
     ({"executors": [{"image": "a"}]}, "executors[0].command: required"),
     ({"executors": [{"image": "a", "command": []}]}, "executors[0].command"),
-    ({"executors": [{"image": "a", "command": "true"}]}, "executors[0].command: must be an array"),
+    (
+        {"executors": [{"image": "a", "command": "true"}]},
+        "executors[0].command: Input should be a valid list",
+    ),
     ({"executors": [{"image": "", "command": ["x"]}]}, "executors[0].image: must not be empty"),
     (_task(executors=[{"image": "a", "command": ["x"], "workdir": "rel"}]), "executors[0].workdir"),
-    (_task(executors=[{"image": "a", "command": ["x"], "env": {"A": 1}}]), "executors[0].env.A"),
+    (
+        _task(executors=[{"image": "a", "command": ["x"], "env": {"A": 1}}]),
+        "executors[0].env['A']: Input should be a valid string",
+    ),
     (_task(executors=[{"image": "a", "command": ["x"], "ignore_error": "yes"}]), "ignore_error"),
     (_task(executors=[{"image": "a", "command": ["x"], "bogus": 1}]), "executors[0].bogus"),
     (_task(inputs=[{"url": "s3://b/k"}]), "inputs[0].path: required"),
@@ -50,7 +60,7 @@ BAD_TASKS: list[tuple[object, str]] = [
         "outputs[0].path_prefix",
     ),
     (_task(resources={"cpu_cores": -1}), "resources.cpu_cores"),
-    (_task(resources={"cpu_cores": 1.5}), "resources.cpu_cores: must be an integer"),
+    (_task(resources={"cpu_cores": 1.5}), "resources.cpu_cores: Input should be a valid integer"),
     (_task(resources={"cpu_cores": True}), "resources.cpu_cores"),
     (_task(resources={"ram_gb": "8"}), "resources.ram_gb"),
     (
@@ -58,12 +68,21 @@ BAD_TASKS: list[tuple[object, str]] = [
         "resources.backend_parameters: unsupported keys (strict): VmSize",
     ),
     (_task(volumes=["rel"]), "volumes[0]"),
-    (_task(tags={"a": None}), "tags.a"),
-    (_task(name=5), "name: must be a string"),
-    (_task(executor=[]), "executor: unknown field"),
+    (_task(tags={"a": None}), "tags['a']: Input should be a valid string"),
+    (_task(name=5), "name: Input should be a valid string"),
+    (_task(executor=[]), "executor: unknown key (did you mean 'executors'?)"),
     (_task(name="bad\ud800"), "name: must be valid UTF-8"),
     (_task(executors=[{"image": "a", "command": ["x"], "env": {"A=B": "1"}}]), "env: invalid"),
-    (_task(tags={"a": "nul\x00"}), "tags.a: must not contain NUL"),
+    (_task(tags={"a": "nul\x00"}), "tags['a']: must not contain NUL"),
+    (_task(tags={"a\x00": "v"}), "tags: key 'a\\x00' must not contain NUL"),
+    (_task(resources={"ram_gb": float("nan")}), "resources.ram_gb: Input should be a finite"),
+    (_task(resources={"cpu_cores": 2**31}), "resources.cpu_cores: Input should be less than"),
+    (
+        _task(outputs=[{"path": "/d/*.txt", "url": "s3://b/k", "path_prefix": "d"}]),
+        "outputs[0].path_prefix: must be an absolute path",
+    ),
+    (_task(inputs=[{"path": "/d/x", "content": "", "streamable": 1}]), "inputs[0].streamable"),
+    (_task(executors=[{"image": "a", "command": [""]}]), "executors[0].command: must be a non"),
 ]
 
 
@@ -92,6 +111,59 @@ def test_valid_task_is_cleaned() -> None:
     # Unsupported keys are dropped (not stored) with a warning, as the spec asks.
     assert "backend_parameters" not in valid.doc["resources"]
     assert valid.warnings == ("ignored unsupported backend_parameters: VmSize",)
+
+
+def test_null_means_unset_and_defaults_are_filled() -> None:
+    body = _task(name=None, inputs=[{"path": "/in/a", "content": "", "type": None, "url": None}])
+    doc = validate_task(body).doc
+    assert "name" not in doc
+    assert doc["inputs"] == [{"path": "/in/a", "type": "FILE", "content": ""}]
+    with pytest.raises(InvalidTask, match=r"^executors: required"):
+        validate_task({"executors": None})
+
+
+def test_every_problem_is_named_once_in_one_message() -> None:
+    body = {"executors": [{"image": 1, "command": ["x"]}], "volumes": ["a", "/b", "c"]}
+    with pytest.raises(InvalidTask) as info:
+        validate_task(body)
+    assert str(info.value).split("; ") == [
+        "executors[0].image: Input should be a valid string",
+        "volumes[0]: must be an absolute path, got 'a'",
+        "volumes[2]: must be an absolute path, got 'c'",
+    ]
+    many = _task(volumes=[f"rel{i}" for i in range(50)])
+    with pytest.raises(InvalidTask, match=r"volumes\[9\]: .*; \.\.\. and 40 more problems$"):
+        validate_task(many)
+
+
+STRICT_AND_WIRE = [
+    (task_request.TaskRequest, wire.Task, "tesTask"),
+    (task_request.Executor, wire.Executor, "tesExecutor"),
+    (task_request.Input, wire.Input, "tesInput"),
+    (task_request.Output, wire.Output, "tesOutput"),
+    (task_request.Resources, wire.Resources, "tesResources"),
+]
+
+
+@pytest.mark.parametrize(("strict", "tolerant", "schema"), STRICT_AND_WIRE)
+def test_strict_models_have_the_wire_and_spec_fields(
+    strict: type[BaseModel], tolerant: type[BaseModel], schema: str, tes_spec: TesSpec
+) -> None:
+    spec_fields = set(tes_spec.document["components"]["schemas"][schema]["properties"])
+    writable = set(tolerant.model_fields) - wire.READ_ONLY_TASK_FIELDS
+    assert set(strict.model_fields) == writable == spec_fields - wire.READ_ONLY_TASK_FIELDS
+
+
+def test_a_clean_task_is_a_spec_task(tes_spec: TesSpec) -> None:
+    body = _task(
+        inputs=[{"path": "/in/a", "url": "s3://b/a", "streamable": True}],
+        outputs=[{"path": "/out/*.txt", "path_prefix": "/out", "url": "gs://b/o"}],
+        resources={"cpu_cores": 2, "ram_gb": 1, "zones": ["z"], "preemptible": False},
+        volumes=["/vol"],
+    )
+    doc = validate_task(body).doc
+    tes_spec.validate("tesTask", {"id": "x", "state": "QUEUED", **doc})
+    assert doc["resources"]["ram_gb"] == 1.0
 
 
 def test_list_query_defaults_and_errors() -> None:

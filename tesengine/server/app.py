@@ -35,13 +35,14 @@ from .lifecycle import (
     run_task,
     set_state,
 )
+from .list_query import encode_page_token, validate_list_query, validate_view
 from .middleware import Handler, auth_middleware, error_middleware
 from .runtime import Runtime, make_runtime
 from .runtime.tasks_base import tasks_base
 from .scheduler import Scheduler
 from .staging_io import AllowedDirs
 from .store import TaskRecord, TaskStore
-from .validate import encode_page_token, validate_list_query, validate_task, validate_view
+from .task_request import validate_task
 from .views import matches, project
 
 __all__ = ["PREFIXES", "ServerSettings", "create_app"]

@@ -33,7 +33,7 @@ from .staging_io import (
     push_outputs,
 )
 from .store import TaskRecord, TaskStore
-from .validate import ValidTask
+from .task_request import ValidTask
 
 __all__ = [
     "ACTIVE",

@@ -40,7 +40,7 @@ from .access import AllowedDirs, local_raw_path, url_host_problem
 from .fetch import FetchRefused, copy_local_file, copy_local_tree, fetch_http, resolve_check
 from .runtime.base import Mount
 from .task_links import output_source, resolve_in_task, tree_files
-from .validate import has_wildcard
+from .task_request import has_wildcard
 
 _Getter = Callable[[str, Path], Awaitable[None]]
 
