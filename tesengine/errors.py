@@ -21,7 +21,10 @@ out of the public API untranslated::
     │   │   └── ResponseTooLarge   ...or larger than max_response_bytes
     │   └── TesUnavailable     retries exhausted (or each try past request_deadline)
     ├── TaskFailed             a task ended in EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED
-    └── OutputMissing          an output was read that the task did not produce
+    ├── OutputMissing          an output was read that the task did not produce
+    ├── StoreUnavailable       ``tesengine serve`` could not commit a task (HTTP 503)
+    └── ServerError            a fault inside ``tesengine serve`` (start-up, a task's system log)
+        └── IllegalTransition    a task state change the server never makes (a bug)
 
 Messages never contain secrets: credentials are held as ``SecretStr`` and
 URLs are passed through :func:`redact_url` (from :mod:`tesengine.redact`)
@@ -40,11 +43,13 @@ __all__ = [
     "ConfigError",
     "ContentMismatch",
     "DigestError",
+    "IllegalTransition",
     "InputChanged",
     "InvalidTask",
     "ObjectNotFound",
     "OutputMissing",
     "ResponseTooLarge",
+    "ServerError",
     "StorageError",
     "StoreUnavailable",
     "TaskFailed",
@@ -173,6 +178,14 @@ class TaskFailed(TesEngineError):
 
 class OutputMissing(TesEngineError):
     """An output was read that its task did not produce."""
+
+
+class ServerError(TesEngineError):
+    """A fault inside ``tesengine serve``: at start-up, or ending a task as SYSTEM_ERROR."""
+
+
+class IllegalTransition(ServerError):
+    """A task state change that :func:`tesengine.server.states.advance` forbids: a server bug."""
 
 
 def _short(body: str, limit: int = 500) -> str:

@@ -22,25 +22,17 @@ from .. import __version__
 from ..errors import InvalidTask, TesEngineError
 from ..storage import Storage
 from ..storage.urls import join_url
-from ..tes.models import SUBMISSION_TAG
+from ..tes.models import SUBMISSION_TAG, State, View
 from .access import check_task_access
 from .layout import check_input_layout
-from .lifecycle import (
-    ACTIVE,
-    TERMINAL,
-    Services,
-    add_system_log,
-    new_task_doc,
-    recover,
-    run_task,
-    set_state,
-)
+from .lifecycle import Services, add_system_log, move, new_task_doc, recover, run_task
 from .list_query import encode_page_token, validate_list_query, validate_view
 from .middleware import Handler, auth_middleware, error_middleware
 from .runtime import Runtime, make_runtime
 from .runtime.tasks_base import tasks_base
 from .scheduler import Scheduler
 from .staging_io import AllowedDirs
+from .states import Event
 from .store import TaskRecord, TaskStore
 from .task_request import validate_task
 from .views import matches, project
@@ -119,7 +111,7 @@ class TesService:
         # The run changes the document: hold it whole (read back if it was shrunk).
         await self.store.pin(record)
         try:
-            if record.state == "QUEUED":  # not canceled while it was read back
+            if record.state is State.QUEUED:  # not canceled while it was read back
                 await run_task(record, self.services)
         finally:
             self.store.unpin(record)
@@ -252,7 +244,7 @@ class TesService:
     async def cancel_task(self, request: web.Request) -> web.Response:
         """POST /tasks/{id}:cancel; a finished task is left as it is."""
         record = self._record(request)
-        if record.state in TERMINAL:
+        if record.state.is_final:
             return _json({})
         await self.store.pin(record)  # set_state changes the full document
         try:
@@ -262,20 +254,19 @@ class TesService:
         return _json({})
 
     def _cancel(self, record: TaskRecord) -> None:
-        state = record.state
-        if state == "QUEUED":
-            set_state(self.store, record, "CANCELED")
+        before = record.state
+        after = move(self.store, record, Event.CANCEL)
+        if after is State.CANCELED:  # it was queued: whatever waited behind it may start
             self.scheduler.withdraw(record.id)
-        elif state in ACTIVE:
-            set_state(self.store, record, "CANCELING")
-            if not self.scheduler.cancel(record.id):
-                set_state(self.store, record, "CANCELED")
-        elif state not in TERMINAL and state != "CANCELING":
-            set_state(self.store, record, "CANCELED")
+        elif after is State.CANCELING and before is not State.CANCELING:
+            # The run ends CANCELED once its processes are gone; with no run, at once.
+            stopping = self.scheduler.cancel(record.id)
+            if not stopping:
+                move(self.store, record, Event.STOPPED)
 
-    async def _doc(self, record: TaskRecord, view: str) -> dict[str, Any]:
+    async def _doc(self, record: TaskRecord, view: View) -> dict[str, Any]:
         # Only FULL needs what a shrunk record keeps on disk.
-        return await self.store.load(record) if view == "FULL" else record.summary
+        return await self.store.load(record) if view is View.FULL else record.summary
 
     def _record(self, request: web.Request) -> TaskRecord:
         task_id = request.match_info["id"]

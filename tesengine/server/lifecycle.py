@@ -32,23 +32,20 @@ from .staging_io import (
     prepare_dirs,
     push_outputs,
 )
+from .states import Event, advance
 from .store import TaskRecord, TaskStore
 from .task_request import ValidTask
 
 __all__ = [
-    "ACTIVE",
-    "TERMINAL",
     "Services",
+    "move",
     "new_task_doc",
     "recover",
     "run_task",
-    "set_state",
 ]
 
 log = logging.getLogger("tesengine.server")
 
-TERMINAL = frozenset(state.value for state in State if state.is_final)
-ACTIVE = frozenset({"INITIALIZING", "RUNNING", "PAUSED"})
 TAIL_BYTES = 16 * 1024
 #: Removing a task's tree may take long (many files); it is abandoned, not waited for, past this.
 CLEANUP_TIMEOUT = 600.0
@@ -75,16 +72,21 @@ def now() -> str:
 
 def new_task_doc(valid: ValidTask) -> dict[str, Any]:
     """A stored task document for a validated request: id, QUEUED, creation time."""
-    doc = {"id": uuid.uuid4().hex, "state": "QUEUED", "creation_time": now(), **valid.doc}
+    doc: dict[str, Any] = {"id": uuid.uuid4().hex, "state": State.QUEUED.value}
+    doc |= {"creation_time": now(), **valid.doc}
     if valid.warnings:
         doc["logs"] = [{"logs": [], "outputs": [], "system_logs": list(valid.warnings)}]
     return doc
 
 
-def set_state(store: TaskStore, record: TaskRecord, state: str) -> None:
-    """Move ``record`` to ``state`` and schedule the write."""
-    record.doc["state"] = state
-    store.touch(record)
+def move(store: TaskStore, record: TaskRecord, event: Event) -> State:
+    """Move ``record`` to the state ``event`` leads to (unchanged: nothing is written)."""
+    before = record.state
+    after = advance(before, event)
+    if after is not before:
+        record.doc["state"] = after.value
+        store.touch(record)
+    return after
 
 
 def task_log(doc: dict[str, Any]) -> dict[str, Any]:
@@ -104,15 +106,10 @@ def add_system_log(doc: dict[str, Any], message: str) -> None:
 def recover(store: TaskStore, record: TaskRecord) -> bool:
     """Fix a task found at start-up; True when it should be queued again."""
     state = record.state
-    if state == "QUEUED":
-        return True
-    if state in ACTIVE:
+    if advance(state, Event.RESTARTED) is State.SYSTEM_ERROR:
         add_system_log(record.doc, f"the server restarted while the task was {state}")
         task_log(record.doc).setdefault("end_time", now())
-        set_state(store, record, "SYSTEM_ERROR")
-    elif state == "CANCELING":
-        set_state(store, record, "CANCELED")
-    return False
+    return move(store, record, Event.RESTARTED) is State.QUEUED
 
 
 async def run_task(record: TaskRecord, svc: Services) -> None:
@@ -120,24 +117,24 @@ async def run_task(record: TaskRecord, svc: Services) -> None:
     doc = record.doc
     entry = task_log(doc)
     entry["start_time"] = now()
-    set_state(svc.store, record, "INITIALIZING")
+    move(svc.store, record, Event.START)
     task_dir = svc.tasks_dir / record.id
     try:
         await _run(record, svc, task_dir / "root", task_dir / "logs")
     except asyncio.CancelledError:
-        if doc["state"] == "CANCELING":
-            _finish(svc, record, "CANCELED")
+        if record.state is State.CANCELING:
+            _finish(svc, record, Event.STOPPED)
             return
         add_system_log(doc, "the server shut down while the task was running")
-        _finish(svc, record, "SYSTEM_ERROR")
+        _finish(svc, record, Event.SYSTEM_FAILED)
         raise
     except (TesEngineError, OSError) as exc:
         add_system_log(doc, f"{type(exc).__name__}: {exc}")
-        _finish(svc, record, "SYSTEM_ERROR")
+        _finish(svc, record, Event.SYSTEM_FAILED)
     except Exception as exc:  # a server bug must still end the task, with a trace in the log
         log.exception("task %s failed inside the server", record.id)
         add_system_log(doc, f"internal server error: {type(exc).__name__}: {exc}")
-        _finish(svc, record, "SYSTEM_ERROR")
+        _finish(svc, record, Event.SYSTEM_FAILED)
     finally:
         if svc.runtime.stages_files and not svc.keep_work:
             await _remove(task_dir)
@@ -155,9 +152,9 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _finish(svc: Services, record: TaskRecord, state: str) -> None:
+def _finish(svc: Services, record: TaskRecord, event: Event) -> None:
     task_log(record.doc)["end_time"] = now()
-    set_state(svc.store, record, state)
+    move(svc.store, record, event)
 
 
 async def _run(record: TaskRecord, svc: Services, root: Path, logs_dir: Path) -> None:
@@ -172,15 +169,15 @@ async def _run(record: TaskRecord, svc: Services, root: Path, logs_dir: Path) ->
     if svc.runtime.stages_files:
         await in_file_pool(_make_dirs, root, doc, logs_dir)
         await fetch_inputs(root, doc, svc.io, svc.allowed)
-    set_state(svc.store, record, "RUNNING")
+    move(svc.store, record, Event.STAGED)
     for spec, executor in zip(specs, doc["executors"], strict=True):
         code = await _run_executor(record, svc, spec, root=root, logs_dir=logs_dir)
         if code != 0 and not executor.get("ignore_error"):
-            _finish(svc, record, "EXECUTOR_ERROR")
+            _finish(svc, record, Event.EXECUTOR_FAILED)
             return
     if svc.runtime.stages_files:
         task_log(doc)["outputs"] = await push_outputs(root, doc, svc.io, svc.allowed)
-    _finish(svc, record, "COMPLETE")
+    _finish(svc, record, Event.SUCCEEDED)
 
 
 def _make_dirs(root: Path, doc: dict[str, Any], logs_dir: Path) -> None:

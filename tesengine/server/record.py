@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..tes.models import State, View
 from .views import project
 
 __all__ = ["TaskRecord"]
@@ -61,14 +62,14 @@ class TaskRecord:
         return self._full is not None
 
     @property
-    def state(self) -> str:
-        """The task state."""
-        return str(self.summary["state"])
+    def state(self) -> State:
+        """The task state (UNKNOWN for a stored string that is none)."""
+        return State.parse(self.summary["state"])
 
     def shrink(self) -> None:
         """Keep only the BASIC view in memory (the full document is in the database)."""
         if self._full is not None:
-            self._light = project(self._full, "BASIC")
+            self._light = project(self._full, View.BASIC)
             self._full = None
 
     def fill(self, doc: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ..tes.models import State
 from .store import TaskRecord
 
 __all__ = ["Scheduler"]
@@ -77,7 +78,7 @@ class Scheduler:
     def _pump(self) -> None:
         while self._queue and not self._closed:
             record, slots = self._queue[0]
-            if record.state != "QUEUED":  # canceled while it waited
+            if record.state is not State.QUEUED:  # canceled while it waited
                 self._queue.popleft()
                 continue
             if slots > self._free:

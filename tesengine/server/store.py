@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreUnavailable, TesEngineError
-from ..tes.models import SUBMISSION_TAG, State
+from ..tes.models import SUBMISSION_TAG
 from .record import TaskRecord
 from .taskdb import StoredRow, TaskDb, trim_heap, tune_heap
 
@@ -99,7 +99,7 @@ class TaskStore:
     def _record_of(self, row: StoredRow) -> TaskRecord:
         record = TaskRecord(row.seq, row.doc, self._read_back, row.size)
         # Unfinished tasks are changed or run right after start-up: keep them whole.
-        if row.size > LARGE_DOC and row.doc["state"] in _FINAL:
+        if row.size > LARGE_DOC and record.state.is_final:
             record.shrink()
         return record
 
@@ -331,9 +331,6 @@ class TaskStore:
     def _uncache(self, record: TaskRecord) -> None:
         if (held := self._cache.pop(record.seq, None)) is not None:
             self._cached_bytes -= held[1]
-
-
-_FINAL = frozenset(state.value for state in State if state.is_final)
 
 
 def _tag(doc: dict[str, Any]) -> str | None:

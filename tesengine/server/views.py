@@ -9,18 +9,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..tes.models import State, View
+
 __all__ = ["matches", "project"]
 
 
-def project(doc: Mapping[str, Any], view: str) -> dict[str, Any]:
+def project(doc: Mapping[str, Any], view: View | str) -> dict[str, Any]:
     """``doc`` as the spec's ``view`` defines it.
 
     MINIMAL: id and state only. BASIC: everything except executor stdout and
-    stderr, input content and system_logs. FULL: everything.
+    stderr, input content and system_logs. FULL: everything. ``view`` may be
+    the wire string (the CLI's embedded task source holds one).
     """
-    if view == "MINIMAL":
+    view = View(view)
+    if view is View.MINIMAL:
         return {"id": doc["id"], "state": doc["state"]}
-    if view == "FULL":
+    if view is View.FULL:
         return dict(doc)
     out = dict(doc)
     if "inputs" in doc:
@@ -45,7 +49,7 @@ def matches(
     doc: Mapping[str, Any],
     *,
     name_prefix: str | None,
-    state: str | None,
+    state: State | str | None,
     tags: Iterable[tuple[str, str]],
 ) -> bool:
     """True when ``doc`` passes the ListTasks filters.
