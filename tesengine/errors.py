@@ -24,6 +24,12 @@ out of the public API untranslated::
     ├── OutputMissing          an output was read that the task did not produce
     ├── StoreUnavailable       ``tesengine serve`` could not commit a task (HTTP 503)
     └── ServerError            a fault inside ``tesengine serve`` (start-up, a task's system log)
+        ├── RuntimeUnavailable   the chosen runtime cannot run here (missing tool, no daemon)
+        ├── ExecutorRefused      the runtime cannot run an executor as written
+        ├── TaskStoreError       the task database cannot be opened or read back
+        ├── StagingError         an input not fetched, an output not published
+        │   └── MissingOutput      a declared output the task did not produce
+        ├── UnsafePath           a task's path is a link or special file where it must not be
         └── IllegalTransition    a task state change the server never makes (a bug)
 
 Messages never contain secrets: credentials are held as ``SecretStr`` and
@@ -43,20 +49,26 @@ __all__ = [
     "ConfigError",
     "ContentMismatch",
     "DigestError",
+    "ExecutorRefused",
     "IllegalTransition",
     "InputChanged",
     "InvalidTask",
+    "MissingOutput",
     "ObjectNotFound",
     "OutputMissing",
     "ResponseTooLarge",
+    "RuntimeUnavailable",
     "ServerError",
+    "StagingError",
     "StorageError",
     "StoreUnavailable",
     "TaskFailed",
+    "TaskStoreError",
     "TesApiError",
     "TesEngineError",
     "TesError",
     "TesUnavailable",
+    "UnsafePath",
     "UnsafeReply",
     "redact_url",
 ]
@@ -182,6 +194,30 @@ class OutputMissing(TesEngineError):
 
 class ServerError(TesEngineError):
     """A fault inside ``tesengine serve``: at start-up, or ending a task as SYSTEM_ERROR."""
+
+
+class RuntimeUnavailable(ServerError):
+    """The chosen runtime cannot run here (missing tool, no daemon...)."""
+
+
+class ExecutorRefused(ServerError):
+    """This runtime cannot run this executor as written (argument limits, unsafe names...)."""
+
+
+class TaskStoreError(ServerError):
+    """The server's task database cannot be opened, or a task in it cannot be read back."""
+
+
+class StagingError(ServerError):
+    """An input could not be fetched or an output could not be published."""
+
+
+class MissingOutput(StagingError):
+    """A declared output that the task did not produce."""
+
+
+class UnsafePath(ServerError):
+    """A task-controlled path is a link, a special file, or otherwise not what it must be."""
 
 
 class IllegalTransition(ServerError):

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from tesengine.errors import InvalidTask
+import tesengine.server
+from tesengine import errors
+from tesengine.errors import InvalidTask, StagingError
 from tesengine.server import task_request
 from tesengine.server.list_query import (
     decode_page_token,
     encode_page_token,
     validate_list_query,
 )
-from tesengine.server.staging_io import AllowedDirs, StagingError, plan_mounts
+from tesengine.server.staging_io import AllowedDirs, plan_mounts
 from tesengine.server.task_request import validate_task
 from tesengine.server.views import matches, project
 from tesengine.tes import models as wire
@@ -261,3 +267,54 @@ def test_allowed_dirs(tmp_path: Path) -> None:
     assert "outside" in (allowed.local_problem("file:///etc/shadow") or "")
     assert "outside" in (allowed.local_problem(f"{tmp_path}/../../etc/passwd") or "")
     assert str(tmp_path.resolve().as_uri()) in (allowed.local_problem("/etc/passwd") or "")
+
+
+def _imported_modules(path: Path, package: str) -> Iterator[str]:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            name = ".".join(base + ([node.module] if node.module else [])) if node.level else ""
+            yield name or str(node.module)
+
+
+def test_the_server_never_imports_the_package_root() -> None:
+    # `from .. import x` would run the public door's lazy loader (the engine and more).
+    server = Path(tesengine.server.__file__).parent
+    for path in server.rglob("*.py"):
+        rel = path.relative_to(server.parent.parent).with_suffix("")
+        package = ".".join(rel.parts[:-1] if rel.name != "__init__" else rel.parts)
+        assert "tesengine" not in set(_imported_modules(path, package)), path
+    code = "import sys, tesengine.server.app; print('tesengine.engine' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _drawn_tree() -> dict[str, str]:
+    """``name -> parent`` as drawn in the docstring of :mod:`tesengine.errors`."""
+    parents: dict[str, str] = {}
+    stack: list[tuple[int, str]] = [(-1, "TesEngineError")]
+    for line in (errors.__doc__ or "").splitlines():
+        if "── " not in line:
+            continue
+        column = line.index("── ")
+        name = line[column + 3 :].split()[0]
+        while stack[-1][0] >= column:
+            stack.pop()
+        parents[name] = stack[-1][1]
+        stack.append((column, name))
+    return parents
+
+
+def test_server_errors_are_drawn_in_the_one_tree() -> None:
+    drawn = _drawn_tree()
+    server = [
+        cls
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, (errors.ServerError, errors.StoreUnavailable))
+    ]
+    assert len(server) >= 9
+    for cls in server:
+        assert cls.__module__ == "tesengine.errors"
+        assert drawn.get(cls.__name__) == cls.__mro__[1].__name__, cls

@@ -8,6 +8,7 @@ exactly the fields the spec's views allow.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import logging
 import os
@@ -18,8 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
-from ..errors import InvalidTask, TesEngineError
+from ..errors import InvalidTask, TaskStoreError
 from ..storage import Storage
 from ..storage.urls import join_url
 from ..tes.models import SUBMISSION_TAG, State, View
@@ -131,7 +131,7 @@ class TesService:
         db = self.settings.work_dir / "tasks.sqlite3"
         tasks = self.settings.work_dir / "tasks"
         if db.is_file() and db.stat().st_size == 0 and tasks.is_dir() and any(tasks.iterdir()):
-            raise TesEngineError(
+            raise TaskStoreError(
                 f"the task database {db} is empty (0 bytes) but {tasks} holds task directories:"
                 " the database was truncated or replaced; restore it, or move the work"
                 " directory away to start afresh"
@@ -163,7 +163,7 @@ class TesService:
             "type": {"group": "org.ga4gh", "artifact": "tes", "version": "1.1.0"},
             "description": self.runtime.describe(),
             "organization": {"name": "tesengine", "url": "https://pypi.org/project/tesengine/"},
-            "version": __version__,
+            "version": _version(),
             "environment": self.runtime.name,
             "storage": storage,
             "tesResources_backend_parameters": [],
@@ -277,6 +277,14 @@ class TesService:
 
 
 _SERVICE = web.AppKey("service", TesService)
+
+
+def _version() -> str:
+    # From the installed metadata, not the package root: the server never imports it.
+    try:
+        return importlib.metadata.version("tesengine")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def _json(body: Any, status: int = 200) -> web.Response:

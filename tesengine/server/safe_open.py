@@ -30,7 +30,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from ..errors import TesEngineError
+from ..errors import UnsafePath
 
 __all__ = [
     "FILE_IO_TIMEOUT",
@@ -54,10 +54,6 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 _limiters: weakref.WeakKeyDictionary[AbstractEventLoop, anyio.CapacityLimiter] = (
     weakref.WeakKeyDictionary()
 )
-
-
-class UnsafePath(TesEngineError):
-    """A task-controlled path is a link, a special file, or otherwise not what it must be."""
 
 
 def _parts(container: str) -> list[str]:

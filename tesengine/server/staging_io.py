@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from ..errors import TesEngineError, redact_url
+from ..errors import MissingOutput, StagingError, TesEngineError, redact_url
 from ..storage import Storage
 from ..storage.urls import join_url, parse_url
 from .access import AllowedDirs, local_raw_path, url_host_problem
@@ -57,14 +57,6 @@ __all__ = [
 
 
 log = logging.getLogger("tesengine.server")
-
-
-class StagingError(TesEngineError):
-    """An input could not be fetched or an output could not be published."""
-
-
-class MissingOutput(StagingError):
-    """A declared output that the task did not produce."""
 
 
 def host_path(root: Path, container: str) -> Path:
@@ -347,10 +339,7 @@ def _collect_outputs(root: Path, doc: dict[str, Any], allowed: AllowedDirs) -> l
     for i, output in enumerate(doc.get("outputs", ())):
         field = f"outputs[{i}] ({output['path']})"
         for container, url in _output_files(root, output, _output_label(output, i)):
-            try:
-                real = output_source(real_root, container, field)
-            except TesEngineError as exc:
-                raise StagingError(str(exc)) from None
+            real = output_source(real_root, container, field)
             target = _output_target(url, allowed, field)
             files.append(_OutputFile(field, container, real, url, target, real.stat().st_size))
     return files

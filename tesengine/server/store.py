@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreUnavailable, TesEngineError
+from ..errors import StoreUnavailable, TaskStoreError
 from ..tes.models import SUBMISSION_TAG
 from .record import TaskRecord
 from .taskdb import StoredRow, TaskDb, trim_heap, tune_heap
@@ -80,7 +80,7 @@ class TaskStore:
         try:
             self._db, records, top = await asyncio.to_thread(self._load)
         except Exception as exc:  # sqlite3.Error, or a file that is not a database
-            raise TesEngineError(f"cannot open the task database {self._path}: {exc}") from exc
+            raise TaskStoreError(f"cannot open the task database {self._path}: {exc}") from exc
         for record in records:
             self._index(record)
         self._next_seq = top + 1
@@ -222,7 +222,7 @@ class TaskStore:
         assert self._db is not None, "TaskStore.open() was not called"
         row = self._db.read(record.seq)
         if row is None:
-            raise TesEngineError(f"task {record.id} is missing from the task database")
+            raise TaskStoreError(f"task {record.id} is missing from the task database")
         record.size = row.size
         return row.doc
 

@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TesEngineError
+from ..errors import StagingError
 
 __all__ = ["MAX_LINKS", "Resolved", "output_source", "resolve_in_task", "tree_files"]
 
@@ -58,7 +58,7 @@ def resolve_in_task(root: Path, container: str) -> Resolved:
         if stat.S_ISLNK(mode):
             links += 1
             if links > MAX_LINKS:
-                raise TesEngineError(f"{container}: more than {MAX_LINKS} symbolic links")
+                raise StagingError(f"{container}: more than {MAX_LINKS} symbolic links")
             target = os.readlink(here)
             if target.startswith("/"):
                 done = []
@@ -71,12 +71,12 @@ def resolve_in_task(root: Path, container: str) -> Resolved:
 def output_source(real_root: Path, container: str, field: str) -> Path:
     """The host file to upload for output file ``container``, checked.
 
-    Raises :class:`TesEngineError` naming ``field`` and the file when the
+    Raises :class:`StagingError` naming ``field`` and the file when the
     name cannot be an object key, when a link leads nowhere in the task, out
     of its tree, or to something that is not a regular file.
     """
     if any(ord(c) < 32 or c == "\x7f" for c in container):
-        raise TesEngineError(
+        raise StagingError(
             f"{field}: cannot publish {container!r}: the name holds a control character"
             " (such as a newline), which storage object names cannot"
         )
@@ -84,13 +84,13 @@ def output_source(real_root: Path, container: str, field: str) -> Path:
     link = f"{container} is a symbolic link to {found.container}, which" if found.via_link else ""
     if not os.path.lexists(found.host):
         why = f"{link} does not exist in the task" if link else f"{container} does not exist"
-        raise TesEngineError(f"{field}: {why}")
+        raise StagingError(f"{field}: {why}")
     real = Path(os.path.realpath(found.host))
     if not real.is_relative_to(real_root):  # cannot happen but for a race: never follow it
-        raise TesEngineError(f"{field}: {container} links outside the task's directory")
+        raise StagingError(f"{field}: {container} links outside the task's directory")
     if not real.is_file():
         why = f"{link} is not a regular file" if link else f"{container} is not a regular file"
-        raise TesEngineError(f"{field}: {why}")
+        raise StagingError(f"{field}: {why}")
     return real
 
 

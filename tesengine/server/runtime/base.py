@@ -15,17 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ...errors import ExecutorRefused, RuntimeUnavailable
+
+# The errors live in tesengine.errors; they are named here too, beside the hook that raises them.
 __all__ = ["ExecRequest", "ExecSpec", "ExecutorRefused", "Mount", "Runtime", "RuntimeUnavailable"]
-
-from ...errors import TesEngineError
-
-
-class RuntimeUnavailable(TesEngineError):
-    """The chosen runtime cannot run here (missing tool, no daemon...)."""
-
-
-class ExecutorRefused(TesEngineError):
-    """This runtime cannot run this executor as written (argument limits, unsafe names...)."""
 
 
 @dataclass(frozen=True, slots=True)
