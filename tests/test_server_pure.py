@@ -16,13 +16,14 @@ import tesengine.server
 from tesengine import errors
 from tesengine.errors import InvalidTask, StagingError
 from tesengine.server import task_request
+from tesengine.server.access import AllowedDirs
 from tesengine.server.list_query import (
     decode_page_token,
     encode_page_token,
     validate_list_query,
 )
-from tesengine.server.staging_io import AllowedDirs, plan_mounts
 from tesengine.server.task_request import validate_task
+from tesengine.server.task_tree import plan_mounts
 from tesengine.server.views import matches, project
 from tesengine.tes import models as wire
 from tests.fixtures.tes_spec import TesSpec

@@ -7,6 +7,6 @@ Use :class:`LocalTesServer` to run one inside an event loop, or
 from __future__ import annotations
 
 from .app import ServerSettings, create_app
-from .embedded import LocalTesServer
+from .in_process import LocalTesServer
 
 __all__ = ["LocalTesServer", "ServerSettings", "create_app"]

@@ -25,16 +25,11 @@ from ..tes.models import State
 from .exec_io import open_streams, read_tails
 from .runtime.base import ExecRequest, ExecSpec, Mount, Runtime
 from .safe_open import in_file_pool
-from .staging_io import (
-    AllowedDirs,
-    fetch_inputs,
-    plan_mounts,
-    prepare_dirs,
-    push_outputs,
-)
+from .staging_io import AllowedDirs, fetch_inputs, push_outputs
 from .states import Event, advance
 from .store import TaskRecord, TaskStore
 from .task_request import ValidTask
+from .task_tree import plan_mounts, prepare_dirs
 
 __all__ = [
     "Services",

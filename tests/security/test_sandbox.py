@@ -463,7 +463,7 @@ def test_open_beneath_never_follows_never_blocks(tmp_path: Path) -> None:
 
 
 def test_many_inputs_are_bound_by_directory(tmp_path: Path) -> None:
-    from tesengine.server.staging_io import MAX_INPUT_BINDS, plan_mounts
+    from tesengine.server.task_tree import MAX_INPUT_BINDS, plan_mounts
 
     few = {"inputs": [{"path": "/in/a", "content": ""}], "executors": [sh("true")]}
     assert [m.container for m in plan_mounts(tmp_path, few, frozenset()) if m.read_only] == [
