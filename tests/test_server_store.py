@@ -7,6 +7,8 @@ while the store commits (a short busy timeout keeps the tests quick).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import sqlite3
 import uuid
@@ -18,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tesengine.errors import StoreUnavailable
+from tesengine.errors import StoreUnavailable, TaskStoreError
 from tesengine.server import LocalTesServer, store
 from tesengine.server.store import TaskStore
 from tesengine.tes.models import SUBMISSION_TAG
@@ -187,3 +189,32 @@ async def test_cancel_of_a_shrunk_queued_task(
                     await asyncio.sleep(0.02)
         assert got["inputs"][0]["content"] == BIG
     assert "read back on the event loop" not in caplog.text
+
+
+async def test_a_database_from_before_schema_versions_is_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    old = doc("COMPLETE")
+    with contextlib.closing(sqlite3.connect(path)) as db:  # as servers wrote it before versions
+        db.execute(
+            "CREATE TABLE tasks (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc TEXT)"
+        )
+        db.execute("INSERT INTO tasks VALUES (1, ?, ?)", (old["id"], json.dumps(old)))
+        db.commit()
+    tasks, records = await _reopen(path)
+    assert [r.id for r in records] == [old["id"]]
+    await tasks.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+
+
+async def test_a_database_of_another_schema_version_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE tasks (seq INTEGER PRIMARY KEY, id TEXT, doc TEXT)")
+        db.execute("INSERT INTO tasks VALUES (1, 'a', '{}')")
+        db.execute("PRAGMA user_version = 7")
+        db.commit()
+    with pytest.raises(TaskStoreError, match="has schema version 7; this tesengine knows 1"):
+        await TaskStore(path).open()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT count(*) FROM tasks").fetchone() == (1,)

@@ -32,10 +32,11 @@ import sqlite3
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._sqlite import Schema, connect, write_transaction
 from .filehash import FileStat
 
 __all__ = ["CACHE_FILE", "MAX_AGE", "SCHEMA_VERSION", "DigestCache", "DirRow", "subdir_names"]
@@ -308,51 +309,25 @@ class DigestCache:
             _remove(self.path)
 
 
+_TABLES = Schema(
+    "digest cache",
+    SCHEMA_VERSION,
+    tuple(s for s in _SCHEMA.split(";") if s.strip()),
+    rebuild=True,
+    drop=("files", "meta", "trees", "dirs"),
+)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    conn = connect(path, _TABLES, busy_timeout=30)
     try:
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        if _version(conn) != SCHEMA_VERSION:
-            _in_write_transaction(conn, _create)
         if _prune_due(conn):
-            _in_write_transaction(conn, _prune)
+            write_transaction(conn, _prune)
         conn.isolation_level = "DEFERRED"  # `with conn:` commits a batch of writes at once
     except BaseException:
         conn.close()
         raise
     return conn
-
-
-def _version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
-
-def _in_write_transaction(
-    conn: sqlite3.Connection, change: Callable[[sqlite3.Connection], None]
-) -> None:
-    # IMMEDIATE: two processes opening a new cache at once must not both build it.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        change(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _create(conn: sqlite3.Connection) -> None:
-    if _version(conn) == SCHEMA_VERSION:
-        return  # another process built it while we waited for the lock
-    log.info("digest cache: creating tables (schema version %d)", SCHEMA_VERSION)
-    for table in ("files", "meta", "trees", "dirs"):
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _prune_due(conn: sqlite3.Connection) -> bool:

@@ -4,7 +4,7 @@ Blocking functions, called from worker threads by :mod:`.store`. Writes go
 through one connection in explicit ``BEGIN IMMEDIATE`` transactions that are
 rolled back on any failure, so a failed commit leaves nothing half-written;
 reads use a second connection (WAL lets them run beside a writer, even one
-holding ``BEGIN EXCLUSIVE``).
+holding ``BEGIN EXCLUSIVE``). Connections are set up by :mod:`tesengine._sqlite`.
 """
 
 from __future__ import annotations
@@ -22,17 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._sqlite import Schema, connect, write_transaction
+
 __all__ = ["StoredRow", "TaskDb", "trim_heap", "tune_heap"]
 
 log = logging.getLogger("tesengine.server.store")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    doc TEXT NOT NULL
+# Version 1 is the table as it was before versions were recorded: such a file is adopted.
+_SCHEMA = Schema(
+    "the task database",
+    version=1,
+    statements=(
+        "CREATE TABLE IF NOT EXISTS tasks"
+        " (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL)",
+    ),
 )
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +53,12 @@ class TaskDb:
 
     def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
         self.path = path
-        self._writer = _connect(path, busy_timeout)
-        self._reader = _connect(path, busy_timeout)
+        self._writer = connect(path, _SCHEMA, busy_timeout=busy_timeout)
+        try:
+            self._reader = connect(path, _SCHEMA, busy_timeout=busy_timeout)
+        except BaseException:
+            self._writer.close()
+            raise
         self._read_lock = threading.Lock()
 
     def max_seq(self) -> int:
@@ -96,35 +104,20 @@ class TaskDb:
 
     def write(self, rows: list[tuple[int, str, str]]) -> None:
         """Insert or update ``(seq, id, doc)`` rows in one transaction; all or nothing."""
-        db = self._writer
-        db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def upsert(db: sqlite3.Connection) -> None:
             db.executemany(
                 "INSERT INTO tasks (seq, id, doc) VALUES (?, ?, ?) "
                 "ON CONFLICT(seq) DO UPDATE SET doc = excluded.doc",
                 rows,
             )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+
+        write_transaction(self._writer, upsert)
 
     def close(self) -> None:
         """Close both connections."""
         self._writer.close()
         self._reader.close()
-
-
-def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    # isolation_level=None: no implicit transactions; TaskDb.write opens its own.
-    db = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    # WAL + NORMAL: a commit survives a process crash; only a power cut may lose
-    # the last few, and the fsync per commit would cap throughput.
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(_SCHEMA)
-    return db
 
 
 def _parse(text: object) -> tuple[dict[str, Any] | None, str]:
