@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from tesengine.errors import ConfigError
 from tesengine.server import LocalTesServer
 from tests.fixtures.tes_spec import TesSpec
+from tests.support import await_until
 
 API = "/ga4gh/tes/v1"
 # The spec's MINIMAL view is "id and state only", yet its tesTask schema requires
@@ -67,13 +67,16 @@ class Api:
         return dict(task)
 
     async def wait(self, task_id: str, states: set[str], timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+        task: dict[str, Any] = {}
+
+        async def reached() -> bool:
+            nonlocal task
             task = await self.get(task_id, "FULL")
-            if task["state"] in states:
-                return task
-            assert time.monotonic() < deadline, f"task stuck in {task['state']}"
-            await asyncio.sleep(0.02)
+            return task["state"] in states
+
+        what = f"task {task_id} to reach {' or '.join(sorted(states))}"
+        await await_until(reached, timeout=timeout, what=what)
+        return task
 
 
 @pytest.fixture

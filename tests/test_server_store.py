@@ -24,6 +24,7 @@ from tesengine.errors import StoreUnavailable, TaskStoreError
 from tesengine.server import LocalTesServer, store
 from tesengine.server.store import TaskStore
 from tesengine.tes.models import SUBMISSION_TAG
+from tests.support import await_until
 
 BIG = "x" * (store.LARGE_DOC + 1000)
 
@@ -148,12 +149,7 @@ async def test_full_view_of_a_shrunk_task_over_http(tmp_path: Path) -> None:
         api = f"{server.url}/ga4gh/tes/v1"
         async with session.post(f"{api}/tasks", json=body) as resp:
             task_id = (await resp.json())["id"]
-        async with asyncio.timeout(10):
-            while True:
-                async with session.get(f"{api}/tasks/{task_id}") as resp:
-                    if (await resp.json())["state"] == "COMPLETE":
-                        break
-                await asyncio.sleep(0.02)
+        await await_until(lambda: _state_is(session, f"{api}/tasks/{task_id}", "COMPLETE"))
         async with session.get(f"{api}/tasks/{task_id}?view=FULL") as resp:
             assert (await resp.json())["inputs"][0]["content"] == BIG
         async with session.get(f"{api}/tasks?view=FULL") as resp:
@@ -179,16 +175,17 @@ async def test_cancel_of_a_shrunk_queued_task(
         for task_id in reversed(ids):
             async with session.post(f"{api}/tasks/{task_id}:cancel") as resp:
                 assert resp.status == 200
-        async with asyncio.timeout(10):
-            for task_id in ids:
-                while True:
-                    async with session.get(f"{api}/tasks/{task_id}?view=FULL") as resp:
-                        got = await resp.json()
-                    if got["state"] == "CANCELED":
-                        break
-                    await asyncio.sleep(0.02)
-        assert got["inputs"][0]["content"] == BIG
+        for task_id in ids:
+            url = f"{api}/tasks/{task_id}?view=FULL"
+            await await_until(lambda url=url: _state_is(session, url, "CANCELED"))
+        async with session.get(f"{api}/tasks/{ids[-1]}?view=FULL") as resp:
+            assert (await resp.json())["inputs"][0]["content"] == BIG
     assert "read back on the event loop" not in caplog.text
+
+
+async def _state_is(session: aiohttp.ClientSession, url: str, want: str) -> bool:
+    async with session.get(url) as resp:
+        return bool((await resp.json())["state"] == want)
 
 
 async def test_a_database_from_before_schema_versions_is_adopted(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from tests.security.support import (
     system_logs,
     wait_final,
 )
-from tests.support import require, stop_process, wait_until
+from tests.support import await_until, require, stop_process, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -505,11 +505,14 @@ def test_work_dir_under_a_private_home_runs_tasks_from_a_searchable_base(tmp_pat
             async with TesClient(server.url) as client:
                 task = wire.Task(executors=[wire.Executor(image="x", command=["id", "-u"])])
                 task_id = await client.create_task(task)
-                async with asyncio.timeout(60):  # polling with a deadline
+                done = await client.get_task(task_id, wire.View.FULL)
+
+                async def final() -> bool:
+                    nonlocal done
                     done = await client.get_task(task_id, wire.View.FULL)
-                    while not done.current_state.is_final:
-                        await asyncio.sleep(0.05)
-                        done = await client.get_task(task_id, wire.View.FULL)
+                    return done.current_state.is_final
+
+                await await_until(final, timeout=60, what=f"task {task_id} to end")
             logs = done.logs or []
             out = logs[0].logs[0].stdout if logs and logs[0].logs else ""
             return done.current_state.value, out, bases

@@ -29,7 +29,7 @@ from tesengine.tes import Executor as WireExecutor
 from tesengine.tes import State, TesClient, View
 from tesengine.tes import Task as WireTask
 from tesengine.tes.models import SUBMISSION_TAG
-from tests.support import file_config, user_env
+from tests.support import await_until, file_config, user_env
 
 API = "/ga4gh/tes/v1"
 
@@ -63,14 +63,17 @@ async def _tagged(session: aiohttp.ClientSession, api: str, tag: str) -> list[st
 
 
 async def _wait_state(session: aiohttp.ClientSession, url: str, want: str) -> dict[str, Any]:
-    async with asyncio.timeout(20):
-        while True:
-            async with session.get(url) as resp:
-                assert resp.status == 200, await resp.text()
-                doc: dict[str, Any] = await resp.json()
-            if doc["state"] == want:
-                return doc
-            await asyncio.sleep(0.05)
+    doc: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal doc
+        async with session.get(url) as resp:
+            assert resp.status == 200, await resp.text()
+            doc = await resp.json()
+        return doc["state"] == want
+
+    await await_until(reached, timeout=20, what=f"{url} to be {want}")
+    return doc
 
 
 # -- item 5: a failed commit never leaves an acknowledged-but-lost task ----------------
@@ -118,10 +121,13 @@ async def test_engine_submit_through_a_503_ends_with_one_completed_task(
         async with TesBackend(config) as backend:
             with exclusive_lock(server.settings.work_dir / "tasks.sqlite3"):
                 submitting = asyncio.create_task(backend.submit(task))
-                async with asyncio.timeout(20):  # the server's busy wait is 5 s
-                    while not [r for r in caplog.records if "failed" in r.getMessage()]:
-                        assert not submitting.done(), submitting
-                        await asyncio.sleep(0.02)
+
+                def commit_failed() -> bool:
+                    assert not submitting.done(), submitting
+                    return any("failed" in r.getMessage() for r in caplog.records)
+
+                # The server's busy wait is 5 s.
+                await await_until(commit_failed, timeout=20, what="the failed commit's log")
             run = await submitting
             result = await asyncio.wait_for(run, 20)
         assert result.state is State.COMPLETE

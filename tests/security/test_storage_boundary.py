@@ -7,7 +7,6 @@ asserts that it fails safely.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from tesengine.server import LocalTesServer
 from tesengine.storage import Stager, Storage
 from tesengine.tes import TesClient
 from tests.fixtures.tes_server import ServedTes
-from tests.support import file_config
+from tests.support import await_until, file_config
 
 SECRET = "host-secret-5d1e-never-copy-me"
 FINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
@@ -51,11 +50,8 @@ async def _run(served: ServedTes, body: dict[str, Any]) -> dict[str, Any]:
                 task.update(await resp.json())
             return task["state"] in FINAL
 
-        for _ in range(600):
-            if await final():
-                return task
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"task did not finish: {task}")
+        await await_until(final, timeout=30, what=f"{url} to finish")
+    return task
 
 
 def _syslogs(task: dict[str, Any]) -> list[str]:
