@@ -11,6 +11,8 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
 
 from ..errors import InvalidTask
 from ..tes.models import State, View
@@ -26,6 +28,7 @@ __all__ = [
 ]
 
 DEFAULT_PAGE_SIZE = 256
+_E = TypeVar("_E", bound=StrEnum)
 #: The spec's largest page (``page_size`` "must be less than 2048").
 MAX_PAGE_SIZE = 2047
 
@@ -48,23 +51,15 @@ def _fail(field: str, problem: str) -> InvalidTask:
 
 def validate_view(value: str | None, default: View = View.MINIMAL) -> View:
     """The ``view`` query parameter, or ``default`` when absent."""
-    if value is None:
-        return default
-    try:
-        return View(value)
-    except ValueError:
-        allowed = ", ".join(View)
-        raise _fail("view", f"must be one of {allowed}, got {value[:100]!r}") from None
+    return default if value is None else _one_of(View, "view", value)
 
 
-def _state(value: str | None) -> State | None:
-    if value is None:
-        return None
+def _one_of(kind: type[_E], field: str, value: str) -> _E:
     try:
-        return State(value)
+        return kind(value)
     except ValueError:
-        allowed = ", ".join(State)
-        raise _fail("state", f"must be one of {allowed}, got {value[:100]!r}") from None
+        allowed = ", ".join(kind)
+        raise _fail(field, f"must be one of {allowed}, got {value[:100]!r}") from None
 
 
 def _page_size(raw: str | None) -> int:
@@ -83,7 +78,8 @@ def validate_list_query(
     params: Mapping[str, str], tag_keys: list[str], tag_values: list[str]
 ) -> ListQuery:
     """ListTasks query parameters; tag keys and values are zipped, a missing value matches any."""
-    state = _state(params.get("state"))
+    raw_state = params.get("state")
+    state = None if raw_state is None else _one_of(State, "state", raw_state)
     if len(tag_values) > len(tag_keys):
         raise _fail("tag_value", "given more often than tag_key")
     tags = tuple(

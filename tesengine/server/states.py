@@ -65,15 +65,12 @@ def _table() -> dict[tuple[State, Event], State]:
         (State.UNKNOWN, Event.CANCEL): State.CANCELED,
         (State.UNKNOWN, Event.RESTARTED): State.UNKNOWN,
     }
-    for state in _ACTIVE:
-        table[state, Event.CANCEL] = State.CANCELING
-        table[state, Event.RESTARTED] = State.SYSTEM_ERROR
-    for event in _RUN_ENDS:
-        table[State.CANCELING, event] = State.CANCELED
-    for state in State:
-        if state.is_final:
-            table[state, Event.CANCEL] = state
-            table[state, Event.RESTARTED] = state
+    table |= {(state, Event.CANCEL): State.CANCELING for state in _ACTIVE}
+    table |= {(state, Event.RESTARTED): State.SYSTEM_ERROR for state in _ACTIVE}
+    table |= {(State.CANCELING, event): State.CANCELED for event in _RUN_ENDS}
+    # A final state stays as it is: canceling it, or finding it at start-up, changes nothing.
+    unchanged = (Event.CANCEL, Event.RESTARTED)
+    table |= {(state, event): state for state in State if state.is_final for event in unchanged}
     return table
 
 
