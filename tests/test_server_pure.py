@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import random
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -319,3 +321,52 @@ def test_server_errors_are_drawn_in_the_one_tree() -> None:
     for cls in server:
         assert cls.__module__ == "tesengine.errors"
         assert drawn.get(cls.__name__) == cls.__mro__[1].__name__, cls
+
+
+ODD_VALUES: list[object] = [None, 0, -1, 2**40, 1.5, float("inf"), True, "", "x", "\x00", "\ud800"]
+ODD_VALUES += [[], {}, ["x"], {"x": 1}, {"": ""}, "/a", "s3://b/k", "/a/*"]
+
+
+def _mutate(node: Any, rng: random.Random) -> Any:
+    """``node`` with one value somewhere in it replaced, added or dropped."""
+    if isinstance(node, dict) and node and rng.random() < 0.7:
+        key = rng.choice(sorted(node))
+        return {**node, key: _mutate(node[key], rng)}
+    if isinstance(node, list) and node and rng.random() < 0.7:
+        i = rng.randrange(len(node))
+        return [*node[:i], _mutate(node[i], rng), *node[i + 1 :]]
+    if isinstance(node, dict) and rng.random() < 0.3:
+        return {
+            **node,
+            rng.choice(["path", "url", "type", "bogus", "[key]"]): rng.choice(ODD_VALUES),
+        }
+    return rng.choice(ODD_VALUES)
+
+
+def test_any_mutated_task_is_accepted_or_an_invalid_task_naming_a_place() -> None:
+    rng = random.Random(16)
+    base = _task(
+        inputs=[{"path": "/in/a", "url": "s3://b/a"}, {"path": "/in/b", "content": "c"}],
+        outputs=[{"path": "/out/*.txt", "path_prefix": "/out", "url": "s3://b/o"}],
+        resources={"cpu_cores": 1, "ram_gb": 1.0, "backend_parameters": {"k": "v"}},
+        volumes=["/vol"],
+        tags={"t": "v"},
+    )
+    refused = 0
+    for _ in range(400):
+        body = _mutate(_mutate(base, rng), rng)
+        try:
+            validate_task(body)
+        except InvalidTask as exc:  # anything else fails the test
+            refused += 1
+            message = str(exc)
+        else:
+            continue
+        # Each problem starts with a field of the task, an unknown key it holds, or the body.
+        names = {*task_request.TaskRequest.model_fields, "body", "document"}
+        names |= set(body) if isinstance(body, dict) else set()
+        for problem in message.split("; "):
+            place, _sep, reason = problem.partition(": ")
+            top = place if place in names else re.split(r"[.\[]", place, maxsplit=1)[0]
+            assert reason and top in names, problem
+    assert refused > 200
