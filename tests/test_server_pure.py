@@ -370,3 +370,12 @@ def test_any_mutated_task_is_accepted_or_an_invalid_task_naming_a_place() -> Non
             top = place if place in names else re.split(r"[.\[]", place, maxsplit=1)[0]
             assert reason and top in names, problem
     assert refused > 200
+
+
+@pytest.mark.parametrize(
+    ("path", "static"),
+    [("/out/*.txt", "/out/"), ("/x/a?[bc]", "/x/a"), ("/x/[a]/*", "/x/"), ("/plain", "/plain")],
+)
+def test_before_wildcard(path: str, static: str) -> None:
+    assert task_request.before_wildcard(path) == static
+    assert task_request.has_wildcard(path) is (static != path)

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InvalidTask
+from .task_request import has_wildcard
 
 __all__ = ["check_input_layout"]
-
-_WILDCARDS = "*?["
 
 
 def check_input_layout(doc: dict[str, Any]) -> None:
@@ -60,6 +59,6 @@ def _ancestors(path: str) -> Iterator[str]:
     """The directories above ``path`` (up to its first wildcard)."""
     parts = [p for p in path.split("/") if p][:-1]
     for depth in range(1, len(parts) + 1):
-        if any(c in parts[depth - 1] for c in _WILDCARDS):
+        if has_wildcard(parts[depth - 1]):
             return
         yield "/" + "/".join(parts[:depth])

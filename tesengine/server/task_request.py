@@ -44,6 +44,7 @@ __all__ = [
     "Resources",
     "TaskRequest",
     "ValidTask",
+    "before_wildcard",
     "has_wildcard",
     "validate_task",
 ]
@@ -57,6 +58,11 @@ MAX_PROBLEMS = 10
 def has_wildcard(path: str) -> bool:
     """True when ``path`` holds a POSIX pattern character (``*``, ``?``, ``[``)."""
     return any(c in WILDCARD_CHARS for c in path)
+
+
+def before_wildcard(path: str) -> str:
+    """``path`` up to its first pattern character (all of it when it has none)."""
+    return path[: min((path.find(c) for c in WILDCARD_CHARS if c in path), default=len(path))]
 
 
 def _text(value: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import StagingError
 from .runtime.base import Mount
-from .task_request import has_wildcard
+from .task_request import before_wildcard, has_wildcard
 
 __all__ = ["MAX_INPUT_BINDS", "host_path", "plan_mounts", "prepare_dirs"]
 
@@ -97,7 +97,7 @@ def _writable_dirs(doc: dict[str, Any]) -> frozenset[str]:
     for output in doc.get("outputs", ()):
         path = output["path"]
         if has_wildcard(path):
-            path = path[: min(path.find(c) for c in "*?[" if c in path)]
+            path = before_wildcard(path)
             dirs.add(path.rsplit("/", 1)[0] or "/")
         elif output.get("type") == "DIRECTORY":
             dirs.add(path)
@@ -133,7 +133,7 @@ def prepare_dirs(root: Path, doc: dict[str, Any]) -> None:
     for output in doc.get("outputs", ()):
         path = output["path"]
         if has_wildcard(path):
-            static = path[: min(path.find(c) for c in "*?[" if c in path)]
+            static = before_wildcard(path)
             target = host_path(root, static.rsplit("/", 1)[0] or "/")
         elif output.get("type") == "DIRECTORY":
             target = host_path(root, path)
