@@ -395,7 +395,7 @@ def _parse_states(reply: Reply) -> StatePage:
         tasks = document.get("tasks") or []
         states = tuple((str(t["id"]), State.parse(t.get("state"))) for t in tasks if t)
         token = document.get("next_page_token") or None
-    except (ValueError, AttributeError, KeyError, TypeError):
+    except (ValueError, AttributeError, KeyError, TypeError, RecursionError):
         # Malformed: let the full model say precisely what is wrong (or that it was cut).
         _parse(ListTasksResponse, reply)
         raise TesApiError(reply.method, reply.url, reply.status, "malformed task list") from None

@@ -41,11 +41,17 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 import stamina
 import stamina.instrumentation
 
-from ..errors import TesUnavailable, redact_url
+from ..errors import (
+    ConnectError,
+    ConnectionLost,
+    ExchangeTimeout,
+    TesUnavailable,
+    TransportError,
+    redact_url,
+)
 
 __all__ = [
     "RETRY_LOG_INTERVAL",
@@ -84,7 +90,7 @@ class MalformedReply(Exception):
     """A 2xx reply whose JSON body does not parse (cut short on the way): worth another try."""
 
 
-class DeadlineExceeded(TimeoutError):
+class DeadlineExceeded(ExchangeTimeout):
     """One exchange (connect, send, headers and the whole body) outlasted its deadline.
 
     A read timeout alone cannot catch a server that trickles a byte a
@@ -100,52 +106,23 @@ def is_retryable(exc: BaseException) -> bool:
     """
     return isinstance(
         exc,
-        RetryableStatus
-        | MalformedReply
-        | aiohttp.ClientConnectionError
-        | aiohttp.ClientPayloadError
-        | TimeoutError,
+        RetryableStatus | MalformedReply | ConnectError | ConnectionLost | TimeoutError,
     )
-
-
-#: aiohttp >= 3.11 tells a name that does not resolve apart from other connect errors.
-_DNS_ERRORS: tuple[type[BaseException], ...] = tuple(
-    kind for kind in (getattr(aiohttp, "ClientConnectorDNSError", None),) if kind is not None
-)
 
 
 def is_unreachable(exc: BaseException) -> bool:
     """True when nothing listens at the address (refused) or the host name does not resolve."""
-    if isinstance(exc, _DNS_ERRORS):
-        return True
-    return isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
-        exc.os_error, ConnectionRefusedError
-    )
-
-
-#: Failures whose description is their kind alone, most specific first.
-_PLAIN_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
-    (aiohttp.ServerDisconnectedError, "the server closed the connection"),
-    (TimeoutError, "timed out"),
-    (aiohttp.ServerTimeoutError, "timed out"),
-    (aiohttp.ClientPayloadError, "the reply was cut short"),
-)
+    return isinstance(exc, ConnectError) and exc.unreachable
 
 
 def describe_failure(exc: BaseException) -> str:
     """A failure in a few words: ``connection refused``, ``timed out``, ``HTTP 503: ...``."""
     if isinstance(exc, RetryableStatus):
         return f"HTTP {exc.status}: {exc.body[:300]}" if exc.body else f"HTTP {exc.status}"
-    if isinstance(exc, _DNS_ERRORS):
-        return f"cannot resolve host {getattr(exc, 'host', '?')!r}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        refused = isinstance(exc.os_error, ConnectionRefusedError)
-        return "connection refused" if refused else f"cannot connect: {exc.os_error}"
-    if isinstance(exc, DeadlineExceeded):
-        return str(exc)  # says which deadline: more use than a bare "timed out"
-    plain = next((text for kind, text in _PLAIN_FAILURES if isinstance(exc, kind)), None)
-    if plain is not None:
-        return plain
+    if isinstance(exc, TransportError | MalformedReply) and str(exc):
+        return str(exc)  # written to be read: "connection refused", "within 5 s (...)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -154,11 +131,11 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not str.isdigit alone: "²" is a digit too
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)

@@ -23,12 +23,23 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..auth import AuthProvider, same_origin
-from ..errors import AuthError, ResponseTooLarge, TesApiError, redact_url
+from ..errors import (
+    AuthError,
+    ConnectError,
+    ConnectionLost,
+    ExchangeTimeout,
+    ProtocolError,
+    ResponseTooLarge,
+    TesApiError,
+    TransportError,
+    redact_url,
+)
 from .retry import (
     RETRY_STATUSES,
     DeadlineExceeded,
@@ -76,7 +87,7 @@ def may_have_reached_server(exc: BaseException) -> bool:
     """
     if isinstance(exc, RetryableStatus):
         return exc.status != 429
-    return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return not isinstance(exc, ConnectError)
 
 
 def server_message(body: bytes) -> str:
@@ -84,7 +95,7 @@ def server_message(body: bytes) -> str:
     text = body.decode("utf-8", errors="replace")
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the limit
         return text
     if isinstance(doc, dict):
         for key in ("error", "message", "detail", "msg"):
@@ -199,7 +210,7 @@ class Transport:
             reply = await self._exchange(method, url, body)
             if reply.status not in _REDIRECTS or not reply.location:
                 return reply
-            url = urljoin(url, reply.location)
+            url = _redirect_target(method, url, reply.location)
             if reply.status == 303 or (reply.status in (301, 302) and method != "GET"):
                 method, body = "GET", None
             log.debug("redirected to %s", redact_url(url))
@@ -229,24 +240,32 @@ class Transport:
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
     ) -> Reply:
         session = self._get_session()
-        # timeout per request: a session passed in by the caller keeps its own default
-        async with session.request(
-            method, url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
-        ) as resp:
-            try:
-                data = await self._read_capped(method, url, resp)
-            except BaseException:
-                resp.close()  # never hand a half-read connection back to the pool
-                raise
-            return Reply(
+        try:
+            # timeout per request: a session passed in by the caller keeps its own default
+            async with session.request(
                 method,
-                resp.status,
-                data,
                 url,
-                resp.headers.get("Retry-After"),
-                resp.headers.get("Location"),
-                resp.headers.get("Content-Type"),
-            )
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as resp:
+                try:
+                    data = await self._read_capped(method, url, resp)
+                except BaseException:
+                    resp.close()  # never hand a half-read connection back to the pool
+                    raise
+                return Reply(
+                    method,
+                    resp.status,
+                    data,
+                    url,
+                    resp.headers.get("Retry-After"),
+                    resp.headers.get("Location"),
+                    resp.headers.get("Content-Type"),
+                )
+        except _AIOHTTP_FAULTS as exc:
+            raise translate_fault(method, url, exc) from exc
 
     async def _read_capped(self, method: str, url: str, resp: aiohttp.ClientResponse) -> bytes:
         """The whole body, or :class:`ResponseTooLarge` once it passes the cap."""
@@ -268,6 +287,72 @@ class Transport:
             f"{method} {redact_url(url)}: the TES server's answer is too large ({what};"
             f" max_response_bytes = {self.max_response_bytes}): refused"
         )
+
+
+#: What aiohttp (and the socket under it) raises for a fault of the network or the reply.
+_AIOHTTP_FAULTS = (aiohttp.ClientError, HttpProcessingError, OSError, ValueError)
+
+
+def translate_fault(method: str, url: str, exc: BaseException) -> TransportError:
+    """The tesengine error for an aiohttp or socket failure of one exchange."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _connect_error(exc)
+    for kind, make in _FAULTS:
+        if isinstance(exc, kind):
+            return make(exc)
+    what = exc.message if isinstance(exc, aiohttp.ClientResponseError) else _first_line(exc)
+    return ProtocolError(f"{method} {redact_url(url)}: not a valid HTTP reply: {what}")
+
+
+def _connect_error(exc: aiohttp.ClientConnectorError) -> ConnectError:
+    if isinstance(exc, _DNS_ERRORS):
+        return ConnectError(f"cannot resolve host {exc.host!r}", unreachable=True)
+    if isinstance(exc.os_error, ConnectionRefusedError):
+        return ConnectError("connection refused", unreachable=True)
+    return ConnectError(f"cannot connect: {exc.os_error}")
+
+
+_Kinds = type[BaseException] | tuple[type[BaseException], ...]
+#: Faults after connecting, most specific first; anything else is a ProtocolError.
+_FAULTS: tuple[tuple[_Kinds, Callable[[BaseException], TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, lambda _: ConnectError("timed out connecting")),
+    (TimeoutError, lambda _: ExchangeTimeout("timed out")),
+    (aiohttp.ServerDisconnectedError, lambda _: ConnectionLost("the server closed the connection")),
+    (aiohttp.ClientPayloadError, lambda _: ConnectionLost("the reply was cut short")),
+    (
+        (aiohttp.ClientConnectionError, OSError),
+        lambda exc: ConnectionLost(f"the connection failed: {_first_line(exc)}"),
+    ),
+)
+
+
+#: aiohttp >= 3.11 tells a name that does not resolve apart from other connect errors.
+_DNS_ERRORS: tuple[type[BaseException], ...] = tuple(
+    kind for kind in (getattr(aiohttp, "ClientConnectorDNSError", None),) if kind is not None
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _redirect_target(method: str, url: str, location: str) -> str:
+    try:
+        target = urljoin(url, location)
+        parts = urlsplit(target)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        raise ProtocolError(
+            f"{method} {redact_url(url)}: redirect to an invalid Location"
+            f" {redact_url(location)[:200]!r}"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProtocolError(
+            f"{method} {redact_url(url)}: redirect to {redact_url(target)[:200]!r},"
+            " which is not an http(s) URL"
+        )
+    return target
 
 
 def _check(method: str, reply: Reply) -> Reply:
