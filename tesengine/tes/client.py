@@ -34,6 +34,7 @@ from .._closing import AsyncClosing
 from ..auth import AuthProvider, auth_from_config
 from ..config import is_loopback
 from ..errors import ConfigError, TesApiError, redact_url
+from .channel import Channel, Reply, may_have_reached_server
 from .models import (
     SUBMISSION_TAG,
     CreateTaskResponse,
@@ -45,13 +46,7 @@ from .models import (
     WireModel,
 )
 from .retry import MalformedReply, RetryPolicy
-from .transport import (
-    DEFAULT_DEADLINE,
-    DEFAULT_MAX_RESPONSE,
-    Reply,
-    Transport,
-    may_have_reached_server,
-)
+from .transport import DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE, Transport
 
 if TYPE_CHECKING:
     import aiohttp
@@ -85,6 +80,12 @@ class TesClient(AsyncClosing):
     share an ``aiohttp.ClientSession`` (it is then not closed here).
     Credentials over plain http to a host that is not loopback are refused
     unless ``insecure`` is true.
+
+    ``transport`` replaces aiohttp altogether (``connect_timeout``,
+    ``read_timeout``, ``max_response_bytes`` and ``session`` are then the
+    transport's business): :class:`tesengine.testing.MockTransport` answers
+    from a function, for tests. Like an injected session, an injected
+    transport is left open by :meth:`aclose`.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class TesClient(AsyncClosing):
         session: aiohttp.ClientSession | None = None,
         insecure: bool = False,
         retry_policy: RetryPolicy | None = None,
+        transport: Transport | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -114,16 +116,26 @@ class TesClient(AsyncClosing):
         self.url = url.rstrip("/")
         self._base = known_base(self.url)
         self._discovery = asyncio.Lock()
-        self._transport = Transport(
+        self._owns_transport = transport is None
+        if transport is None:
+            from .aiohttp_transport import AiohttpTransport  # aiohttp only when it is used
+
+            transport = AiohttpTransport(
+                max_concurrency=max_concurrency,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_response_bytes=max_response_bytes,
+                session=session,
+            )
+        elif session is not None:
+            raise ConfigError("TesClient takes a session or a transport, not both")
+        self._channel = Channel(
             self.url,
+            transport,
             auth=auth,
             max_concurrency=max_concurrency,
             policy=retry_policy or RetryPolicy(retries=retries),
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
             request_deadline=request_deadline,
-            max_response_bytes=max_response_bytes,
-            session=session,
         )
 
     @classmethod
@@ -146,8 +158,9 @@ class TesClient(AsyncClosing):
         return f"TesClient({redact_url(self.url)!r})"
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless the session was passed in)."""
-        await self._transport.aclose()
+        """Close the connection pool (unless the session or transport was passed in)."""
+        if self._owns_transport:
+            await self._channel.transport.aclose()
 
     async def base_url(self) -> str:
         """The API base (``.../ga4gh/tes/v1`` or ``.../v1``), discovered on first use."""
@@ -182,13 +195,13 @@ class TesClient(AsyncClosing):
                 log.info("adopted task %s created by an earlier, failed POST", found)
                 return found
             try:
-                reply = await self._transport.send_once("POST", url, body)
+                reply = await self._channel.send_once("POST", url, body)
                 return _parse(CreateTaskResponse, reply).id
             except Exception as exc:
                 maybe_sent = maybe_sent or may_have_reached_server(exc)
                 raise
 
-        return await self._transport.call("POST", url, attempt)
+        return await self._channel.call("POST", url, attempt)
 
     async def get_task(self, task_id: str, view: View = View.MINIMAL) -> Task:
         """GET /tasks/{id}."""
@@ -234,9 +247,9 @@ class TesClient(AsyncClosing):
         )
 
         async def attempt() -> StatePage:
-            return _parse_states(await self._transport.send_once("GET", url))
+            return _parse_states(await self._channel.send_once("GET", url))
 
-        return await self._transport.call("GET", url, attempt)
+        return await self._channel.call("GET", url, attempt)
 
     async def iter_tasks(
         self,
@@ -269,15 +282,15 @@ class TesClient(AsyncClosing):
     async def cancel_task(self, task_id: str) -> None:
         """POST /tasks/{id}:cancel."""
         url = f"{await self.base_url()}/tasks/{quote(task_id, safe='')}:cancel"
-        await self._transport.request("POST", url, b"{}")
+        await self._channel.request("POST", url, b"{}")
 
     async def _get(self, model: type[_M], url: str) -> _M:
         """GET and parse, retrying a reply whose body was cut short like any transient fault."""
 
         async def attempt() -> _M:
-            return _parse(model, await self._transport.send_once("GET", url))
+            return _parse(model, await self._channel.send_once("GET", url))
 
-        return await self._transport.call("GET", url, attempt)
+        return await self._channel.call("GET", url, attempt)
 
     async def _find_submission(self, base: str, tag: str, name: str | None) -> str | None:
         """The id of the task tagged ``tag``, if the server has one.
@@ -291,7 +304,7 @@ class TesClient(AsyncClosing):
         while True:
             tags = {SUBMISSION_TAG: tag}
             url = _list_url(base, name_prefix=name, tags=tags, view=View.BASIC, page_token=token)
-            page = _parse(ListTasksResponse, await self._transport.send_once("GET", url))
+            page = _parse(ListTasksResponse, await self._channel.send_once("GET", url))
             for task in page.tasks:
                 if task.id and (task.tags or {}).get(SUBMISSION_TAG) == tag:
                     return task.id if await self._really_has(base, task.id) else None
@@ -309,7 +322,7 @@ class TesClient(AsyncClosing):
         """
         url = f"{base}/tasks/{quote(task_id, safe='')}?view=MINIMAL"
         try:
-            _parse(Task, await self._transport.send_once("GET", url))
+            _parse(Task, await self._channel.send_once("GET", url))
         except TesApiError as exc:
             if exc.status == 404:
                 log.info("task %s is listed but not found: not adopted", task_id)
@@ -321,7 +334,7 @@ class TesClient(AsyncClosing):
         for prefix in API_PREFIXES:
             base = self.url + prefix
             try:
-                reply = await self._transport.request("GET", f"{base}/service-info")
+                reply = await self._channel.request("GET", f"{base}/service-info")
                 ServiceInfo.model_validate_json(reply.body)
             except TesApiError as exc:
                 if exc.status in _NOT_HERE:
