@@ -9,6 +9,7 @@ checked against the official spec.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -28,6 +29,7 @@ from tesengine.errors import (
 from tesengine.tes import SUBMISSION_TAG, Executor, State, Task, TesClient, View
 from tesengine.tes.client import _list_url
 from tesengine.tes.retry import RetryableStatus, RetryPolicy, parse_retry_after, set_testing
+from tesengine.tes.transport import RequestCounts
 from tesengine.testing import FakeTes, Fault, MockTransport, Request, Response
 from tests.fixtures.tes_spec import TesSpec
 
@@ -433,3 +435,37 @@ def test_credentials_over_plain_http_are_refused() -> None:
         TesClient("http://tes.example.org", auth=BearerToken("t"))
     TesClient("http://tes.example.org", auth=BearerToken("t"), insecure=True)
     TesClient("http://localhost:8000", auth=BearerToken("t"))
+
+
+# --- request counts ----------------------------------------------------------------------
+
+
+async def test_counts_requests_sent_and_retries(fake: FakeTes, client: TesClient) -> None:
+    assert client.counts == RequestCounts(0, 0)
+    task_id = await client.create_task(hello())
+    await client.get_task(task_id)
+    assert client.counts == RequestCounts(requests=2, retries=0)
+    fake.faults += [Fault("GET", "get", 503, "busy"), Fault("GET", "get", 502, "bad")]
+    await client.get_task(task_id)
+    assert client.counts == RequestCounts(requests=5, retries=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        client.counts.requests = 0  # type: ignore[misc]
+
+
+async def test_counts_leave_out_connections_never_made_and_count_redirect_hops() -> None:
+    def refuse(_request: Request) -> Response:
+        raise ConnectError("connection refused", unreachable=True)
+
+    async with TesClient(BASE, transport=MockTransport(refuse)) as tes:
+        with pytest.raises(TesUnavailable):
+            await tes.get_task("a")
+        assert tes.counts == RequestCounts(requests=0, retries=2)  # first_contact_retries
+
+    def moved(request: Request) -> Response:
+        if request.path.endswith("/old"):
+            return Response(308, {"Location": f"{BASE}/tasks/new"})
+        return Response.of_json({"id": "new"})
+
+    async with TesClient(BASE, transport=MockTransport(moved)) as tes:
+        await tes.get_task("old")
+        assert tes.counts == RequestCounts(requests=2, retries=0)

@@ -32,7 +32,7 @@ from .retry import (
     is_retryable,
     parse_retry_after,
 )
-from .transport import DEFAULT_DEADLINE, Request, Transport
+from .transport import DEFAULT_DEADLINE, Request, RequestCounts, Response, Transport
 
 __all__ = ["Channel", "Reply", "may_have_reached_server"]
 
@@ -105,6 +105,13 @@ class Channel:
         self._auth = auth
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._reached = False
+        self._requests = 0
+        self._retries = 0
+
+    @property
+    def counts(self) -> RequestCounts:
+        """Requests sent and retries made so far."""
+        return RequestCounts(self._requests, self._retries)
 
     async def call(self, method: str, url: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
         """Run ``attempt``, retrying retryable failures; TesUnavailable once they run out."""
@@ -119,6 +126,7 @@ class Channel:
                     retrying = self.policy.retrying(method, url, reached=self._reached)
                 log.debug("%s %s failed (%s)", method, redact_url(url), describe_failure(exc))
                 await retrying.wait(exc)  # raises TesUnavailable once the retries are spent
+                self._retries += 1
 
     async def request(self, method: str, url: str, body: bytes | None = None) -> Reply:
         """One exchange with retries: a 2xx reply, or an error from the tesengine tree."""
@@ -168,7 +176,7 @@ class Channel:
         deadline = asyncio.timeout(self.request_deadline)
         try:
             async with deadline:
-                response = await self.transport.send(request)
+                response = await self._send(request)
         except TimeoutError:
             if not deadline.expired():
                 raise  # a socket timeout: retried as it is
@@ -187,6 +195,18 @@ class Channel:
             response.header("Location"),
             response.header("Content-Type"),
         )
+
+    async def _send(self, request: Request) -> Response:
+        """The transport's answer, counting every request that went out."""
+        try:
+            response = await self.transport.send(request)
+        except ConnectError:
+            raise  # no connection was made: nothing went out
+        except BaseException:
+            self._requests += 1  # it went out (or may have) before it failed or was cut off
+            raise
+        self._requests += 1
+        return response
 
 
 def _redirect_target(method: str, url: str, location: str) -> str:

@@ -46,7 +46,7 @@ from .models import (
     WireModel,
 )
 from .retry import MalformedReply, RetryPolicy
-from .transport import DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE, Transport
+from .transport import DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE, RequestCounts, Transport
 
 if TYPE_CHECKING:
     import aiohttp
@@ -156,6 +156,11 @@ class TesClient(AsyncClosing):
 
     def __repr__(self) -> str:
         return f"TesClient({redact_url(self.url)!r})"
+
+    @property
+    def counts(self) -> RequestCounts:
+        """HTTP requests sent and retries made so far (for run reports)."""
+        return self._channel.counts
 
     async def aclose(self) -> None:
         """Close the connection pool (unless the session or transport was passed in)."""

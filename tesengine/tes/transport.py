@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_MAX_RESPONSE",
     "Request",
+    "RequestCounts",
     "Response",
     "Transport",
 ]
@@ -102,3 +103,16 @@ class Transport(Protocol):
     async def aclose(self) -> None:
         """Release connections; the client calls it only for a transport it created."""
         ...  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCounts:
+    """What a client has sent so far: for run reports and tests.
+
+    ``requests`` counts HTTP requests that went out (each redirect hop and
+    each retry included; a connection that was never made sends nothing and
+    is not counted); ``retries`` counts the re-sends of the retry loop.
+    """
+
+    requests: int = 0
+    retries: int = 0
