@@ -28,6 +28,7 @@ from tesengine.errors import (
 )
 from tesengine.tes import SUBMISSION_TAG, Executor, State, Task, TesClient, View
 from tesengine.tes.client import _list_url
+from tesengine.tes.query import TaskQuery
 from tesengine.tes.retry import RetryableStatus, RetryPolicy, parse_retry_after, set_testing
 from tesengine.tes.transport import RequestCounts
 from tesengine.testing import FakeTes, Fault, MockTransport, Request, Response
@@ -140,8 +141,7 @@ async def test_list_states_cut_short_is_retried_then_reported(
 
 
 def test_list_query_keeps_tag_pairs_in_order() -> None:
-    url = _list_url(
-        BASE,
+    query = TaskQuery.of(
         name_prefix="t",
         state="running",
         tags={"a": "1", "b": ""},
@@ -149,10 +149,34 @@ def test_list_query_keeps_tag_pairs_in_order() -> None:
         page_size=7,
         page_token="p/2",
     )
-    assert url == (
+    assert query.tags == (("a", "1"), ("b", "")) and query.state is State.RUNNING
+    assert _list_url(BASE, query) == (
         f"{BASE}/tasks?view=BASIC&name_prefix=t&state=RUNNING"
         "&tag_key=a&tag_value=1&tag_key=b&tag_value=&page_size=7&page_token=p%2F2"
     )
+    assert TaskQuery.of(query, name_prefix="", page_token=None).params()[:2] == [
+        ("view", "BASIC"),
+        ("state", "RUNNING"),
+    ]
+    assert query.page("3").page_token == "3" and query.page_token == "p/2"  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        query.view = View.FULL  # type: ignore[misc]
+
+
+async def test_a_query_value_and_keywords_ask_the_same(fake: FakeTes, client: TesClient) -> None:
+    for i in range(3):
+        await client.create_task(hello(f"t{i}").model_copy(update={"tags": {"run": "r1"}}))
+    query = TaskQuery.of(tags={"run": "r1"}, view=View.BASIC, page_size=2)
+    by_value = [t.name async for t in client.iter_tasks(query)]
+    by_keywords = [t.name async for t in client.iter_tasks(tags={"run": "r1"}, view=View.BASIC)]
+    assert by_value == by_keywords == ["t0", "t1", "t2"]
+    page = await client.list_tasks(query, page_size=1)  # keywords change the value
+    assert [t.name for t in page.tasks] == ["t0"] and page.next_page_token == "1"
+    _, last = fake.requests[-1]
+    assert dict(last.query)["page_size"] == "1"
+    states = await client.list_states(query)  # always MINIMAL
+    assert dict(fake.requests[-1][1].query)["view"] == "MINIMAL"
+    assert [state for _, state in states.states] == [State.QUEUED, State.QUEUED]
 
 
 async def test_repeated_page_token_ends_iteration() -> None:

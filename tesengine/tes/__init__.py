@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..auth import AuthProvider
-from .client import StatePage, TesClient
+from .client import TesClient
 from .models import (
     SUBMISSION_TAG,
     CancelTaskResponse,
@@ -24,6 +24,7 @@ from .models import (
     TaskLog,
     View,
 )
+from .query import StatePage
 
 __all__ = [
     "SUBMISSION_TAG",

@@ -23,19 +23,18 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, TypeVar, Unpack
 from urllib.parse import quote, urlencode, urlsplit
 
 from pydantic import ValidationError
 
 from .._closing import AsyncClosing
-from ..auth import AuthProvider, auth_from_config
-from ..config import is_loopback
+from ..auth import AuthProvider, auth_from_config, plain_http_refusal
 from ..errors import ConfigError, TesApiError, redact_url
 from .channel import Channel, Reply, may_have_reached_server
 from .models import (
+    API_PREFIXES,
     SUBMISSION_TAG,
     CreateTaskResponse,
     ListTasksResponse,
@@ -45,6 +44,7 @@ from .models import (
     View,
     WireModel,
 )
+from .query import StatePage, TaskQuery, TaskQueryFields
 from .retry import MalformedReply, RetryPolicy
 from .transport import DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE, RequestCounts, Transport
 
@@ -53,11 +53,10 @@ if TYPE_CHECKING:
 
     from ..config import Config
 
-__all__ = ["API_PREFIXES", "TesClient", "known_base"]
+__all__ = ["StatePage", "TesClient", "known_base"]
 
 log = logging.getLogger("tesengine.tes")
 
-API_PREFIXES = ("/ga4gh/tes/v1", "/v1")
 _M = TypeVar("_M", bound=WireModel)
 _NOT_HERE = frozenset({404, 405})
 
@@ -107,12 +106,9 @@ class TesClient(AsyncClosing):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"TES url must be an http:// or https:// URL, got {redact_url(url)}")
-        plain = parts.scheme == "http" and not is_loopback(parts.hostname)
-        if auth is not None and plain and not insecure:
-            raise ConfigError(
-                f"refusing to send credentials over plain http to {parts.hostname}:"
-                " use https, a loopback host, or insecure=True"
-            )
+        refusal = plain_http_refusal(url, insecure=insecure, allow="insecure=True")
+        if auth is not None and refusal is not None:
+            raise ConfigError(refusal)
         self.url = url.rstrip("/")
         self._base = known_base(self.url)
         self._discovery = asyncio.Lock()
@@ -214,42 +210,22 @@ class TesClient(AsyncClosing):
         return await self._get(Task, url)
 
     async def list_tasks(
-        self,
-        *,
-        name_prefix: str | None = None,
-        state: State | str | None = None,
-        tags: Mapping[str, str] | None = None,
-        view: View = View.MINIMAL,
-        page_size: int | None = None,
-        page_token: str | None = None,
+        self, query: TaskQuery | None = None, **fields: Unpack[TaskQueryFields]
     ) -> ListTasksResponse:
-        """GET /tasks: one page. Tag filters are sent as ``tag_key``/``tag_value`` pairs."""
-        url = _list_url(
-            await self.base_url(),
-            name_prefix=name_prefix,
-            state=state,
-            tags=tags,
-            view=view,
-            page_size=page_size,
-            page_token=page_token,
-        )
+        """GET /tasks: one page of ``query`` (``fields`` change it, see :meth:`TaskQuery.of`)."""
+        url = _list_url(await self.base_url(), TaskQuery.of(query, **fields))
         return await self._get(ListTasksResponse, url)
 
     async def list_states(
-        self,
-        *,
-        tags: Mapping[str, str] | None = None,
-        page_size: int | None = None,
-        page_token: str | None = None,
+        self, query: TaskQuery | None = None, **fields: Unpack[TaskQueryFields]
     ) -> StatePage:
         """One MINIMAL page as bare (id, state) pairs: the lean read behind batch polling.
 
         Building full :class:`Task` models is most of the client's cost when a
         page holds thousands of tasks; this reads only what a poller needs.
         """
-        url = _list_url(
-            await self.base_url(), tags=tags, page_size=page_size, page_token=page_token
-        )
+        wanted = TaskQuery.of(TaskQuery.of(query, **fields), view=View.MINIMAL)
+        url = _list_url(await self.base_url(), wanted)
 
         async def attempt() -> StatePage:
             return _parse_states(await self._channel.send_once("GET", url))
@@ -257,32 +233,20 @@ class TesClient(AsyncClosing):
         return await self._channel.call("GET", url, attempt)
 
     async def iter_tasks(
-        self,
-        *,
-        name_prefix: str | None = None,
-        state: State | str | None = None,
-        tags: Mapping[str, str] | None = None,
-        view: View = View.MINIMAL,
-        page_size: int | None = None,
+        self, query: TaskQuery | None = None, **fields: Unpack[TaskQueryFields]
     ) -> AsyncIterator[Task]:
         """Every task that matches, page after page."""
-        token: str | None = None
+        page_query = TaskQuery.of(query, **fields)
         seen: set[str] = set()
         while True:
-            page = await self.list_tasks(
-                name_prefix=name_prefix,
-                state=state,
-                tags=tags,
-                view=view,
-                page_size=page_size,
-                page_token=token,
-            )
+            page = await self.list_tasks(page_query)
             for task in page.tasks:
                 yield task
             token = page.next_page_token
             if not token or token in seen:
                 return  # a server that repeats a token would otherwise loop forever
             seen.add(token)
+            page_query = page_query.page(token)
 
     async def cancel_task(self, task_id: str) -> None:
         """POST /tasks/{id}:cancel."""
@@ -304,11 +268,10 @@ class TesClient(AsyncClosing):
         task returned, through all pages. Single tries: the caller's retry
         loop repeats the look-up if it fails.
         """
-        token: str | None = None
+        query = TaskQuery.of(name_prefix=name, tags={SUBMISSION_TAG: tag}, view=View.BASIC)
         seen: set[str] = set()
         while True:
-            tags = {SUBMISSION_TAG: tag}
-            url = _list_url(base, name_prefix=name, tags=tags, view=View.BASIC, page_token=token)
+            url = _list_url(base, query)
             page = _parse(ListTasksResponse, await self._channel.send_once("GET", url))
             for task in page.tasks:
                 if task.id and (task.tags or {}).get(SUBMISSION_TAG) == tag:
@@ -317,6 +280,7 @@ class TesClient(AsyncClosing):
             if not token or token in seen:
                 return None
             seen.add(token)
+            query = query.page(token)
 
     async def _really_has(self, base: str, task_id: str) -> bool:
         """True when GET of ``task_id`` succeeds: a listing alone is not proof.
@@ -358,28 +322,8 @@ class TesClient(AsyncClosing):
         )
 
 
-def _list_url(
-    base: str,
-    *,
-    name_prefix: str | None = None,
-    state: State | str | None = None,
-    tags: Mapping[str, str] | None = None,
-    view: View = View.MINIMAL,
-    page_size: int | None = None,
-    page_token: str | None = None,
-) -> str:
-    query: list[tuple[str, str]] = [("view", View(view).value)]
-    if name_prefix:
-        query.append(("name_prefix", name_prefix))
-    if state is not None:
-        query.append(("state", State.parse(state).value))
-    for key, value in (tags or {}).items():
-        query += [("tag_key", key), ("tag_value", value)]
-    if page_size is not None:
-        query.append(("page_size", str(page_size)))
-    if page_token:
-        query.append(("page_token", page_token))
-    return f"{base}/tasks?{urlencode(query)}"
+def _list_url(base: str, query: TaskQuery) -> str:
+    return f"{base}/tasks?{urlencode(query.params())}"
 
 
 def _parse(model: type[_M], reply: Reply) -> _M:
@@ -397,14 +341,6 @@ def _parse(model: type[_M], reply: Reply) -> _M:
             # been acted on, so create_task looks its tag up before posting again
             raise MalformedReply(message) from None
         raise TesApiError(reply.method, reply.url, reply.status, message) from None
-
-
-@dataclass(frozen=True, slots=True)
-class StatePage:
-    """One page of a MINIMAL listing: ``(task id, state)`` pairs and the next token."""
-
-    states: tuple[tuple[str, State], ...]
-    next_page_token: str | None = None
 
 
 def _parse_states(reply: Reply) -> StatePage:
