@@ -193,7 +193,8 @@ async def _drive(script: Script, call: str, discover: bool) -> TesEngineError | 
     root = f"http://127.0.0.1:{port}"
     try:
         async with (
-            aiohttp.ClientSession(trace_configs=[trace]) as session,
+            # raise_for_status: a caller's session setting must not change what comes out
+            aiohttp.ClientSession(trace_configs=[trace], raise_for_status=True) as session,
             TesClient(
                 root if discover else root + API,
                 session=session,
@@ -217,6 +218,7 @@ async def _drive(script: Script, call: str, discover: bool) -> TesEngineError | 
 @settings(
     max_examples=150,
     derandomize=True,
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -81,13 +81,14 @@ class AiohttpTransport:
         """One exchange: the response whatever its status, or a TransportError."""
         session = self._get_session()
         try:
-            # timeout per request: a session passed in by the caller keeps its own default
+            # per request: a session passed in by the caller keeps its own defaults
             async with session.request(
                 request.method,
                 request.url,
                 data=request.body,
                 headers=request.headers,
                 allow_redirects=False,
+                raise_for_status=False,  # every status is the client's to judge
                 timeout=self._timeout,
             ) as resp:
                 try:
