@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -28,6 +29,7 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tesengine.auth import BearerToken
 from tesengine.errors import ProtocolError, TesApiError, TesEngineError, TesUnavailable
 from tesengine.tes import Executor, Task, TesClient, View
 from tesengine.tes.retry import set_testing
@@ -185,7 +187,13 @@ async def _only_loopback(
         raise AssertionError(f"the client tried to leave loopback: {params.url}")
 
 
-async def _drive(script: Script, call: str, discover: bool) -> TesEngineError | None:
+async def _fresh_token() -> str:
+    return uuid.uuid4().hex  # always new: a 401 is always worth one more try
+
+
+async def _drive(
+    script: Script, call: str, discover: bool, auth: bool = False
+) -> TesEngineError | None:
     server = await asyncio.start_server(lambda r, w: _serve(script, r, w), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     trace = aiohttp.TraceConfig()
@@ -197,6 +205,7 @@ async def _drive(script: Script, call: str, discover: bool) -> TesEngineError | 
             aiohttp.ClientSession(trace_configs=[trace], raise_for_status=True) as session,
             TesClient(
                 root if discover else root + API,
+                auth=BearerToken(source=_fresh_token) if auth else None,
                 session=session,
                 retries=1,
                 connect_timeout=2,
