@@ -30,8 +30,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tesengine.auth import BearerToken
-from tesengine.errors import ProtocolError, TesApiError, TesEngineError, TesUnavailable
+from tesengine.errors import (
+    ConnectError,
+    ConnectionLost,
+    ExchangeTimeout,
+    ProtocolError,
+    TesApiError,
+    TesEngineError,
+    TesUnavailable,
+    TransportError,
+)
 from tesengine.tes import Executor, Task, TesClient, View
+from tesengine.tes.aiohttp_transport import translate_fault
 from tesengine.tes.retry import set_testing
 
 API = "/ga4gh/tes/v1"
@@ -278,3 +288,28 @@ def test_known_escapes_are_translated() -> None:
             assert message in str(error), (raw[:60], str(error))
     finally:
         set_testing(False)
+
+
+def test_each_aiohttp_fault_has_its_kind() -> None:
+    """The table behind the property, kind by kind (the property rarely hits connect errors)."""
+    key = aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 9, False, True, None, None, None)
+    refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
+    unroutable = aiohttp.ClientConnectorError(key, OSError(113, "no route to host"))
+    cases: list[tuple[BaseException, type[TransportError], str]] = [
+        (refused, ConnectError, "connection refused"),
+        (unroutable, ConnectError, "cannot connect: [Errno 113] no route to host"),
+        (aiohttp.ConnectionTimeoutError(), ConnectError, "timed out connecting"),
+        (aiohttp.SocketTimeoutError(), ExchangeTimeout, "timed out"),
+        (aiohttp.ServerDisconnectedError(), ConnectionLost, "the server closed the connection"),
+        (aiohttp.ClientPayloadError("x"), ConnectionLost, "the reply was cut short"),
+        (ConnectionResetError(104, "reset"), ConnectionLost, "the connection failed: [Errno 104]"),
+        (aiohttp.InvalidURL("http://[x"), ProtocolError, "GET http://h/a: not a valid HTTP reply"),
+        (ValueError("odd\nsecond line"), ProtocolError, "not a valid HTTP reply: odd"),
+    ]
+    for fault, kind, message in cases:
+        error = translate_fault("GET", "http://h/a", fault)
+        assert type(error) is kind, (fault, error)
+        assert message in str(error), (fault, str(error))
+    for fault, unreachable in ((refused, True), (unroutable, False)):
+        error = translate_fault("GET", "http://h", fault)
+        assert isinstance(error, ConnectError) and error.unreachable is unreachable
