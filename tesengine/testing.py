@@ -101,3 +101,8 @@ def testing() -> Iterator[None]:
         yield
     finally:
         set_testing(before)
+
+
+# pytest collects module-level names starting with "test": this one, imported into
+# a test module, is a context manager, not a test.
+testing.__test__ = False  # type: ignore[attr-defined]

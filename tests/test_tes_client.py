@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -29,7 +28,7 @@ from tesengine.errors import (
 from tesengine.tes import SUBMISSION_TAG, Executor, State, Task, TesClient, View
 from tesengine.tes.client import _list_url
 from tesengine.tes.query import TaskQuery
-from tesengine.tes.retry import RetryableStatus, RetryPolicy, parse_retry_after, set_testing
+from tesengine.tes.retry import set_testing
 from tesengine.tes.transport import RequestCounts
 from tesengine.testing import FakeTes, Fault, MockTransport, Request, Response
 from tests.fixtures.tes_spec import TesSpec
@@ -58,22 +57,6 @@ async def client(fake: FakeTes) -> AsyncIterator[TesClient]:
 
 def hello(name: str = "hello") -> Task:
     return Task(name=name, executors=[Executor(image="alpine", command=["echo", "hi"])])
-
-
-Routes = dict[str, Response | Exception]
-
-
-def routed(routes: Routes, seen: list[str]) -> MockTransport:
-    """A transport answering each URL from ``routes`` (404 for others), noting every URL."""
-
-    def handle(request: Request) -> Response:
-        seen.append(request.url)
-        answer = routes.get(request.url, Response(404))
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    return MockTransport(handle)
 
 
 # --- the happy path ----------------------------------------------------------------------
@@ -203,64 +186,6 @@ async def test_read_timeout_is_retried(fake: FakeTes, client: TesClient) -> None
     assert (await client.get_task(task_id)).id == task_id
 
 
-def clocked(fake: FakeTes, waits: list[float], **policy: Any) -> TesClient:
-    """A client whose retry waits are noted in ``waits`` instead of spent."""
-
-    async def sleep(delay: float) -> None:
-        waits.append(delay)
-
-    retry_policy = RetryPolicy(sleep=sleep, **policy)
-    return TesClient(BASE, transport=MockTransport(fake), retry_policy=retry_policy)
-
-
-async def test_429_waits_retry_after_seconds(fake: FakeTes) -> None:
-    set_testing(False)  # real backoff decisions, on a fake clock
-    waits: list[float] = []
-    async with clocked(fake, waits) as client:
-        task_id = await client.create_task(hello())
-        fake.faults.append(Fault("GET", "get", 429, {"error": "slow down"}, {"Retry-After": "2"}))
-        assert (await client.get_task(task_id)).id == task_id
-    assert waits == [2.0]
-
-
-async def test_backoff_waits_grow_on_the_injected_clock(fake: FakeTes) -> None:
-    set_testing(False)
-    waits: list[float] = []
-    fake.faults += [Fault("GET", "info", 503, "busy") for _ in range(3)]
-    async with clocked(fake, waits, rng=lambda _low, high: high, wait_initial=0.5) as client:
-        await client.service_info()
-    assert waits == [0.5, 1.0, 2.0]
-    set_testing(True)  # test mode: the same retries, no waiting
-    waits.clear()
-    fake.faults += [Fault("GET", "info", 503, "busy") for _ in range(3)]
-    async with clocked(fake, waits) as client:
-        await client.service_info()
-    assert waits == [0.0, 0.0, 0.0]
-
-
-def test_retry_after_http_date_and_garbage() -> None:
-    now = dt.datetime(2024, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
-    assert parse_retry_after("Mon, 01 Jan 2024 12:00:30 GMT", now) == 30.0
-    assert parse_retry_after("Mon, 01 Jan 2024 11:00:00 GMT", now) == 0.0
-    assert parse_retry_after("7", now) == 7.0
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after(None, now) is None
-
-
-def test_backoff_is_full_jitter_and_capped() -> None:
-    seen: list[tuple[float, float]] = []
-
-    def rng(low: float, high: float) -> float:
-        seen.append((low, high))
-        return high
-
-    policy = RetryPolicy(wait_initial=0.5, wait_max=4.0, retry_after_max=60, rng=rng)
-    delays = [policy.delay(n, TimeoutError()) for n in range(1, 6)]
-    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0]
-    assert all(low == 0.0 for low, _ in seen)
-    assert policy.delay(1, RetryableStatus(429, "", 3600)) == 60
-
-
 async def test_retries_exhausted(fake: FakeTes, client: TesClient) -> None:
     task_id = await client.create_task(hello())
     fake.faults += [Fault("GET", "get", 503, {"error": "db down"}) for _ in range(10)]
@@ -370,60 +295,6 @@ async def test_401_without_credentials_is_an_auth_error(fake: FakeTes, client: T
     fake.faults.append(Fault("GET", "get", 401, {"error": "login required"}))
     with pytest.raises(AuthError, match="no credentials are configured: login required"):
         await client.get_task("x")
-
-
-# --- base path discovery -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("prefix", ["/ga4gh/tes/v1", "/v1"])
-async def test_discovers_each_prefix(prefix: str) -> None:
-    seen: list[str] = []
-    routes: Routes = {
-        f"{ROOT}{prefix}/service-info": Response.of_json({"name": "x"}),
-        f"{ROOT}{prefix}/tasks/a?view=MINIMAL": Response.of_json({"id": "a"}),
-    }
-    async with TesClient(ROOT + "/", transport=routed(routes, seen)) as tes:
-        await asyncio.gather(tes.get_task("a"), tes.get_task("a"))
-        await tes.get_task("a")
-        assert await tes.base_url() == ROOT + prefix
-    info_calls = [url for url in seen if url.endswith("/service-info")]
-    assert len(info_calls) == (2 if prefix == "/v1" else 1)  # discovered once, remembered
-
-
-async def test_web_page_at_the_first_prefix_is_not_the_api() -> None:
-    routes: Routes = {
-        f"{ROOT}/ga4gh/tes/v1/service-info": Response(200, {}, b"<html>funnel ui</html>"),
-        f"{ROOT}/v1/service-info": Response.of_json({"name": "funnel"}),
-    }
-    async with TesClient(ROOT, transport=routed(routes, [])) as tes:
-        assert await tes.base_url() == f"{ROOT}/v1"
-
-
-async def test_network_error_during_discovery_never_falls_through() -> None:
-    seen: list[str] = []
-    routes: Routes = {
-        f"{ROOT}/ga4gh/tes/v1/service-info": ExchangeTimeout("timed out"),
-        f"{ROOT}/v1/service-info": Response.of_json({"name": "wrong"}),
-    }
-    async with TesClient(ROOT, retries=2, transport=routed(routes, seen)) as tes:
-        with pytest.raises(TesUnavailable, match="after 3 attempts: timed out"):
-            await tes.base_url()
-    assert f"{ROOT}/v1/service-info" not in seen
-
-
-async def test_no_api_anywhere() -> None:
-    async with TesClient(ROOT, transport=routed({}, [])) as tes:
-        with pytest.raises(TesApiError, match="give the full API base URL"):
-            await tes.service_info()
-
-
-@pytest.mark.parametrize("url", [f"{ROOT}/v1", f"{ROOT}/api/ga4gh/tes/v1/"])
-async def test_given_base_is_used_as_is(url: str) -> None:
-    seen: list[str] = []
-    routes: Routes = {f"{url.rstrip('/')}/tasks/a?view=BASIC": Response.of_json({"id": "a"})}
-    async with TesClient(url, transport=routed(routes, seen)) as tes:
-        assert (await tes.get_task("a", View.BASIC)).id == "a"
-    assert len(seen) == 1
 
 
 # --- limits and construction -------------------------------------------------------------
