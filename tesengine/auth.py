@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from .config import BasicAuthConfig, BearerAuthConfig
+from .config import BasicAuthConfig, BearerAuthConfig, is_loopback
 from .errors import AuthError
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "BasicAuth",
     "BearerToken",
     "auth_from_config",
+    "plain_http_refusal",
     "same_origin",
 ]
 
@@ -70,6 +71,23 @@ def same_origin(url: str, server_url: str) -> bool:
         and a.scheme.lower() == b.scheme.lower()
         and a.hostname == b.hostname  # urlsplit lower-cases hostnames
         and port_a == port_b
+    )
+
+
+def plain_http_refusal(url: str, *, insecure: bool, allow: str) -> str | None:
+    """Why credentials must not be sent to ``url``, or None when they may be.
+
+    Plain http to a host that is not loopback would show them to anyone on
+    the path; ``insecure`` allows it anyway. ``allow`` says how to set that
+    where the caller's user would (``insecure = true`` in a config file).
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if insecure or parts.scheme != "http" or is_loopback(host):
+        return None
+    return (
+        f"refusing to send credentials over plain http to {host}:"
+        f" use https, a loopback host, or {allow}"
     )
 
 

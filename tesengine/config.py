@@ -237,14 +237,11 @@ class BackendConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _credentials_need_https(self) -> BackendConfig:
-        if self.auth is None or self.insecure:
-            return self
-        parts = urlsplit(self.url)
-        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
-            raise ValueError(
-                f"refusing to send credentials over plain http to {parts.hostname}:"
-                " use https, a loopback host, or set insecure = true"
-            )
+        from .auth import plain_http_refusal  # auth imports this module
+
+        refusal = plain_http_refusal(self.url, insecure=self.insecure, allow="set insecure = true")
+        if self.auth is not None and refusal is not None:
+            raise ValueError(refusal)
         return self
 
     @property

@@ -19,7 +19,12 @@ out of the public API untranslated::
     │   ├── TesApiError        the server answered with an error status
     │   ├── UnsafeReply        an answer refused: outputs outside the outputs prefix...
     │   │   └── ResponseTooLarge   ...or larger than max_response_bytes
-    │   └── TesUnavailable     retries exhausted (or each try past request_deadline)
+    │   ├── TesUnavailable     retries exhausted (or each try past request_deadline)
+    │   └── TransportError     one exchange failed on the way (raised by a Transport)
+    │       ├── ConnectError       no connection: nothing was sent (retried)
+    │       ├── ConnectionLost     reset, closed or cut short after sending (retried)
+    │       ├── ExchangeTimeout    no complete answer in time (retried)
+    │       └── ProtocolError      not HTTP: bad status line, header, redirect (not retried)
     ├── TaskFailed             a task ended in EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED
     ├── OutputMissing          an output was read that the task did not produce
     ├── StoreUnavailable       ``tesengine serve`` could not commit a task (HTTP 503)
@@ -47,15 +52,19 @@ from .redact import redact_url
 __all__ = [
     "AuthError",
     "ConfigError",
+    "ConnectError",
+    "ConnectionLost",
     "ContentMismatch",
     "DigestError",
     "ExecutorRefused",
     "IllegalTransition",
+    "ExchangeTimeout",
     "InputChanged",
     "InvalidTask",
     "MissingOutput",
     "ObjectNotFound",
     "OutputMissing",
+    "ProtocolError",
     "ResponseTooLarge",
     "RuntimeUnavailable",
     "ServerError",
@@ -69,6 +78,7 @@ __all__ = [
     "TesError",
     "TesUnavailable",
     "UnsafePath",
+    "TransportError",
     "UnsafeReply",
     "redact_url",
 ]
@@ -155,6 +165,45 @@ class ResponseTooLarge(UnsafeReply):
 
 class TesUnavailable(TesError):
     """The TES server could not be reached, even after every retry."""
+
+
+class TransportError(TesError):
+    """One exchange with the TES server failed on the way there or back.
+
+    A :class:`~tesengine.tes.transport.Transport` raises these (and only
+    these) for network and HTTP faults; a mock transport's handler raises
+    them to simulate one. The client retries every kind but
+    :class:`ProtocolError` and raises :class:`TesUnavailable` once the
+    retries are spent, so callers of the client rarely see them.
+    """
+
+
+class ConnectError(TransportError):
+    """No connection could be made, so nothing was sent.
+
+    ``unreachable`` is true when nothing listens there (connection refused)
+    or the host name does not resolve: before the server has ever answered,
+    such a failure is retried only a few times.
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+class ConnectionLost(TransportError):
+    """The connection broke, or the reply was cut short, after the request went out."""
+
+
+class ExchangeTimeout(TransportError, TimeoutError):
+    """No complete answer in time: a socket timeout or the exchange's ``request_deadline``."""
+
+
+class ProtocolError(TransportError):
+    """The reply is not valid HTTP (status line, headers, chunking) or redirects nowhere valid.
+
+    Not retried: a server that speaks broken HTTP is broken, not busy.
+    """
 
 
 class StoreUnavailable(TesEngineError):

@@ -1,6 +1,7 @@
-"""TesClient against an in-memory TES served through aioresponses (fault injection).
+"""TesClient against the in-memory TES of tesengine.testing (fault injection).
 
-The fake below answers like a TES server and can be told to fail in the
+:class:`~tesengine.testing.FakeTes` answers like a TES server through a
+:class:`~tesengine.testing.MockTransport` and can be told to fail in the
 ways real servers and networks do; every request body the client sends is
 checked against the official spec.
 """
@@ -8,149 +9,32 @@ checked against the official spec.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
-import re
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qsl
 
-import aiohttp
 import pytest
-from aioresponses import CallbackResult, aioresponses
 
 from tesengine.config import load_config
-from tesengine.errors import AuthError, ConfigError, TesApiError, TesUnavailable
+from tesengine.errors import (
+    AuthError,
+    ConfigError,
+    ConnectError,
+    ConnectionLost,
+    ExchangeTimeout,
+    TesApiError,
+    TesUnavailable,
+)
 from tesengine.tes import SUBMISSION_TAG, Executor, State, Task, TesClient, View
 from tesengine.tes.client import _list_url
-from tesengine.tes.retry import RetryPolicy, parse_retry_after, set_testing
+from tesengine.tes.query import TaskQuery
+from tesengine.tes.retry import set_testing
+from tesengine.tes.transport import RequestCounts
+from tesengine.testing import FakeTes, Fault, MockTransport, Request, Response
 from tests.fixtures.tes_spec import TesSpec
 
-ROOT = "http://127.0.0.1:9"
+ROOT = "http://tes.test"
 BASE = f"{ROOT}/ga4gh/tes/v1"
-
-
-@dataclass
-class Fault:
-    """Answer the next matching request with ``status`` or raise ``exc``."""
-
-    method: str
-    route: str  # "create", "list", "get", "cancel", "info"
-    status: int = 0
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    exc: BaseException | None = None
-    after: bool = False  # handle the request first (the server acted), then fail
-
-
-@dataclass
-class FakeTes:
-    """A TES server in memory, reachable through aioresponses."""
-
-    base: str = BASE
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    faults: list[Fault] = field(default_factory=list)
-    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    ignore_filters: bool = False
-    page_size: int = 100
-    in_flight: int = 0
-    max_in_flight: int = 0
-
-    def install(self, mock: aioresponses) -> None:
-        base = re.escape(self.base)
-        routes = [
-            ("GET", rf"{base}/service-info$", "info"),
-            ("POST", rf"{base}/tasks$", "create"),
-            ("GET", rf"{base}/tasks(\?.*)?$", "list"),
-            ("POST", rf"{base}/tasks/[^/?]+:cancel$", "cancel"),
-            ("GET", rf"{base}/tasks/[^/?]+(\?.*)?$", "get"),
-        ]
-        for method, pattern, route in routes:
-            mock.add(
-                re.compile(pattern), method, callback=self._handler(method, route), repeat=True
-            )
-
-    def count(self, method: str, route: str) -> int:
-        return sum(1 for m, r, _ in self.calls if (m, r) == (method, route))
-
-    def _handler(self, method: str, route: str) -> Any:
-        async def handle(url: Any, **kwargs: Any) -> CallbackResult:
-            self.calls.append((method, route, kwargs))
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            try:
-                for _ in range(3):  # let other requests in, to measure concurrency
-                    await asyncio.sleep(0)
-                fault = next(
-                    (f for f in self.faults if (f.method, f.route) == (method, route)), None
-                )
-                if fault is not None:
-                    self.faults.remove(fault)
-                    result = self._answer(route, url, kwargs) if fault.after else None
-                    if fault.exc is not None:
-                        raise fault.exc
-                    if result is None or fault.status:
-                        return _result(fault.status, fault.body, fault.headers)
-                return self._answer(route, url, kwargs)
-            finally:
-                self.in_flight -= 1
-
-        return handle
-
-    def _answer(self, route: str, url: Any, kwargs: dict[str, Any]) -> CallbackResult:
-        if route == "info":
-            return _result(200, {"id": "fake", "name": "fake", "storage": []})
-        if route == "create":
-            task = json.loads(kwargs["data"])
-            task_id = f"task-{len(self.tasks) + 1}"
-            self.tasks[task_id] = {**task, "id": task_id, "state": "QUEUED"}
-            return _result(200, {"id": task_id})
-        task_id = url.path.rsplit("/", 1)[-1].removesuffix(":cancel")
-        if route == "cancel":
-            self.tasks[task_id]["state"] = "CANCELED"
-            return _result(200, {})
-        if route == "get":
-            if task_id not in self.tasks:
-                return _result(404, {"error": f"task {task_id} not found"})
-            return _result(200, self.tasks[task_id])
-        return self._list(dict(url.query), parse_qsl(url.query_string, keep_blank_values=True))
-
-    def _list(self, query: dict[str, str], pairs: list[tuple[str, str]]) -> CallbackResult:
-        keys = [v for k, v in pairs if k == "tag_key"]
-        values = [v for k, v in pairs if k == "tag_value"]
-        found = list(self.tasks.values())
-        if not self.ignore_filters:
-            for key, value in zip(keys, values, strict=True):
-                found = [t for t in found if (t.get("tags") or {}).get(key) == value]
-        start = int(query.get("page_token", "0"))
-        page = found[start : start + self.page_size]
-        doc: dict[str, Any] = {"tasks": page}
-        if start + self.page_size < len(found):
-            doc["next_page_token"] = str(start + self.page_size)
-        return _result(200, doc)
-
-
-def _result(status: int, body: Any, headers: dict[str, str] | None = None) -> CallbackResult:
-    raw = body if isinstance(body, str | bytes) else json.dumps(body)
-    return CallbackResult(status=status, body=raw, headers=headers or {})
-
-
-class _Response(aiohttp.ClientResponse):
-    """aiohttp 3.14 requires ``stream_writer``, which aioresponses 0.7.9 does not pass
-    (pnuckowski/aioresponses#289); a finished upload of size 0 stands in for it."""
-
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _aioresponses_on_aiohttp_314(monkeypatch: pytest.MonkeyPatch) -> None:
-    import aioresponses.core
-
-    monkeypatch.setattr(aioresponses.core, "ClientResponse", _Response)
 
 
 @pytest.fixture(autouse=True)
@@ -161,16 +45,13 @@ def _no_waiting() -> Iterator[None]:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeTes]:
-    server = FakeTes()
-    with aioresponses() as mock:
-        server.install(mock)
-        yield server
+def fake() -> FakeTes:
+    return FakeTes(base=BASE)
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[TesClient]:
-    async with TesClient(BASE, retries=3) as tes:
+async def client(fake: FakeTes) -> AsyncIterator[TesClient]:
+    async with TesClient(BASE, retries=3, transport=MockTransport(fake)) as tes:
         yield tes
 
 
@@ -178,24 +59,20 @@ def hello(name: str = "hello") -> Task:
     return Task(name=name, executors=[Executor(image="alpine", command=["echo", "hi"])])
 
 
-def _posted(fake: FakeTes) -> list[dict[str, Any]]:
-    return [json.loads(kw["data"]) for m, r, kw in fake.calls if (m, r) == ("POST", "create")]
-
-
 # --- the happy path ----------------------------------------------------------------------
 
 
 async def test_create_get_list_cancel(fake: FakeTes, client: TesClient, tes_spec: TesSpec) -> None:
     task_id = await client.create_task(hello())
-    [body] = _posted(fake)
+    [body] = fake.posted()
     tes_spec.validate("tesTask", body)
     assert body["tags"][SUBMISSION_TAG]
     assert "id" not in body and "state" not in body
 
     task = await client.get_task(task_id, View.FULL)
     assert (task.id, task.state, task.name) == (task_id, State.QUEUED, "hello")
-    get_kwargs = fake.calls[-1][2]
-    assert get_kwargs["headers"]["Accept"] == "application/json"
+    _, get = fake.requests[-1]
+    assert get.headers["Accept"] == "application/json"
 
     page = await client.list_tasks(tags={SUBMISSION_TAG: body["tags"][SUBMISSION_TAG]})
     assert [t.id for t in page.tasks] == [task_id]
@@ -208,7 +85,7 @@ async def test_existing_submission_tag_is_kept(fake: FakeTes, client: TesClient)
     await client.create_task(
         hello().model_copy(update={"tags": {SUBMISSION_TAG: "mine", "a": "b"}})
     )
-    assert _posted(fake)[0]["tags"] == {SUBMISSION_TAG: "mine", "a": "b"}
+    assert fake.posted()[0]["tags"] == {SUBMISSION_TAG: "mine", "a": "b"}
 
 
 async def test_all_pages(fake: FakeTes, client: TesClient) -> None:
@@ -247,8 +124,7 @@ async def test_list_states_cut_short_is_retried_then_reported(
 
 
 def test_list_query_keeps_tag_pairs_in_order() -> None:
-    url = _list_url(
-        BASE,
+    query = TaskQuery.of(
         name_prefix="t",
         state="running",
         tags={"a": "1", "b": ""},
@@ -256,17 +132,40 @@ def test_list_query_keeps_tag_pairs_in_order() -> None:
         page_size=7,
         page_token="p/2",
     )
-    assert url == (
+    assert query.tags == (("a", "1"), ("b", "")) and query.state is State.RUNNING
+    assert _list_url(BASE, query) == (
         f"{BASE}/tasks?view=BASIC&name_prefix=t&state=RUNNING"
         "&tag_key=a&tag_value=1&tag_key=b&tag_value=&page_size=7&page_token=p%2F2"
     )
+    assert TaskQuery.of(query, name_prefix="", page_token=None).params()[:2] == [
+        ("view", "BASIC"),
+        ("state", "RUNNING"),
+    ]
+    assert query.page("3").page_token == "3" and query.page_token == "p/2"  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        query.view = View.FULL  # type: ignore[misc]
 
 
-async def test_repeated_page_token_ends_iteration(client: TesClient) -> None:
-    with aioresponses() as mock:
-        page = {"tasks": [{"id": "a", "state": "QUEUED"}], "next_page_token": "same"}
-        mock.get(re.compile(rf"{re.escape(BASE)}/tasks\?.*"), payload=page, repeat=True)
-        ids = [t.id async for t in client.iter_tasks()]
+async def test_a_query_value_and_keywords_ask_the_same(fake: FakeTes, client: TesClient) -> None:
+    for i in range(3):
+        await client.create_task(hello(f"t{i}").model_copy(update={"tags": {"run": "r1"}}))
+    query = TaskQuery.of(tags={"run": "r1"}, view=View.BASIC, page_size=2)
+    by_value = [t.name async for t in client.iter_tasks(query)]
+    by_keywords = [t.name async for t in client.iter_tasks(tags={"run": "r1"}, view=View.BASIC)]
+    assert by_value == by_keywords == ["t0", "t1", "t2"]
+    page = await client.list_tasks(query, page_size=1)  # keywords change the value
+    assert [t.name for t in page.tasks] == ["t0"] and page.next_page_token == "1"
+    _, last = fake.requests[-1]
+    assert dict(last.query)["page_size"] == "1"
+    states = await client.list_states(query)  # always MINIMAL
+    assert dict(fake.requests[-1][1].query)["view"] == "MINIMAL"
+    assert [state for _, state in states.states] == [State.QUEUED, State.QUEUED]
+
+
+async def test_repeated_page_token_ends_iteration() -> None:
+    page = {"tasks": [{"id": "a", "state": "QUEUED"}], "next_page_token": "same"}
+    async with TesClient(BASE, transport=MockTransport(lambda _: Response.of_json(page))) as tes:
+        ids = [t.id async for t in tes.iter_tasks()]
     assert ids == ["a", "a"]
 
 
@@ -283,52 +182,8 @@ async def test_503_then_200(fake: FakeTes, client: TesClient) -> None:
 
 async def test_read_timeout_is_retried(fake: FakeTes, client: TesClient) -> None:
     task_id = await client.create_task(hello())
-    fake.faults.append(Fault("GET", "get", exc=TimeoutError()))
+    fake.faults.append(Fault("GET", "get", exc=ExchangeTimeout("timed out")))
     assert (await client.get_task(task_id)).id == task_id
-
-
-async def test_429_waits_retry_after_seconds(
-    fake: FakeTes, client: TesClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    set_testing(False)  # real backoff decisions, on a fake clock
-    waits: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def fake_sleep(delay: float, result: Any = None) -> Any:
-        if delay > 0:
-            waits.append(delay)
-        return await real_sleep(0, result)
-
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
-    task_id = await client.create_task(hello())
-    fake.faults.append(Fault("GET", "get", 429, {"error": "slow down"}, {"Retry-After": "2"}))
-    assert (await client.get_task(task_id)).id == task_id
-    assert waits == [2.0]
-
-
-def test_retry_after_http_date_and_garbage() -> None:
-    now = dt.datetime(2024, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
-    assert parse_retry_after("Mon, 01 Jan 2024 12:00:30 GMT", now) == 30.0
-    assert parse_retry_after("Mon, 01 Jan 2024 11:00:00 GMT", now) == 0.0
-    assert parse_retry_after("7", now) == 7.0
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after(None, now) is None
-
-
-def test_backoff_is_full_jitter_and_capped() -> None:
-    seen: list[tuple[float, float]] = []
-
-    def rng(low: float, high: float) -> float:
-        seen.append((low, high))
-        return high
-
-    policy = RetryPolicy(wait_initial=0.5, wait_max=4.0, retry_after_max=60, rng=rng)
-    delays = [policy.delay(n, TimeoutError()) for n in range(1, 6)]
-    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0]
-    assert all(low == 0.0 for low, _ in seen)
-    from tesengine.tes.retry import RetryableStatus
-
-    assert policy.delay(1, RetryableStatus(429, "", 3600)) == 60
 
 
 async def test_retries_exhausted(fake: FakeTes, client: TesClient) -> None:
@@ -343,7 +198,8 @@ async def test_retries_exhausted(fake: FakeTes, client: TesClient) -> None:
 
 
 async def test_reset_after_create_adopts_the_task(fake: FakeTes, client: TesClient) -> None:
-    fake.faults.append(Fault("POST", "create", exc=aiohttp.ServerDisconnectedError(), after=True))
+    lost = ConnectionLost("the server closed the connection")
+    fake.faults.append(Fault("POST", "create", exc=lost, after=True))
     task_id = await client.create_task(hello())
     assert list(fake.tasks) == [task_id]
     assert fake.count("POST", "create") == 1
@@ -356,7 +212,7 @@ async def test_adoption_checks_tags_when_the_server_ignores_the_filter(
     fake.ignore_filters, fake.page_size = True, 2
     for i in range(5):
         await client.create_task(hello(f"other{i}"))
-    fake.faults.append(Fault("POST", "create", exc=TimeoutError(), after=True))
+    fake.faults.append(Fault("POST", "create", exc=ExchangeTimeout("timed out"), after=True))
     task_id = await client.create_task(hello())
     assert task_id == "task-6" and len(fake.tasks) == 6
     assert fake.count("GET", "list") == 3  # walked every page
@@ -380,17 +236,14 @@ async def test_5xx_without_creation_posts_again_once(fake: FakeTes, client: TesC
     assert list(fake.tasks) == [task_id]
     assert fake.count("POST", "create") == 2
     assert fake.count("GET", "list") == 1
-    first, second = _posted(fake)
+    first, second = fake.posted()
     assert first == second  # the same submission tag both times
 
 
 async def test_refused_connection_posts_again_without_lookup(
     fake: FakeTes, client: TesClient
 ) -> None:
-    refused = aiohttp.ClientConnectorError(
-        aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 9, False, True, None, None, None),
-        ConnectionRefusedError(111, "refused"),
-    )
+    refused = ConnectError("connection refused", unreachable=True)
     fake.faults.append(Fault("POST", "create", exc=refused))
     await client.create_task(hello())
     assert (fake.count("POST", "create"), fake.count("GET", "list"), len(fake.tasks)) == (2, 0, 1)
@@ -433,7 +286,7 @@ async def test_html_instead_of_json_fails_at_once(fake: FakeTes, client: TesClie
 
 async def test_unknown_fields_and_states(fake: FakeTes, client: TesClient) -> None:
     fake.tasks["t"] = {"id": "t", "state": "WARMING_UP", "vendor": {"node": "n1"}}
-    task = await client.get_task("t")
+    task = await client.get_task("t", View.FULL)
     assert task.state is State.UNKNOWN
     assert task.model_extra == {"vendor": {"node": "n1"}}
 
@@ -444,66 +297,12 @@ async def test_401_without_credentials_is_an_auth_error(fake: FakeTes, client: T
         await client.get_task("x")
 
 
-# --- base path discovery -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("prefix", ["/ga4gh/tes/v1", "/v1"])
-async def test_discovers_each_prefix(prefix: str) -> None:
-    with aioresponses() as mock:
-        if prefix == "/v1":
-            mock.get(f"{ROOT}/ga4gh/tes/v1/service-info", status=404)
-        mock.get(f"{ROOT}{prefix}/service-info", payload={"name": "x"})
-        mock.get(f"{ROOT}{prefix}/tasks/a?view=MINIMAL", payload={"id": "a"}, repeat=True)
-        async with TesClient(ROOT + "/") as tes:
-            await asyncio.gather(tes.get_task("a"), tes.get_task("a"))
-            await tes.get_task("a")
-            assert await tes.base_url() == ROOT + prefix
-        info_calls = [k for k in mock.requests if str(k[1]).endswith("/service-info")]
-    assert len(info_calls) == (2 if prefix == "/v1" else 1)  # discovered once, remembered
-
-
-async def test_web_page_at_the_first_prefix_is_not_the_api() -> None:
-    with aioresponses() as mock:
-        mock.get(f"{ROOT}/ga4gh/tes/v1/service-info", body="<html>funnel ui</html>")
-        mock.get(f"{ROOT}/v1/service-info", payload={"name": "funnel"})
-        async with TesClient(ROOT) as tes:
-            assert await tes.base_url() == f"{ROOT}/v1"
-
-
-async def test_network_error_during_discovery_never_falls_through() -> None:
-    with aioresponses() as mock:
-        mock.get(f"{ROOT}/ga4gh/tes/v1/service-info", exception=TimeoutError(), repeat=True)
-        mock.get(f"{ROOT}/v1/service-info", payload={"name": "wrong"})
-        async with TesClient(ROOT, retries=2) as tes:
-            with pytest.raises(TesUnavailable):
-                await tes.base_url()
-        assert not any(str(k[1]) == f"{ROOT}/v1/service-info" for k in mock.requests)
-
-
-async def test_no_api_anywhere() -> None:
-    with aioresponses() as mock:
-        mock.get(f"{ROOT}/ga4gh/tes/v1/service-info", status=404)
-        mock.get(f"{ROOT}/v1/service-info", status=404)
-        async with TesClient(ROOT) as tes:
-            with pytest.raises(TesApiError, match="give the full API base URL"):
-                await tes.service_info()
-
-
-@pytest.mark.parametrize("url", [f"{ROOT}/v1", f"{ROOT}/api/ga4gh/tes/v1/"])
-async def test_given_base_is_used_as_is(url: str) -> None:
-    with aioresponses() as mock:
-        mock.get(f"{url.rstrip('/')}/tasks/a?view=BASIC", payload={"id": "a"})
-        async with TesClient(url) as tes:
-            assert (await tes.get_task("a", View.BASIC)).id == "a"
-        assert len(mock.requests) == 1
-
-
 # --- limits and construction -------------------------------------------------------------
 
 
 async def test_concurrency_is_bounded(fake: FakeTes) -> None:
     fake.tasks["t"] = {"id": "t", "state": "RUNNING"}
-    async with TesClient(BASE, max_concurrency=4) as tes:
+    async with TesClient(BASE, max_concurrency=4, transport=MockTransport(fake)) as tes:
         tasks = await asyncio.gather(*(tes.get_task("t") for _ in range(40)))
     assert len(tasks) == 40
     assert fake.max_in_flight == 4
@@ -520,7 +319,7 @@ def test_from_config(tmp_path: Any) -> None:
     path.chmod(0o600)
     tes = TesClient.from_config(load_config(path))
     assert tes.url == "https://tes.example.org"
-    assert tes._transport.policy.retries == 2
+    assert tes._channel.policy.retries == 2
     assert "s3cr3t" not in repr(tes)
 
 
@@ -531,3 +330,37 @@ def test_credentials_over_plain_http_are_refused() -> None:
         TesClient("http://tes.example.org", auth=BearerToken("t"))
     TesClient("http://tes.example.org", auth=BearerToken("t"), insecure=True)
     TesClient("http://localhost:8000", auth=BearerToken("t"))
+
+
+# --- request counts ----------------------------------------------------------------------
+
+
+async def test_counts_requests_sent_and_retries(fake: FakeTes, client: TesClient) -> None:
+    assert client.counts == RequestCounts(0, 0)
+    task_id = await client.create_task(hello())
+    await client.get_task(task_id)
+    assert client.counts == RequestCounts(requests=2, retries=0)
+    fake.faults += [Fault("GET", "get", 503, "busy"), Fault("GET", "get", 502, "bad")]
+    await client.get_task(task_id)
+    assert client.counts == RequestCounts(requests=5, retries=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        client.counts.requests = 0  # type: ignore[misc]
+
+
+async def test_counts_leave_out_connections_never_made_and_count_redirect_hops() -> None:
+    def refuse(_request: Request) -> Response:
+        raise ConnectError("connection refused", unreachable=True)
+
+    async with TesClient(BASE, transport=MockTransport(refuse)) as tes:
+        with pytest.raises(TesUnavailable):
+            await tes.get_task("a")
+        assert tes.counts == RequestCounts(requests=0, retries=2)  # first_contact_retries
+
+    def moved(request: Request) -> Response:
+        if request.path.endswith("/old"):
+            return Response(308, {"Location": f"{BASE}/tasks/new"})
+        return Response.of_json({"id": "new"})
+
+    async with TesClient(BASE, transport=MockTransport(moved)) as tes:
+        await tes.get_task("old")
+        assert tes.counts == RequestCounts(requests=2, retries=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from tesengine.tes import (
 )
 from tests.fixtures.tes_server import ServedTes
 from tests.fixtures.tes_spec import TesSpec
+from tests.support import await_until
 
 
 def sample(name: str = "interop", **tags: str) -> Task:
@@ -36,13 +36,11 @@ def sample(name: str = "interop", **tags: str) -> Task:
 
 
 async def wait_final(tes: TesClient, task_id: str, timeout: float = 20.0) -> Task:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = await tes.get_task(task_id)
-        if task.current_state.is_final:
-            return await tes.get_task(task_id, View.FULL)
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"task {task_id} not final after {timeout}s")
+    async def final() -> bool:
+        return (await tes.get_task(task_id)).current_state.is_final
+
+    await await_until(final, timeout=timeout, what=f"task {task_id} to be final")
+    return await tes.get_task(task_id, View.FULL)
 
 
 async def test_against_tesengine_serve(noop_tes: ServedTes, tes_spec: TesSpec) -> None:

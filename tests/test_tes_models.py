@@ -368,3 +368,30 @@ def test_service_info_from_a_sparse_server() -> None:
     info = ServiceInfo.model_validate({"name": "funnel", "storage": ["file:///x", None]})
     assert info.name == "funnel" and info.storage == ["file:///x"]
     assert info.tes_resources_backend_parameters is None
+
+
+def test_the_wire_models_import_without_the_client() -> None:
+    """The server imports tes.models: that must load neither the client nor aiohttp."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, tesengine.tes.models, tesengine.tes.query, tesengine.testing\n"
+        "heavy = {'aiohttp', 'tesengine.tes.client', 'tesengine.config'} & set(sys.modules)\n"
+        "print(sorted(heavy))\n"
+        "from tesengine.tes import State, TesClient\n"
+        "print(State.RUNNING.is_active, TesClient.__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines() == ["[]", "True TesClient"]
+
+
+def test_the_lazy_package_exports_what_it_lists() -> None:
+    import tesengine.tes as tes
+
+    assert set(tes._EXPORTS) == set(tes.__all__)
+    assert all(getattr(tes, name) is not None for name in tes.__all__)
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        _ = tes.Nope  # type: ignore[attr-defined]

@@ -39,17 +39,15 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..errors import TesApiError, TesUnavailable
-from ..tes import StatePage
-from ..tes.models import ListTasksResponse, State, Task, View
+from ..tes.models import MAX_PAGE_SIZE, ListTasksResponse, State, Task, View
+from ..tes.query import StatePage, TaskQuery
 from .poller import PerTaskStatus, Sleep, StatusSource, jittered
 from .request import RUN_TAG
 
-__all__ = ["PAGE_SIZE", "BatchStatus", "ListingClient", "Mode", "status_source"]
+__all__ = ["BatchStatus", "ListingClient", "Mode", "status_source"]
 
 log = logging.getLogger("tesengine.engine")
 
-#: The largest page the TES spec allows ("must be less than 2048").
-PAGE_SIZE = 2047
 _SAMPLE = 8  # tasks read in BASIC view to check that a tag filter holds
 
 Mode = Literal["probing", "batch", "per-task"]
@@ -61,22 +59,9 @@ class ListingClient(Protocol):
 
     async def get_task(self, task_id: str, view: View = ...) -> Task: ...
 
-    async def list_tasks(
-        self,
-        *,
-        tags: Mapping[str, str] | None = None,
-        view: View = ...,
-        page_size: int | None = None,
-        page_token: str | None = None,
-    ) -> ListTasksResponse: ...
+    async def list_tasks(self, query: TaskQuery | None = ...) -> ListTasksResponse: ...
 
-    async def list_states(
-        self,
-        *,
-        tags: Mapping[str, str] | None = None,
-        page_size: int | None = None,
-        page_token: str | None = None,
-    ) -> StatePage: ...
+    async def list_states(self, query: TaskQuery | None = ...) -> StatePage: ...
 
 
 def status_source(polling: Polling, client: ListingClient, sleep: Sleep) -> StatusSource:
@@ -109,7 +94,7 @@ class BatchStatus:
         self._client = client
         self._direct = PerTaskStatus(client, sleep)
         self._mode: Mode = "probing" if probe else "batch"
-        self._page_size: int | None = PAGE_SIZE
+        self._page_size: int | None = MAX_PAGE_SIZE
         self._tags: dict[str, str] = {}  # watched task id -> its run tag
         self._waiters: dict[str, _Waiter] = {}  # waiting for the next walk
         self._walking: dict[str, _Waiter] = {}  # being answered by the current walk
@@ -249,7 +234,7 @@ class BatchStatus:
         if empty.states:
             return False  # a tag nobody used matched tasks: the filter is ignored
         sample = await self._client.list_tasks(
-            tags={RUN_TAG: tag}, view=View.BASIC, page_size=_SAMPLE
+            TaskQuery.of(tags={RUN_TAG: tag}, view=View.BASIC, page_size=_SAMPLE)
         )
         return all((t.tags or {}).get(RUN_TAG) == tag for t in sample.tasks)
 
@@ -289,15 +274,14 @@ class BatchStatus:
 
     async def _page(self, tags: Mapping[str, str], token: str | None) -> StatePage:
         """One MINIMAL page, as large as the server accepts."""
+        query = TaskQuery.of(tags=tags, page_token=token)
         try:
-            return await self._client.list_states(
-                tags=tags, page_size=self._page_size, page_token=token
-            )
+            return await self._client.list_states(TaskQuery.of(query, page_size=self._page_size))
         except TesApiError as exc:
             if exc.status != 400 or self._page_size is None:
                 raise
         self._page_size = None  # the server refuses our page size: use its default
-        return await self._client.list_states(tags=tags, page_token=token)
+        return await self._client.list_states(query)
 
 
 def _by_tag(batch: Mapping[str, _Waiter], tags: Mapping[str, str]) -> dict[str, dict[str, _Waiter]]:

@@ -1,29 +1,45 @@
-"""The GA4GH TES v1.1 API: wire models and an async client."""
+"""The GA4GH TES v1.1 API: wire models and an async client.
+
+Cheap to import: each name is loaded from its submodule on first use (PEP
+562 ``__getattr__``), so ``from tesengine.tes.models import State`` (the
+server does) loads neither the client nor aiohttp.
+"""
 
 from __future__ import annotations
 
-from ..auth import AuthProvider
-from .client import StatePage, TesClient
-from .models import (
-    SUBMISSION_TAG,
-    CancelTaskResponse,
-    CreateTaskResponse,
-    Executor,
-    ExecutorLog,
-    FileType,
-    Input,
-    ListTasksResponse,
-    Organization,
-    Output,
-    OutputFileLog,
-    Resources,
-    ServiceInfo,
-    ServiceType,
-    State,
-    Task,
-    TaskLog,
-    View,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the module that defines it (relative to this package).
+_EXPORTS: dict[str, str] = {
+    "AuthProvider": "..auth",
+    **dict.fromkeys(("StatePage", "TaskQuery"), ".query"),
+    **dict.fromkeys(("RequestCounts", "Transport"), ".transport"),
+    "TesClient": ".client",
+    **dict.fromkeys(
+        (
+            "SUBMISSION_TAG",
+            "CancelTaskResponse",
+            "CreateTaskResponse",
+            "Executor",
+            "ExecutorLog",
+            "FileType",
+            "Input",
+            "ListTasksResponse",
+            "Organization",
+            "Output",
+            "OutputFileLog",
+            "Resources",
+            "ServiceInfo",
+            "ServiceType",
+            "State",
+            "Task",
+            "TaskLog",
+            "View",
+        ),
+        ".models",
+    ),
+}
 
 __all__ = [
     "SUBMISSION_TAG",
@@ -38,6 +54,7 @@ __all__ = [
     "Organization",
     "Output",
     "OutputFileLog",
+    "RequestCounts",
     "Resources",
     "ServiceInfo",
     "ServiceType",
@@ -45,6 +62,49 @@ __all__ = [
     "StatePage",
     "Task",
     "TaskLog",
+    "TaskQuery",
     "TesClient",
+    "Transport",
     "View",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly
+    from ..auth import AuthProvider
+    from .client import TesClient
+    from .models import (
+        SUBMISSION_TAG,
+        CancelTaskResponse,
+        CreateTaskResponse,
+        Executor,
+        ExecutorLog,
+        FileType,
+        Input,
+        ListTasksResponse,
+        Organization,
+        Output,
+        OutputFileLog,
+        Resources,
+        ServiceInfo,
+        ServiceType,
+        State,
+        Task,
+        TaskLog,
+        View,
+    )
+    from .query import StatePage, TaskQuery
+    from .transport import RequestCounts, Transport

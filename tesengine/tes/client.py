@@ -23,18 +23,18 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, TypeVar, Unpack
 from urllib.parse import quote, urlencode, urlsplit
 
 from pydantic import ValidationError
 
 from .._closing import AsyncClosing
-from ..auth import AuthProvider, auth_from_config
-from ..config import is_loopback
+from ..auth import AuthProvider, auth_from_config, plain_http_refusal
 from ..errors import ConfigError, TesApiError, redact_url
+from .channel import Channel, Reply, may_have_reached_server
 from .models import (
+    API_PREFIXES,
     SUBMISSION_TAG,
     CreateTaskResponse,
     ListTasksResponse,
@@ -44,25 +44,19 @@ from .models import (
     View,
     WireModel,
 )
+from .query import StatePage, TaskQuery, TaskQueryFields
 from .retry import MalformedReply, RetryPolicy
-from .transport import (
-    DEFAULT_DEADLINE,
-    DEFAULT_MAX_RESPONSE,
-    Reply,
-    Transport,
-    may_have_reached_server,
-)
+from .transport import DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE, RequestCounts, Transport
 
 if TYPE_CHECKING:
     import aiohttp
 
     from ..config import Config
 
-__all__ = ["API_PREFIXES", "TesClient", "known_base"]
+__all__ = ["StatePage", "TesClient", "known_base"]
 
 log = logging.getLogger("tesengine.tes")
 
-API_PREFIXES = ("/ga4gh/tes/v1", "/v1")
 _M = TypeVar("_M", bound=WireModel)
 _NOT_HERE = frozenset({404, 405})
 
@@ -85,6 +79,12 @@ class TesClient(AsyncClosing):
     share an ``aiohttp.ClientSession`` (it is then not closed here).
     Credentials over plain http to a host that is not loopback are refused
     unless ``insecure`` is true.
+
+    ``transport`` replaces aiohttp altogether (``connect_timeout``,
+    ``read_timeout``, ``max_response_bytes`` and ``session`` are then the
+    transport's business): :class:`tesengine.testing.MockTransport` answers
+    from a function, for tests. Like an injected session, an injected
+    transport is left open by :meth:`aclose`.
     """
 
     def __init__(
@@ -101,29 +101,37 @@ class TesClient(AsyncClosing):
         session: aiohttp.ClientSession | None = None,
         insecure: bool = False,
         retry_policy: RetryPolicy | None = None,
+        transport: Transport | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"TES url must be an http:// or https:// URL, got {redact_url(url)}")
-        plain = parts.scheme == "http" and not is_loopback(parts.hostname)
-        if auth is not None and plain and not insecure:
-            raise ConfigError(
-                f"refusing to send credentials over plain http to {parts.hostname}:"
-                " use https, a loopback host, or insecure=True"
-            )
+        refusal = plain_http_refusal(url, insecure=insecure, allow="insecure=True")
+        if auth is not None and refusal is not None:
+            raise ConfigError(refusal)
         self.url = url.rstrip("/")
         self._base = known_base(self.url)
         self._discovery = asyncio.Lock()
-        self._transport = Transport(
+        self._owns_transport = transport is None
+        if transport is None:
+            from .aiohttp_transport import AiohttpTransport  # aiohttp only when it is used
+
+            transport = AiohttpTransport(
+                max_concurrency=max_concurrency,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_response_bytes=max_response_bytes,
+                session=session,
+            )
+        elif session is not None:
+            raise ConfigError("TesClient takes a session or a transport, not both")
+        self._channel = Channel(
             self.url,
+            transport,
             auth=auth,
             max_concurrency=max_concurrency,
             policy=retry_policy or RetryPolicy(retries=retries),
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
             request_deadline=request_deadline,
-            max_response_bytes=max_response_bytes,
-            session=session,
         )
 
     @classmethod
@@ -145,9 +153,15 @@ class TesClient(AsyncClosing):
     def __repr__(self) -> str:
         return f"TesClient({redact_url(self.url)!r})"
 
+    @property
+    def counts(self) -> RequestCounts:
+        """HTTP requests sent and retries made so far (for run reports)."""
+        return self._channel.counts
+
     async def aclose(self) -> None:
-        """Close the connection pool (unless the session was passed in)."""
-        await self._transport.aclose()
+        """Close the connection pool (unless the session or transport was passed in)."""
+        if self._owns_transport:
+            await self._channel.transport.aclose()
 
     async def base_url(self) -> str:
         """The API base (``.../ga4gh/tes/v1`` or ``.../v1``), discovered on first use."""
@@ -182,13 +196,13 @@ class TesClient(AsyncClosing):
                 log.info("adopted task %s created by an earlier, failed POST", found)
                 return found
             try:
-                reply = await self._transport.send_once("POST", url, body)
+                reply = await self._channel.send_once("POST", url, body)
                 return _parse(CreateTaskResponse, reply).id
             except Exception as exc:
                 maybe_sent = maybe_sent or may_have_reached_server(exc)
                 raise
 
-        return await self._transport.call("POST", url, attempt)
+        return await self._channel.call("POST", url, attempt)
 
     async def get_task(self, task_id: str, view: View = View.MINIMAL) -> Task:
         """GET /tasks/{id}."""
@@ -196,88 +210,56 @@ class TesClient(AsyncClosing):
         return await self._get(Task, url)
 
     async def list_tasks(
-        self,
-        *,
-        name_prefix: str | None = None,
-        state: State | str | None = None,
-        tags: Mapping[str, str] | None = None,
-        view: View = View.MINIMAL,
-        page_size: int | None = None,
-        page_token: str | None = None,
+        self, query: TaskQuery | None = None, **fields: Unpack[TaskQueryFields]
     ) -> ListTasksResponse:
-        """GET /tasks: one page. Tag filters are sent as ``tag_key``/``tag_value`` pairs."""
-        url = _list_url(
-            await self.base_url(),
-            name_prefix=name_prefix,
-            state=state,
-            tags=tags,
-            view=view,
-            page_size=page_size,
-            page_token=page_token,
-        )
+        """GET /tasks: one page of ``query`` (``fields`` change it, see :meth:`TaskQuery.of`)."""
+        url = _list_url(await self.base_url(), TaskQuery.of(query, **fields))
         return await self._get(ListTasksResponse, url)
 
     async def list_states(
-        self,
-        *,
-        tags: Mapping[str, str] | None = None,
-        page_size: int | None = None,
-        page_token: str | None = None,
+        self, query: TaskQuery | None = None, **fields: Unpack[TaskQueryFields]
     ) -> StatePage:
         """One MINIMAL page as bare (id, state) pairs: the lean read behind batch polling.
 
         Building full :class:`Task` models is most of the client's cost when a
         page holds thousands of tasks; this reads only what a poller needs.
         """
-        url = _list_url(
-            await self.base_url(), tags=tags, page_size=page_size, page_token=page_token
-        )
+        wanted = TaskQuery.of(TaskQuery.of(query, **fields), view=View.MINIMAL)
+        url = _list_url(await self.base_url(), wanted)
 
         async def attempt() -> StatePage:
-            return _parse_states(await self._transport.send_once("GET", url))
+            return _parse_states(await self._channel.send_once("GET", url))
 
-        return await self._transport.call("GET", url, attempt)
+        return await self._channel.call("GET", url, attempt)
 
     async def iter_tasks(
-        self,
-        *,
-        name_prefix: str | None = None,
-        state: State | str | None = None,
-        tags: Mapping[str, str] | None = None,
-        view: View = View.MINIMAL,
-        page_size: int | None = None,
+        self, query: TaskQuery | None = None, **fields: Unpack[TaskQueryFields]
     ) -> AsyncIterator[Task]:
         """Every task that matches, page after page."""
-        token: str | None = None
+        page_query = TaskQuery.of(query, **fields)
         seen: set[str] = set()
         while True:
-            page = await self.list_tasks(
-                name_prefix=name_prefix,
-                state=state,
-                tags=tags,
-                view=view,
-                page_size=page_size,
-                page_token=token,
-            )
+            page = await self.list_tasks(page_query)
             for task in page.tasks:
                 yield task
             token = page.next_page_token
             if not token or token in seen:
                 return  # a server that repeats a token would otherwise loop forever
             seen.add(token)
+            page_query = page_query.page(token)
 
     async def cancel_task(self, task_id: str) -> None:
         """POST /tasks/{id}:cancel."""
         url = f"{await self.base_url()}/tasks/{quote(task_id, safe='')}:cancel"
-        await self._transport.request("POST", url, b"{}")
+        await self._channel.request("POST", url, b"{}")
 
     async def _get(self, model: type[_M], url: str) -> _M:
         """GET and parse, retrying a reply whose body was cut short like any transient fault."""
 
         async def attempt() -> _M:
-            return _parse(model, await self._transport.send_once("GET", url))
+            return _parse(model, await self._channel.send_once("GET", url))
 
-        return await self._transport.call("GET", url, attempt)
+        return await self._channel.call("GET", url, attempt)
 
     async def _find_submission(self, base: str, tag: str, name: str | None) -> str | None:
         """The id of the task tagged ``tag``, if the server has one.
@@ -286,12 +268,11 @@ class TesClient(AsyncClosing):
         task returned, through all pages. Single tries: the caller's retry
         loop repeats the look-up if it fails.
         """
-        token: str | None = None
+        query = TaskQuery.of(name_prefix=name, tags={SUBMISSION_TAG: tag}, view=View.BASIC)
         seen: set[str] = set()
         while True:
-            tags = {SUBMISSION_TAG: tag}
-            url = _list_url(base, name_prefix=name, tags=tags, view=View.BASIC, page_token=token)
-            page = _parse(ListTasksResponse, await self._transport.send_once("GET", url))
+            url = _list_url(base, query)
+            page = _parse(ListTasksResponse, await self._channel.send_once("GET", url))
             for task in page.tasks:
                 if task.id and (task.tags or {}).get(SUBMISSION_TAG) == tag:
                     return task.id if await self._really_has(base, task.id) else None
@@ -299,6 +280,7 @@ class TesClient(AsyncClosing):
             if not token or token in seen:
                 return None
             seen.add(token)
+            query = query.page(token)
 
     async def _really_has(self, base: str, task_id: str) -> bool:
         """True when GET of ``task_id`` succeeds: a listing alone is not proof.
@@ -309,7 +291,7 @@ class TesClient(AsyncClosing):
         """
         url = f"{base}/tasks/{quote(task_id, safe='')}?view=MINIMAL"
         try:
-            _parse(Task, await self._transport.send_once("GET", url))
+            _parse(Task, await self._channel.send_once("GET", url))
         except TesApiError as exc:
             if exc.status == 404:
                 log.info("task %s is listed but not found: not adopted", task_id)
@@ -321,7 +303,7 @@ class TesClient(AsyncClosing):
         for prefix in API_PREFIXES:
             base = self.url + prefix
             try:
-                reply = await self._transport.request("GET", f"{base}/service-info")
+                reply = await self._channel.request("GET", f"{base}/service-info")
                 ServiceInfo.model_validate_json(reply.body)
             except TesApiError as exc:
                 if exc.status in _NOT_HERE:
@@ -340,28 +322,8 @@ class TesClient(AsyncClosing):
         )
 
 
-def _list_url(
-    base: str,
-    *,
-    name_prefix: str | None = None,
-    state: State | str | None = None,
-    tags: Mapping[str, str] | None = None,
-    view: View = View.MINIMAL,
-    page_size: int | None = None,
-    page_token: str | None = None,
-) -> str:
-    query: list[tuple[str, str]] = [("view", View(view).value)]
-    if name_prefix:
-        query.append(("name_prefix", name_prefix))
-    if state is not None:
-        query.append(("state", State.parse(state).value))
-    for key, value in (tags or {}).items():
-        query += [("tag_key", key), ("tag_value", value)]
-    if page_size is not None:
-        query.append(("page_size", str(page_size)))
-    if page_token:
-        query.append(("page_token", page_token))
-    return f"{base}/tasks?{urlencode(query)}"
+def _list_url(base: str, query: TaskQuery) -> str:
+    return f"{base}/tasks?{urlencode(query.params())}"
 
 
 def _parse(model: type[_M], reply: Reply) -> _M:
@@ -381,21 +343,13 @@ def _parse(model: type[_M], reply: Reply) -> _M:
         raise TesApiError(reply.method, reply.url, reply.status, message) from None
 
 
-@dataclass(frozen=True, slots=True)
-class StatePage:
-    """One page of a MINIMAL listing: ``(task id, state)`` pairs and the next token."""
-
-    states: tuple[tuple[str, State], ...]
-    next_page_token: str | None = None
-
-
 def _parse_states(reply: Reply) -> StatePage:
     try:
         document = json.loads(reply.body)
         tasks = document.get("tasks") or []
         states = tuple((str(t["id"]), State.parse(t.get("state"))) for t in tasks if t)
         token = document.get("next_page_token") or None
-    except (ValueError, AttributeError, KeyError, TypeError):
+    except (ValueError, AttributeError, KeyError, TypeError, RecursionError):
         # Malformed: let the full model say precisely what is wrong (or that it was cut).
         _parse(ListTasksResponse, reply)
         raise TesApiError(reply.method, reply.url, reply.status, "malformed task list") from None

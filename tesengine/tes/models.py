@@ -36,6 +36,9 @@ from pydantic.alias_generators import to_camel
 from ..redact import redact_repr
 
 __all__ = [
+    "API_PREFIXES",
+    "MAX_PAGE_SIZE",
+    "READ_ONLY_TASK_FIELDS",
     "SUBMISSION_TAG",
     "CancelTaskResponse",
     "CreateTaskResponse",
@@ -61,6 +64,15 @@ log = logging.getLogger("tesengine.tes")
 
 SUBMISSION_TAG = "tesengine-submission"
 """Tag key that makes a submission idempotent: its value is a uuid4 per submission."""
+
+API_PREFIXES = ("/ga4gh/tes/v1", "/v1")
+"""Where servers mount the API: the spec's base path first, then Funnel's older one."""
+
+MAX_PAGE_SIZE = 2047
+"""The largest ListTasks page the spec allows ("must be less than 2048")."""
+
+READ_ONLY_TASK_FIELDS = frozenset({"id", "state", "logs", "creation_time"})
+"""Task fields the server sets: never sent in a CreateTask request."""
 
 _T = TypeVar("_T")
 _warned: set[tuple[str, str]] = set()
@@ -286,9 +298,6 @@ class TaskLog(WireModel):
     start_time: str | None = None
     end_time: str | None = None
     system_logs: NonNullList[str] | None = None
-
-
-READ_ONLY_TASK_FIELDS = frozenset({"id", "state", "logs", "creation_time"})
 
 
 class Task(WireModel):

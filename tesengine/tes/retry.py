@@ -7,10 +7,8 @@ is exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``),
 except that a ``Retry-After`` header (seconds or an HTTP date) is honoured
 as given, up to :attr:`RetryPolicy.retry_after_max`.
 
-The loop itself is stamina's (``stamina.retry_context``): stamina accepts a
-backoff hook that returns the wait for each failure, which is how
-``Retry-After`` is honoured, and stamina's test mode (:func:`set_testing`)
-makes every wait zero.
+The policy sleeps with its ``sleep`` (``asyncio.sleep`` unless a test gives
+a fake clock), and test mode (:func:`set_testing`) makes every wait zero.
 
 A server that has never answered is not a server having a transient outage:
 a refused connection (or a name that does not resolve) before the first
@@ -18,34 +16,35 @@ reply is retried only :attr:`RetryPolicy.first_contact_retries` times, so a
 wrong URL or a server that is not running fails in a second or two.
 
 Each scheduled retry is one readable log line on ``tesengine.tes``
-(WARNING), instead of stamina's ``stamina.retry_scheduled`` record::
+(WARNING)::
 
     retrying GET http://tes:8000/ga4gh/tes/v1/tasks (attempt 2 of 9, in 2.0 s): connection refused
 
 and, however many tasks retry at once, at most one such line per
 :data:`RETRY_LOG_INTERVAL` seconds (the next one says how many were not shown).
-Stamina's hooks stay in place for every other retry in the process.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import datetime as dt
-import functools
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-import stamina
-import stamina.instrumentation
-
-from ..errors import TesUnavailable, redact_url
+from ..errors import (
+    ConnectError,
+    ConnectionLost,
+    ExchangeTimeout,
+    TesUnavailable,
+    TransportError,
+    redact_url,
+)
 
 __all__ = [
     "RETRY_LOG_INTERVAL",
@@ -54,6 +53,7 @@ __all__ = [
     "MalformedReply",
     "RetryPolicy",
     "RetryableStatus",
+    "Retrying",
     "describe_failure",
     "is_retryable",
     "is_unreachable",
@@ -65,7 +65,6 @@ log = logging.getLogger("tesengine.tes")
 
 #: At most one "retrying ..." line per this many seconds, across all requests.
 RETRY_LOG_INTERVAL = 5.0
-_HOOK_NAME = "tesengine.tes.request"
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -84,7 +83,7 @@ class MalformedReply(Exception):
     """A 2xx reply whose JSON body does not parse (cut short on the way): worth another try."""
 
 
-class DeadlineExceeded(TimeoutError):
+class DeadlineExceeded(ExchangeTimeout):
     """One exchange (connect, send, headers and the whole body) outlasted its deadline.
 
     A read timeout alone cannot catch a server that trickles a byte a
@@ -100,52 +99,23 @@ def is_retryable(exc: BaseException) -> bool:
     """
     return isinstance(
         exc,
-        RetryableStatus
-        | MalformedReply
-        | aiohttp.ClientConnectionError
-        | aiohttp.ClientPayloadError
-        | TimeoutError,
+        RetryableStatus | MalformedReply | ConnectError | ConnectionLost | TimeoutError,
     )
-
-
-#: aiohttp >= 3.11 tells a name that does not resolve apart from other connect errors.
-_DNS_ERRORS: tuple[type[BaseException], ...] = tuple(
-    kind for kind in (getattr(aiohttp, "ClientConnectorDNSError", None),) if kind is not None
-)
 
 
 def is_unreachable(exc: BaseException) -> bool:
     """True when nothing listens at the address (refused) or the host name does not resolve."""
-    if isinstance(exc, _DNS_ERRORS):
-        return True
-    return isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
-        exc.os_error, ConnectionRefusedError
-    )
-
-
-#: Failures whose description is their kind alone, most specific first.
-_PLAIN_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
-    (aiohttp.ServerDisconnectedError, "the server closed the connection"),
-    (TimeoutError, "timed out"),
-    (aiohttp.ServerTimeoutError, "timed out"),
-    (aiohttp.ClientPayloadError, "the reply was cut short"),
-)
+    return isinstance(exc, ConnectError) and exc.unreachable
 
 
 def describe_failure(exc: BaseException) -> str:
     """A failure in a few words: ``connection refused``, ``timed out``, ``HTTP 503: ...``."""
     if isinstance(exc, RetryableStatus):
         return f"HTTP {exc.status}: {exc.body[:300]}" if exc.body else f"HTTP {exc.status}"
-    if isinstance(exc, _DNS_ERRORS):
-        return f"cannot resolve host {getattr(exc, 'host', '?')!r}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        refused = isinstance(exc.os_error, ConnectionRefusedError)
-        return "connection refused" if refused else f"cannot connect: {exc.os_error}"
-    if isinstance(exc, DeadlineExceeded):
-        return str(exc)  # says which deadline: more use than a bare "timed out"
-    plain = next((text for kind, text in _PLAIN_FAILURES if isinstance(exc, kind)), None)
-    if plain is not None:
-        return plain
+    if isinstance(exc, TransportError | MalformedReply) and str(exc):
+        return str(exc)  # written to be read: "connection refused", "within 5 s (...)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -154,11 +124,11 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not str.isdigit alone: "²" is a digit too
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
@@ -166,9 +136,17 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
     return max(0.0, (when - now).total_seconds())
 
 
+Sleep = Callable[[float], Awaitable[object]]
+_testing = False
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How many times to retry (``retries`` after the first try) and how long to wait."""
+    """How many times to retry (``retries`` after the first try) and how long to wait.
+
+    ``sleep`` waits between tries: a test passes a fake one to see the waits
+    without spending them. ``rng`` draws the jittered wait.
+    """
 
     retries: int = 8
     #: retries of a refused connection before the server ever answered
@@ -177,6 +155,7 @@ class RetryPolicy:
     wait_max: float = 30.0
     retry_after_max: float = 300.0
     rng: Callable[[float, float], float] = field(default=random.uniform, repr=False)
+    sleep: Sleep = field(default=asyncio.sleep, repr=False)
 
     def delay(self, retry_number: int, exc: BaseException) -> float:
         """The wait before retry ``retry_number`` (1-based) after ``exc``."""
@@ -185,133 +164,82 @@ class RetryPolicy:
         ceiling = min(self.wait_max, self.wait_initial * 2.0 ** (retry_number - 1))
         return self.rng(0.0, ceiling)
 
-    def attempts(self, method: str = "", url: str = "", *, reached: bool = True) -> Attempts:
-        """Stamina attempts: 1 + ``retries``, waits from :meth:`delay`.
+    def retrying(self, method: str = "", url: str = "", *, reached: bool = True) -> Retrying:
+        """The retry budget of one request that has just failed once.
 
-        The client runs its first try outside stamina, so that the common,
-        successful request pays nothing for the retry machinery, and raises
-        that failure again inside attempt 1 so that stamina waits for it.
         ``reached`` is false until the server has answered once: then an
         unreachable server gives up after :attr:`first_contact_retries`.
         """
-        return Attempts(self, method, url, reached=reached)
+        return Retrying(self, method, url, reached=reached)
 
 
-class Attempts:
-    """One request's retry loop (an async iterator of stamina attempts)."""
+class Retrying:
+    """One request's retries: each :meth:`wait` is one more, until they are spent."""
 
-    __slots__ = ("_backoff", "_inner", "method", "url")
+    __slots__ = ("_first_contact", "count", "method", "policy", "url")
 
     def __init__(self, policy: RetryPolicy, method: str, url: str, *, reached: bool) -> None:
-        _install_retry_log()
+        self.policy = policy
         self.method = method
         self.url = url
-        self._backoff = _Backoff(policy, first_contact=not reached)
-        context = stamina.retry_context(
-            on=self._backoff,
-            attempts=policy.retries + 1,
-            timeout=None,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-        )
-        self._inner = context.with_name(_HOOK_NAME, (method, url, policy.retries + 1), {})
-        self._inner.__aiter__()
+        self.count = 0  # retries so far
+        self._first_contact = not reached
 
-    def __aiter__(self) -> Attempts:
-        return self
-
-    async def __anext__(self) -> stamina.Attempt:
-        return await self._inner.__anext__()
-
-    def give_up(self, exc: BaseException) -> TesUnavailable:
-        """The error once the retries are over (or not worth going on with)."""
-        where = f"{self.method} {redact_url(self.url)}"
-        if self._backoff.gave_up_early:
-            return TesUnavailable(
-                f"{where}: cannot reach the TES server ({describe_failure(exc)});"
-                " is it running, and is the url in the configuration right?"
-            )
-        return TesUnavailable(
-            f"{where}: TES server unavailable after {self._backoff.policy.retries + 1} attempts:"
-            f" {describe_failure(exc)}"
-        )
-
-
-class _Backoff:
-    """Stamina backoff hook for one request: counts retries to grow the wait."""
-
-    __slots__ = ("_first_contact", "count", "gave_up_early", "policy")
-
-    def __init__(self, policy: RetryPolicy, *, first_contact: bool) -> None:
-        self.policy = policy
-        self._first_contact = first_contact
-        self.count = 0
-        self.gave_up_early = False
-
-    def __call__(self, exc: Exception) -> bool | float:
-        if not is_retryable(exc):
-            return False
+    async def wait(self, exc: Exception) -> None:
+        """Wait before the next try after ``exc``; raise TesUnavailable when none is left."""
+        policy = self.policy
         if (
             self._first_contact
             and is_unreachable(exc)
-            and self.count >= self.policy.first_contact_retries
+            and self.count >= policy.first_contact_retries
         ):
-            self.gave_up_early = True
-            return False
+            raise TesUnavailable(
+                f"{self._where()}: cannot reach the TES server ({describe_failure(exc)});"
+                " is it running, and is the url in the configuration right?"
+            ) from exc
+        if self.count >= policy.retries:
+            raise TesUnavailable(
+                f"{self._where()}: TES server unavailable after {policy.retries + 1} attempts:"
+                f" {describe_failure(exc)}"
+            ) from exc
         self.count += 1
-        return self.policy.delay(self.count, exc)
+        delay = 0.0 if _testing else policy.delay(self.count, exc)
+        _log_retry(self, delay, exc)
+        await policy.sleep(delay)
+
+    def _where(self) -> str:
+        return f"{self.method} {redact_url(self.url)}"
 
 
 class _RetryLog:
-    """Stamina on-retry hook: our requests get one throttled line; others, the old hooks."""
+    """At most one "retrying ..." line per RETRY_LOG_INTERVAL, across all requests."""
 
-    def __init__(self, others: Sequence[stamina.instrumentation.RetryHook]) -> None:
-        self._others = tuple(others)
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # clients may run on several event loops' threads
         self._last = -RETRY_LOG_INTERVAL
         self._hidden = 0
 
-    def __call__(
-        self, details: stamina.instrumentation.RetryDetails
-    ) -> contextlib.AbstractContextManager[None] | None:
-        if details.name != _HOOK_NAME:
-            return self._forward(details)
-        method, url, total = details.args
+    def __call__(self, retrying: Retrying, delay: float, exc: BaseException) -> None:
         with self._lock:
             now = time.monotonic()
             if now - self._last < RETRY_LOG_INTERVAL:
                 self._hidden += 1
-                return None
+                return
             hidden, self._hidden, self._last = self._hidden, 0, now
         more = f" ({hidden} more retries not shown)" if hidden else ""
         log.warning(
-            "retrying %s %s (attempt %d of %s, in %.1f s): %s%s",
-            method,
-            _short_url(str(url)),
-            details.retry_num + 1,
-            total,
-            details.wait_for,
-            describe_failure(details.caused_by),
+            "retrying %s %s (attempt %d of %d, in %.1f s): %s%s",
+            retrying.method,
+            _short_url(retrying.url),
+            retrying.count + 1,
+            retrying.policy.retries + 1,
+            delay,
+            describe_failure(exc),
             more,
         )
-        return None
-
-    def _forward(
-        self, details: stamina.instrumentation.RetryDetails
-    ) -> contextlib.AbstractContextManager[None] | None:
-        stack = contextlib.ExitStack()
-        for hook in self._others:
-            result = hook(details)
-            if isinstance(result, contextlib.AbstractContextManager):
-                stack.enter_context(result)
-        return stack  # type: ignore[return-value]  # an ExitStack's __exit__ returns bool
 
 
-@functools.cache
-def _install_retry_log() -> None:
-    """Put :class:`_RetryLog` in front of stamina's hooks, once per process."""
-    others = stamina.instrumentation.get_on_retry_hooks()
-    stamina.instrumentation.set_on_retry_hooks([_RetryLog(others)])
+_log_retry = _RetryLog()
 
 
 def _short_url(url: str) -> str:
@@ -322,4 +250,5 @@ def _short_url(url: str) -> str:
 
 def set_testing(testing: bool) -> None:
     """Test mode: every wait is zero; the configured number of retries is kept."""
-    stamina.set_testing(testing, attempts=1_000_000, cap=True)
+    global _testing  # noqa: PLW0603 - a process-wide switch, like tesengine.testing's
+    _testing = testing
