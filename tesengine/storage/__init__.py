@@ -5,20 +5,15 @@
 ``file://``, ``memory://``, read-only ``http(s)://``). :class:`Stager`
 uploads local files and directories to ``<inputs>/file/<hex>`` and
 ``<inputs>/directory/<hex>/...`` once, atomically and verified.
+:mod:`.urls` is pure (no obstore, no config), so :mod:`tesengine.config`
+reads the scheme registry from it: the names below are imported lazily
+(PEP 562), which keeps ``storage.urls`` importable from ``config``.
 """
 
 from __future__ import annotations
 
-from .ops import ObjectInfo, Storage
-from .staging import (
-    MARKER_PREFIX,
-    NullStagingProgress,
-    Stager,
-    StageResult,
-    StagingProgress,
-    StagingStats,
-)
-from .urls import Location, is_url, join_url, parse_url
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "MARKER_PREFIX",
@@ -34,3 +29,42 @@ __all__ = [
     "join_url",
     "parse_url",
 ]
+
+_EXPORTS = {
+    **dict.fromkeys(("ObjectInfo", "Storage"), "ops"),
+    **dict.fromkeys(
+        (
+            "MARKER_PREFIX",
+            "NullStagingProgress",
+            "Stager",
+            "StageResult",
+            "StagingProgress",
+            "StagingStats",
+        ),
+        "staging",
+    ),
+    **dict.fromkeys(("Location", "is_url", "join_url", "parse_url"), "urls"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .ops import ObjectInfo, Storage
+    from .staging import (
+        MARKER_PREFIX,
+        NullStagingProgress,
+        Stager,
+        StageResult,
+        StagingProgress,
+        StagingStats,
+    )
+    from .urls import Location, is_url, join_url, parse_url

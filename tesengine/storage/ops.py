@@ -26,6 +26,7 @@ import anyio
 import obstore
 from obstore import exceptions as obx
 
+from .._closing import AsyncClosing
 from ..config import StorageConfig
 from ..errors import ObjectNotFound, StorageError, redact_url
 from ..redact import redact_repr
@@ -58,7 +59,7 @@ class ObjectInfo:
         return redact_repr(self)  # the URL may carry a SAS or a signature
 
 
-class Storage:
+class Storage(AsyncClosing):
     """Object storage for every URL scheme tesengine knows, on obstore.
 
     One instance per configuration; it caches a store per bucket and is safe
@@ -68,6 +69,7 @@ class Storage:
     With ``ambient_credentials=False`` (a server acting for its clients) a
     cloud store with no credentials configured sends unsigned requests
     instead of asking the instance metadata endpoint for credentials.
+    ``async with Storage() as storage:`` closes it on exit.
     """
 
     def __init__(
@@ -192,7 +194,11 @@ class Storage:
         return dest
 
     async def list(self, prefix_url: str) -> AsyncIterator[ObjectInfo]:
-        """Every object under ``prefix_url``, recursively (prefixes match whole segments)."""
+        """Every object under ``prefix_url``, recursively (prefixes match whole segments).
+
+        A listing that holds a key with a ``..`` segment fails with
+        :class:`StorageError` (obstore refuses to parse it).
+        """
         loc, store = self.locate(prefix_url)
         with translate("LIST", loc):
             stream = obstore.list(store, loc.key.rstrip("/") or None, chunk_size=1000)
@@ -200,6 +206,22 @@ class Storage:
                 self.requests += 1
                 for meta in batch:
                     yield _info(loc, meta)
+
+    async def walk(self, prefix_url: str) -> AsyncIterator[tuple[str, ObjectInfo]]:
+        """Every object of the directory ``prefix_url``, with its decoded relative path.
+
+        Folder placeholders (keys ending in ``/``) are skipped. A path that
+        could escape the directory is refused as everywhere (see
+        :func:`~tesengine.storage.urls.safe_relpath`).
+        """
+        root = parse_url(prefix_url).as_prefix()
+        async for info in self.list(root.url):
+            found = parse_url(info.url)
+            if found.key.endswith("/"):
+                continue
+            rel = found.relative_to(root)
+            if rel is not None:
+                yield rel, info
 
     async def delete(self, url: str) -> None:
         """Remove the object at ``url`` (absent is fine)."""
@@ -209,7 +231,11 @@ class Storage:
                 await obstore.delete_async(store, loc.key)
 
     async def aclose(self) -> None:
-        """Forget cached stores; obstore holds no other resource that needs closing."""
+        """Forget the stores this instance built (and their connection pools).
+
+        obstore holds no other resource that needs closing. The instance
+        stays usable: a later call builds its store again.
+        """
         self._stores = StoreCache(self._stores.config)
         self._limits.clear()
 

@@ -319,11 +319,10 @@ class Stager:
 
     async def _listing(self, base: str) -> dict[str, int]:
         """Relative path -> size of what is already under a directory's prefix."""
-        prefix = parse_url(base).key.rstrip("/") + "/"
         found: dict[str, int] = {}
         async with self._slot():
-            async for info in self.storage.list(base):
-                found[parse_url(info.url).key.removeprefix(prefix)] = info.size
+            async for rel, info in self.storage.walk(base):
+                found[rel] = info.size
         self.stats.lists += max(1, (len(found) + 999) // 1000)
         return found
 
