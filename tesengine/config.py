@@ -43,6 +43,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from . import validation_errors
 from .errors import ConfigError, redact_url
+from .storage.urls import URL_SCHEMES, scheme_problem
 
 __all__ = [
     "AzureStorage",
@@ -62,7 +63,8 @@ log = logging.getLogger("tesengine.config")
 
 CONFIG_ENV = "TESENGINE_CONFIG"
 DEFAULT_FILES = ("sprocket.toml", "tesengine.toml")
-STORAGE_SCHEMES = frozenset({"s3", "gs", "az", "azure", "abfs", "https", "http", "file", "memory"})
+#: Schemes ``inputs`` and ``outputs`` may use: the storage registry.
+STORAGE_SCHEMES = URL_SCHEMES
 
 
 class _Strict(BaseModel):
@@ -227,12 +229,9 @@ class BackendConfig(BaseSettings):
     @field_validator("inputs", "outputs")
     @classmethod
     def _storage_url(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme
-        if scheme not in STORAGE_SCHEMES:
-            wanted = ", ".join(sorted(STORAGE_SCHEMES))
-            raise ValueError(
-                f"unsupported URL scheme {scheme or '(none)'!r}; expected one of {wanted}"
-            )
+        problem = scheme_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

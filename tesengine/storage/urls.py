@@ -221,7 +221,7 @@ def scheme_problem(url: str, *, writable: bool = False) -> str | None:
     if scheme in allowed:
         return None
     wanted = ", ".join(sorted(allowed))
-    return f"unsupported URL scheme {scheme or '(none)'!r}; expected one of {wanted}"
+    return f"unsupported URL scheme {scheme or '(none)'!r} (use {wanted})"
 
 
 def parse_url(url: str) -> Location:
