@@ -17,7 +17,7 @@ from blake3 import blake3
 
 from tesengine.digest import Digest, Digester, NullProgress, digest, filehash
 from tesengine.errors import DigestError, InputChanged
-from tests.support import require
+from tests.support import await_until, require
 
 MIB = 1 << 20
 
@@ -332,11 +332,8 @@ async def test_last_caller_cancelling_stops_the_work(tmp_path: Path) -> None:
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller
-        for _ in range(3000):  # the shared job ends once its running batch returns
-            if not d._inflight:
-                break
-            await asyncio.sleep(0.01)
-        assert not d._inflight
+        # the shared job ends once its running batch returns
+        await await_until(lambda: d._flights.idle, what="the cancelled digest to end")
         # 8 batches of 250 files were queued; only those already running finished.
         assert 0 < d.stats.files_hashed < 2000
 

@@ -30,12 +30,12 @@ import stat
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from .._closing import AsyncClosing
+from ..singleflight import SingleFlight
 from .cache import DigestCache, DirRow, subdir_names
 from .filehash import FileStat, hash_file, regular_stat
 from .layout import Digest, FileEntry
@@ -97,7 +97,7 @@ class Digester(AsyncClosing):
         self._progress: DigestProgress = progress or NullProgress()
         self._tracking = progress is not None
         self._mmap = mmap
-        self._inflight: dict[tuple[object, ...], _Flight] = {}
+        self._flights: SingleFlight[tuple[object, ...], Any] = SingleFlight()
         self._small_files = threading.Lock()
         self._procs = HashProcs(min(self._pool.threads, os.cpu_count() or 1))
         self._procs_min_files = _PROCS_MIN_FILES
@@ -154,44 +154,18 @@ class Digester(AsyncClosing):
 
     async def aclose(self) -> None:
         """Cancel digests in flight, stop the workers and close the cache."""
-        pending = [flight.job for flight in self._inflight.values()]
-        for future in pending:
-            future.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._flights.cancel_all()
         await asyncio.to_thread(self._pool.close)
         await asyncio.to_thread(self._procs.close)
         self._cache.close()
 
     async def _once(self, key: tuple[object, ...], start: Callable[[], Awaitable[T]]) -> T:
-        """Single flight: concurrent requests for one key share one job.
+        """Concurrent requests for one key share one job (:class:`SingleFlight`'s rule).
 
-        The job is shielded, so one caller giving up does not cancel it for
-        the others; when the last one gives up, the job is cancelled. It
-        leaves the table when it ends (the persistent cache remembers).
+        It leaves the table when it ends; the persistent cache remembers.
         """
-        key = (asyncio.get_running_loop(), *key)
-        flight = self._inflight.get(key)
-        if flight is None:
-            flight = _Flight(asyncio.ensure_future(start()))
-            self._inflight[key] = flight
-            flight.job.add_done_callback(lambda done: self._forget(key, done))
-        flight.waiters += 1
-        try:
-            result: T = await asyncio.shield(flight.job)
-        except asyncio.CancelledError:
-            if not flight.job.done() and flight.waiters == 1:
-                flight.job.cancel()
-            raise
-        finally:
-            flight.waiters -= 1
+        result: T = await self._flights.run(key, start)
         return result
-
-    def _forget(self, key: tuple[object, ...], done: asyncio.Future[Any]) -> None:
-        flight = self._inflight.get(key)
-        if flight is not None and flight.job is done:
-            del self._inflight[key]
-        if not done.cancelled():
-            done.exception()  # every awaiter may have gone; never warn "never retrieved"
 
     async def _digest(self, where: str) -> Digest:
         mode = (await self._pool.run(stat_path, where)).st_mode
@@ -396,14 +370,6 @@ class Digester(AsyncClosing):
                 if not node.cached:
                     progress.bytes_hashed(_stat(node).size)
                 progress.file_done(Path(node.path), node.cached)
-
-
-@dataclass(slots=True, eq=False)
-class _Flight:
-    """One shared job and how many callers still wait for it."""
-
-    job: asyncio.Future[Any]
-    waiters: int = 0
 
 
 def _absolute(path: StrPath) -> str:

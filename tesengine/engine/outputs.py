@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ObjectNotFound, OutputMissing, TesEngineError, redact_url
 from ..redact import redact_repr
+from ..singleflight import SingleFlight
 from ..storage.urls import join_url, parse_url, safe_relpath
 
 if TYPE_CHECKING:
@@ -125,7 +126,8 @@ class OutputCache:
     def __init__(self, storage: Storage, root: Path) -> None:
         self._storage = storage
         self._root = root
-        self._flights: dict[str, asyncio.Future[Path]] = {}
+        self._flights: SingleFlight[str, Path] = SingleFlight()
+        self._done: dict[str, Path] = {}  # read once per backend: no HEAD on later reads
 
     async def fetch_file(self, url: str) -> Path:
         """Local cached copy of the object at ``url`` (single-flight per URL)."""
@@ -140,17 +142,11 @@ class OutputCache:
         return [(rel, info.url) for rel, info in await self._walk(url)]
 
     async def _single_flight(self, key: str, work: _Work) -> Path:
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(work(key))
-            self._flights[key] = flight
-            flight.add_done_callback(lambda f: self._forget_failed(key, f))
-        return await asyncio.shield(flight)
-
-    def _forget_failed(self, key: str, flight: asyncio.Future[Path]) -> None:
-        # A failed download must not stick: the next reader tries again.
-        if flight.cancelled() or flight.exception() is not None:
-            self._flights.pop(key, None)
+        # Only a success is remembered: after a failure the next reader tries again.
+        done = self._done.get(key)
+        if done is None:
+            done = self._done[key] = await self._flights.run(key, lambda: work(key))
+        return done
 
     async def _fetch_file(self, url: str) -> Path:
         info = await self._head(url)

@@ -44,6 +44,7 @@ import anyio
 from ..digest import Digest, Digester, FileEntry
 from ..errors import ContentMismatch, ObjectNotFound, redact_url
 from ..redact import redact_repr
+from ..singleflight import SingleFlight
 from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE, Storage
 from .urls import is_url, join_url, parse_url
 from .verify import ByteBudget, VerifiedChunks, read_verified
@@ -151,7 +152,7 @@ class Stager:
         self._budget = ByteBudget(upload_memory)
         self._limit: asyncio.Semaphore | None = None
         self._known: set[str] = set()
-        self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self._flights: SingleFlight[str, bool] = SingleFlight()
 
     async def stage(self, path_or_url: str | os.PathLike[str]) -> StageResult:
         """Stage one input; a URL is returned untouched, without any request."""
@@ -342,36 +343,14 @@ class Stager:
     async def _once(self, url: str, work: Callable[[], Awaitable[bool]]) -> bool:
         """Run ``work`` for ``url`` unless it is known present or already running.
 
-        Only the caller that did the work can see ``True``; the others joined
-        it. If the one doing it is cancelled, a joiner takes over.
+        Concurrent callers share one run (:class:`~tesengine.singleflight.SingleFlight`:
+        it goes on while any of them waits); only one of them is told ``True``.
         """
-        while (running := self._inflight.get(url)) is not None:
-            try:
-                await asyncio.shield(running)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                continue  # the leader was cancelled, not us: try again
-            return False
         if url in self._known:
             return False
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._inflight[url] = future
-        try:
-            uploaded = await work()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # joiners re-raise it; nobody else has to retrieve it
-            raise
-        finally:
-            del self._inflight[url]
+        uploaded, first = await self._flights.run_claiming(url, work)
         self._known.add(url)
-        future.set_result(uploaded)
-        return uploaded
+        return uploaded and first
 
     def _slot(self) -> asyncio.Semaphore:
         if self._limit is None:

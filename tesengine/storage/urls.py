@@ -165,13 +165,16 @@ class Location:
     def relative_to(self, root: Location) -> str | None:
         """This key relative to ``root``'s key, or None if it is not strictly beneath it.
 
-        Prefixes match whole segments (``in/ab`` is not under ``in/a``). The
-        path is checked with :func:`safe_relpath`: a ``..`` segment raises.
+        Prefixes match whole segments (``in/ab`` is not under ``in/a``). An
+        object key is never normalised: a ``.`` or ``..`` segment in it raises
+        (a ``file://`` store would resolve them out of the prefix).
         """
         if not self.same_store(root):
             return None
         base = root.key.strip("/")
         key = self.key.rstrip("/")
+        if any(s in (".", "..") for s in key.split("/")):
+            raise StorageError(f"refusing unsafe relative path in key {key!r}")
         if base and not key.startswith(base + "/"):
             return None
         rel = key[len(base) :].lstrip("/")
