@@ -314,9 +314,12 @@ class Stager:
                 continue
             self.stats.files_skipped += 1
             self._progress.file_skipped(join_url(base, entry.relpath), entry.size)
-        await _all([self._upload(join_url(base, e.relpath), e.path, e.digest.hex) for e in missing])
+        sends = [self._upload(join_url(base, e.relpath), e.path, e.digest.hex) for e in missing]
+        written = await _all(sends)
         await self._write_marker(marker, digest, entries)
-        return True
+        # Only the marker is new when every file was there (Sprocket staged it,
+        # or another client did concurrently): that is not an upload of the directory.
+        return any(written)
 
     async def _listing(self, base: str) -> dict[str, int]:
         """Relative path -> size of what is already under a directory's prefix."""
