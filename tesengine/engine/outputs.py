@@ -9,7 +9,6 @@ input sends only its URL.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -18,6 +17,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+import aiofiles
+import anyio
+import anyio.to_thread
 
 from ..errors import ObjectNotFound, OutputMissing, TesEngineError, redact_url
 from ..redact import redact_repr
@@ -55,7 +58,8 @@ class RemoteFile:
 
     async def read_bytes(self) -> bytes:
         """Download once (cached), then return the content."""
-        return await asyncio.to_thread((await self.download()).read_bytes)
+        async with aiofiles.open(await self.download(), "rb") as fh:
+            return await fh.read()
 
     async def read_text(self, encoding: str = "utf-8") -> str:
         """Download once (cached), then return the content decoded."""
@@ -117,7 +121,7 @@ async def _copy(source: Path, dest: Path) -> Path:
             tmp.replace(target)
         return target
 
-    return await asyncio.to_thread(work)
+    return await anyio.to_thread.run_sync(work)
 
 
 class OutputCache:
@@ -154,11 +158,11 @@ class OutputCache:
         name = parse_url(url).name
         target = slot / (name if name not in ("", ".", "..") else "file")
         meta = slot / ".meta.json"
-        if await asyncio.to_thread(_fresh, target, meta, info):
+        if await anyio.to_thread.run_sync(_fresh, target, meta, info):
             return target
-        await asyncio.to_thread(slot.mkdir, parents=True, exist_ok=True)
+        await anyio.Path(slot).mkdir(parents=True, exist_ok=True)
         await self._storage.download(url, target)
-        await asyncio.to_thread(_write_meta, meta, info)
+        await anyio.to_thread.run_sync(_write_meta, meta, info)
         return target
 
     async def _fetch_directory(self, url: str) -> Path:

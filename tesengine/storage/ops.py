@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import re
-import tempfile
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import aiofiles
+import aiofiles.tempfile
 import anyio
 import obstore
 from obstore import exceptions as obx
@@ -34,6 +35,7 @@ from .stores import ObjectStore, StoreCache
 from .urls import Location, parse_url
 
 if TYPE_CHECKING:
+    from aiofiles.threadpool.binary import AsyncBufferedIOBase
     from obstore import ObjectMeta, PutMode
 
 __all__ = ["MULTIPART_THRESHOLD", "ObjectInfo", "Storage"]
@@ -157,9 +159,10 @@ class Storage(AsyncClosing):
 
     async def put_file(self, url: str, path: Path, *, create_only: bool = False) -> bool:
         """Upload the local file ``path`` to ``url`` (streamed; multipart when large)."""
-        size = await anyio.Path(path).stat()
-        if size.st_size <= MULTIPART_THRESHOLD:
-            data = await anyio.Path(path).read_bytes()
+        size = (await anyio.Path(path).stat()).st_size
+        if size <= MULTIPART_THRESHOLD:
+            async with aiofiles.open(path, "rb") as fh:
+                data = await fh.read()
             return await self.put_bytes(url, data, create_only=create_only)
         return await self.put_stream(url, read_chunks(Path(path)), create_only=create_only)
 
@@ -173,25 +176,33 @@ class Storage(AsyncClosing):
         return bytes(data)
 
     async def download(self, url: str, dest: Path) -> Path:
-        """Save the object at ``url`` as ``dest``: a temporary file, then a rename."""
+        """Save the object at ``url`` as ``dest``: a temporary file, then a rename.
+
+        The body is streamed to disk with aiofiles (bounded memory).
+        """
         loc, store = self.locate(url)
         dest = Path(dest)
         await anyio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                async with self._slot():
-                    with translate("GET", loc):
-                        result = await obstore.get_async(store, loc.key)
-                        async for chunk in result.stream(min_chunk_size=_READ_CHUNK):
-                            await anyio.to_thread.run_sync(fh.write, chunk)
-            await anyio.to_thread.run_sync(os.replace, tmp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)  # a cheap local call on the error path
-            raise
+        part = aiofiles.tempfile.NamedTemporaryFile(
+            "wb", dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
+        )
+        async with part as fh:
+            tmp = Path(str(fh.name))
+            try:
+                await self._stream_to(fh, loc, store)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)  # a cheap local call on the error path
+                raise
+        await anyio.Path(tmp).replace(dest)
         return dest
+
+    async def _stream_to(self, fh: AsyncBufferedIOBase, loc: Location, store: ObjectStore) -> None:
+        async with self._slot():
+            with translate("GET", loc):
+                result = await obstore.get_async(store, loc.key)
+                async for chunk in result.stream(min_chunk_size=_READ_CHUNK):
+                    await fh.write(chunk)
 
     async def list(self, prefix_url: str) -> AsyncIterator[ObjectInfo]:
         """Every object under ``prefix_url``, recursively (prefixes match whole segments).
@@ -263,13 +274,10 @@ class Storage(AsyncClosing):
 
 
 async def read_chunks(path: Path, size: int = _READ_CHUNK) -> AsyncIterator[bytes]:
-    """The bytes of ``path`` in chunks, read off the event loop."""
-    fh = await anyio.to_thread.run_sync(path.open, "rb")
-    try:
-        while chunk := await anyio.to_thread.run_sync(fh.read, size):
+    """The bytes of ``path`` in chunks, streamed with aiofiles."""
+    async with aiofiles.open(path, "rb") as fh:
+        while chunk := await fh.read(size):
             yield chunk
-    finally:
-        fh.close()
 
 
 class _AlreadyExists(StorageError):

@@ -45,6 +45,7 @@ from ..digest import Digest, Digester, FileEntry
 from ..errors import ContentMismatch, ObjectNotFound, redact_url
 from ..redact import redact_repr
 from ..singleflight import SingleFlight
+from ..thread_limits import ThreadLimit
 from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE, Storage
 from .urls import is_url, join_url, parse_url
 from .verify import ByteBudget, VerifiedChunks, read_verified
@@ -63,6 +64,8 @@ MARKER_PREFIX = "complete"
 #: Bytes of upload bodies held in memory at once, across all uploads.
 UPLOAD_MEMORY = 128 * 1024 * 1024
 _STREAM_COST = PART_SIZE * (PART_CONCURRENCY + 1)
+#: Threads that read and re-hash upload bodies at once (per stager and event loop).
+UPLOAD_THREADS = 4
 #: Files are digested in chunks of up to this many, while earlier ones are checked.
 _DIGEST_CHUNK = 2048
 _FIRST_DIGEST_CHUNK = 256
@@ -141,6 +144,7 @@ class Stager:
         concurrency: int = 32,
         progress: StagingProgress | None = None,
         upload_memory: int = UPLOAD_MEMORY,
+        upload_threads: int = UPLOAD_THREADS,
     ) -> None:
         parse_url(inputs_url)  # fail early on an unusable URL
         self.storage = storage
@@ -150,6 +154,9 @@ class Stager:
         self._concurrency = concurrency
         self._progress: StagingProgress = progress or NullStagingProgress()
         self._budget = ByteBudget(upload_memory)
+        # Reading and re-hashing upload bodies (and telling directories from
+        # files) block: a few threads of their own, never the loop's pool.
+        self._threads = ThreadLimit(upload_threads)
         self._limit: asyncio.Semaphore | None = None
         self._known: set[str] = set()
         self._flights: SingleFlight[str, bool] = SingleFlight()
@@ -167,7 +174,7 @@ class Stager:
         paths = [None if _is_url(i) else _path(i) for i in items]
         local = [p for p in paths if p is not None]
         # one trip to a thread tells every directory from a file
-        dirs = set(await anyio.to_thread.run_sync(_directories, local)) if local else set()
+        dirs = set(await self._threads.run(_directories, local)) if local else set()
         directories = [p for p in local if p in dirs]
         files = [p for p in local if p not in dirs]
         by_dir, by_file = map(
@@ -262,7 +269,7 @@ class Stager:
         size = (await anyio.Path(path).stat()).st_size
         if size <= MULTIPART_THRESHOLD:
             async with self._budget.hold(size), self._slot():
-                data = await anyio.to_thread.run_sync(read_verified, path, hex_)
+                data = await self._threads.run(read_verified, path, hex_)
                 self.stats.puts += 1
                 written = await self.storage.put_bytes(url, data, create_only=True)
             self._progress.bytes_uploaded(len(data))
@@ -275,7 +282,7 @@ class Stager:
         return written
 
     async def _upload_stream(self, url: str, path: Path, hex_: str) -> bool:
-        chunks = VerifiedChunks(path, hex_, self._progress.bytes_uploaded)
+        chunks = VerifiedChunks(path, hex_, self._threads, self._progress.bytes_uploaded)
         async with self._budget.hold(_STREAM_COST), self._slot():
             self.stats.puts += 1
             try:
