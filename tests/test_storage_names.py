@@ -14,11 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from tesengine import Executor, RemoteFile, Task
 from tesengine.digest import Digester
 from tesengine.engine.outputs import OutputCache, RemoteDirectory
 from tesengine.errors import StorageError
 from tesengine.storage import Stager, Storage, join_url, parse_url
 from tests.fixtures.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from tests.test_engine import Env, local_env
+
+__all__ = ["local_env"]  # the fixture, shared with test_engine
 
 #: relative path -> content; every awkward character in a file or folder name
 NAMES = {
@@ -121,3 +125,20 @@ async def test_listing_with_a_planted_dot_dot_key_is_refused(
         with pytest.raises(StorageError, match=r"LIST .* failed"):
             await directory.download()
     assert not (tmp_path / "cache").exists()
+
+
+async def test_a_directory_with_awkward_names_reaches_a_task_under_its_names(
+    local_env: Env, tmp_path: Path
+) -> None:
+    """Staged by the engine, fetched by the server's walk, listed inside the sandbox."""
+    src = _tree(tmp_path / "src")
+    sh = Executor(
+        image="debian:stable-slim",
+        command=["sh", "-c", "cd /in/d && find . -type f | sort > /out/list"],
+    )
+    task = Task(name="names", executors=[sh], inputs={"/in/d": src}, outputs={"l": "/out/list"})
+    async with local_env.backend() as backend:
+        result = await (await backend.submit(task))
+    listing = result.outputs["l"]
+    assert isinstance(listing, RemoteFile)
+    assert (await listing.read_text()).splitlines() == sorted(f"./{rel}" for rel in NAMES)
