@@ -43,7 +43,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from . import validation_errors
 from .errors import ConfigError, redact_url
-from .storage.urls import URL_SCHEMES, scheme_problem
 
 __all__ = [
     "AzureStorage",
@@ -63,8 +62,6 @@ log = logging.getLogger("tesengine.config")
 
 CONFIG_ENV = "TESENGINE_CONFIG"
 DEFAULT_FILES = ("sprocket.toml", "tesengine.toml")
-#: Schemes ``inputs`` and ``outputs`` may use: the storage registry.
-STORAGE_SCHEMES = URL_SCHEMES
 
 
 class _Strict(BaseModel):
@@ -229,6 +226,9 @@ class BackendConfig(BaseSettings):
     @field_validator("inputs", "outputs")
     @classmethod
     def _storage_url(cls, value: str) -> str:
+        # Imported here: the storage package imports this module (StorageConfig).
+        from .storage.urls import scheme_problem
+
         problem = scheme_problem(value)
         if problem is not None:
             raise ValueError(problem)

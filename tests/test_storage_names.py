@@ -19,7 +19,7 @@ from tesengine.digest import Digester
 from tesengine.engine.outputs import OutputCache, RemoteDirectory
 from tesengine.errors import StorageError
 from tesengine.storage import Stager, Storage, join_url, parse_url
-from tests.fixtures.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from tests.fixtures.s3 import S3Server, boto3_client
 from tests.test_engine import Env, local_env
 
 __all__ = ["local_env"]  # the fixture, shared with test_engine
@@ -107,16 +107,8 @@ async def test_listing_with_a_planted_dot_dot_key_is_refused(
     moto_s3: S3Server, tmp_path: Path
 ) -> None:
     """A key that another tool wrote with a '..' segment fails the walk: nothing is fetched."""
-    import boto3
-
     unique = uuid.uuid4().hex[:12]
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_s3.endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    )
+    client = boto3_client(moto_s3.endpoint)
     client.put_object(Bucket=moto_s3.bucket, Key=f"{unique}/d/ok", Body=b"ok")
     client.put_object(Bucket=moto_s3.bucket, Key=f"{unique}/d/../evil", Body=b"x")
     async with Storage(moto_s3.storage_config()) as storage:
