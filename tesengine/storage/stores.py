@@ -100,6 +100,10 @@ class StoreCache:
         self._stores: dict[tuple[str, ...], ObjectStore] = {}
         self._local: LocalStore | None = None
 
+    def __len__(self) -> int:
+        """How many stores were built (and are cached)."""
+        return len(self._stores)
+
     def store_for(self, loc: Location) -> ObjectStore:
         """The store that serves ``loc``'s bucket (built on first use)."""
         store = self._stores.get(loc.store_id)
