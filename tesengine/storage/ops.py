@@ -294,21 +294,21 @@ def translate(op: str, loc: Location) -> Iterator[None]:
     try:
         yield
     except FileNotFoundError as exc:
-        _raise(ObjectNotFound, f"no object at {redact_url(loc.url)}", loc, exc)
+        _raise(ObjectNotFound, f"no object at {loc.redacted}", loc, exc)
     except (obx.AlreadyExistsError, obx.PreconditionError) as exc:
-        _raise(_AlreadyExists, f"object exists at {redact_url(loc.url)}", loc, exc)
+        _raise(_AlreadyExists, f"object exists at {loc.redacted}", loc, exc)
     except obx.NotSupportedError as exc:
         if op == "PUT":
-            _raise(_CreateModeUnsupported, f"create-only PUT unsupported: {loc.url}", loc, exc)
-        _raise(StorageError, f"{op} {redact_url(loc.url)}: not supported", loc, exc)
+            _raise(_CreateModeUnsupported, f"create-only PUT unsupported: {loc.redacted}", loc, exc)
+        _raise(StorageError, f"{op} {loc.redacted}: not supported", loc, exc)
     except (obx.BaseError, OSError, ValueError, RuntimeError) as exc:
-        _raise(StorageError, f"{op} {redact_url(loc.url)} failed: {_describe(exc)}", loc, exc)
+        _raise(StorageError, f"{op} {loc.redacted} failed: {_describe(exc)}", loc, exc)
 
 
 def _raise(kind: type[StorageError], message: str, loc: Location, exc: BaseException) -> NoReturn:
     # obstore's message may quote a request URL with a SAS signature in it:
     # keep it out of the chain when the URL carries a query string.
-    raise kind(message, url=redact_url(loc.url)) from (None if loc.query else exc)
+    raise kind(message, url=loc.redacted) from (None if loc.query else exc)
 
 
 def _describe(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from obstore.store import AzureStore, GCSStore, HTTPStore, LocalStore, MemoryStore, S3Store
 
 from ..config import StorageConfig, is_loopback
-from ..errors import StorageError, redact_url
+from ..errors import StorageError
 from .urls import Location
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class StoreCache:
             try:
                 store = self._build(loc)
             except (ValueError, TypeError, OSError, RuntimeError) as exc:
-                url = redact_url(loc.url)
+                url = loc.redacted
                 raise StorageError(f"cannot configure storage for {url}: {exc}", url=url) from None
             self._stores[loc.store_id] = store
         return store
