@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from .config import BasicAuthConfig, BearerAuthConfig, is_loopback
 from .errors import AuthError
+from .singleflight import SingleFlight
 
 __all__ = [
     "AuthProvider",
@@ -123,7 +124,7 @@ class BearerToken:
     from many in-flight requests runs the command once.
     """
 
-    __slots__ = ("_describe", "_inflight", "_source", "_token")
+    __slots__ = ("_describe", "_fetches", "_source", "_token")
 
     def __init__(
         self, token: str | None = None, *, source: TokenSource | None = None, describe: str = ""
@@ -133,7 +134,7 @@ class BearerToken:
         self._token = token
         self._source = source
         self._describe = describe or ("token" if source is None else "token source")
-        self._inflight: asyncio.Future[bool] | None = None
+        self._fetches: SingleFlight[None, bool] = SingleFlight()
 
     def __repr__(self) -> str:
         return f"BearerToken({self._describe}, <redacted>)"
@@ -151,14 +152,8 @@ class BearerToken:
         return await self._fetch_shared()
 
     async def _fetch_shared(self) -> bool:
-        if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._fetch())
-            self._inflight.add_done_callback(self._clear_inflight)
-        # shield: one cancelled waiter must not cancel the fetch the others wait on
-        return await asyncio.shield(self._inflight)
-
-    def _clear_inflight(self, _future: asyncio.Future[bool]) -> None:
-        self._inflight = None
+        # one fetch for a burst of callers; it stops only when all of them gave up
+        return await self._fetches.run(None, self._fetch)
 
     async def _fetch(self) -> bool:
         assert self._source is not None
@@ -199,6 +194,9 @@ def _command_source(argv: list[str], timeout: float = TOKEN_COMMAND_TIMEOUT) -> 
             raise AuthError(f"cannot run bearer token_command {program}: {exc.strerror}") from None
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.CancelledError:
+            proc.kill()  # every caller gave up on the shared fetch: stop the command too
+            raise
         except TimeoutError:
             proc.kill()
             await proc.wait()

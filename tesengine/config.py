@@ -62,7 +62,6 @@ log = logging.getLogger("tesengine.config")
 
 CONFIG_ENV = "TESENGINE_CONFIG"
 DEFAULT_FILES = ("sprocket.toml", "tesengine.toml")
-STORAGE_SCHEMES = frozenset({"s3", "gs", "az", "azure", "abfs", "https", "http", "file", "memory"})
 
 
 class _Strict(BaseModel):
@@ -227,12 +226,12 @@ class BackendConfig(BaseSettings):
     @field_validator("inputs", "outputs")
     @classmethod
     def _storage_url(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme
-        if scheme not in STORAGE_SCHEMES:
-            wanted = ", ".join(sorted(STORAGE_SCHEMES))
-            raise ValueError(
-                f"unsupported URL scheme {scheme or '(none)'!r}; expected one of {wanted}"
-            )
+        # Imported here: the storage package imports this module (StorageConfig).
+        from .storage.urls import scheme_problem
+
+        problem = scheme_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -262,7 +262,7 @@ def test_list_tag_without_equals(tmp_path: Path) -> None:
 
 def test_stage_unsupported_scheme_like_run(tmp_path: Path) -> None:
     line = one_line(cli("stage", "ftp://user:hunter2@x/y", cwd=tmp_path))
-    assert "unsupported URL scheme 'ftp' (use az, file, gs, http, https, s3)" in line
+    assert "unsupported URL scheme 'ftp' (use abfs, abfss, az, azure, file, gs, http," in line
     assert "hunter2" not in line
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from blake3 import blake3
 
-from tesengine.digest import Digest, Digester, NullProgress, digest, filehash
+from tesengine.digest import Digest, Digester, NullProgress, digest, engine, filehash
 from tesengine.errors import DigestError, InputChanged
-from tests.support import require
+from tests.support import await_until, require
 
 MIB = 1 << 20
 
@@ -122,13 +122,30 @@ async def test_one_caller_cancelling_does_not_cancel_the_others(tmp_path: Path) 
         assert first.cancelled()
 
 
-async def test_many_callers_share_a_bounded_pool(tmp_path: Path) -> None:
+async def test_many_callers_share_a_bounded_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in range(300):
         (tmp_path / f"f{i}").write_bytes(pattern(i))
+    lock, running, peak, threads = threading.Lock(), [0], [0], set()
+    real = engine.stat_path
+
+    def counting_stat(path: str) -> os.stat_result:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            threads.add(threading.current_thread())
+        try:
+            return real(path)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(engine, "stat_path", counting_stat)
     async with Digester(cache=False, threads=3) as d:
         results = await asyncio.gather(*(d.digest(tmp_path / f"f{i}") for i in range(300)))
-        workers = [t for t in threading.enumerate() if t.name.startswith("tesengine-digest")]
-        assert 1 <= len(workers) <= 3
+    assert 1 <= peak[0] <= 3  # 300 callers, at most 3 blocking calls at once
+    assert threading.current_thread() not in threads  # never on the loop's thread
     assert [r.hex for r in results[:3]] == [blake3(pattern(i)).hexdigest() for i in range(3)]
 
 
@@ -268,7 +285,7 @@ async def test_error_in_one_batch_fails_the_directory(
             raise DigestError(f"{path}: injected", path=path)
         return real(path, **kwargs)
 
-    monkeypatch.setattr("tesengine.digest.engine.hash_file", fail_on_one)
+    monkeypatch.setattr("tesengine.digest.executor.hash_file", fail_on_one)
     with pytest.raises(DigestError, match="f007: injected"):
         await digester.digest(root)
     monkeypatch.undo()
@@ -332,11 +349,8 @@ async def test_last_caller_cancelling_stops_the_work(tmp_path: Path) -> None:
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller
-        for _ in range(3000):  # the shared job ends once its running batch returns
-            if not d._inflight:
-                break
-            await asyncio.sleep(0.01)
-        assert not d._inflight
+        # the shared job ends once its running batch returns
+        await await_until(lambda: d._flights.idle, what="the cancelled digest to end")
         # 8 batches of 250 files were queued; only those already running finished.
         assert 0 < d.stats.files_hashed < 2000
 

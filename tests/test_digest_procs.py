@@ -27,21 +27,21 @@ def make_tree(root: Path, count: int) -> dict[str, bytes]:
 
 
 def processes(digester: Digester) -> int:
-    return digester._procs.running
+    return digester._exec.procs.running
 
 
 async def test_large_tree_hashes_in_processes_with_the_same_digests(tmp_path: Path) -> None:
     root = tmp_path / "in"
     contents = make_tree(root, 300)
     async with Digester(cache=False, threads=2) as in_threads:
-        in_threads._procs_min_files = 10**9
+        in_threads._exec.procs_min_files = 10**9
         expected = await in_threads.digest(root)
         assert processes(in_threads) == 0
     async with Digester(cache_dir=tmp_path / "cache", threads=2) as d:
-        d._procs_min_files = 10
+        d._exec.procs_min_files = 10
         digest, files = await d.digest_tree(root)
         assert processes(d) >= 1
-        workers = list(d._procs._all)
+        workers = list(d._exec.procs._all)
         again = await d.digest(root)  # from the cache, rows stored by the process path
         assert d.stats.files_cached == 300
     assert digest == expected == again
@@ -55,7 +55,7 @@ async def test_digest_files_uses_processes_too(tmp_path: Path) -> None:
     contents = make_tree(tmp_path, 400)
     paths = [tmp_path / rel for rel in contents]
     async with Digester(cache=False, threads=2) as d:
-        d._procs_min_files = 10
+        d._exec.procs_min_files = 10
         got = await d.digest_files(paths)
         assert processes(d) >= 1
     assert [g.hex for g in got] == [blake3(data).hexdigest() for data in contents.values()]
@@ -74,7 +74,7 @@ async def test_a_file_a_process_cannot_tell_is_hashed_and_reported_by_a_thread(
 
     monkeypatch.setattr(HashProcs, "hash", unsure_of_one)
     async with Digester(cache=False, threads=2) as d:
-        d._procs_min_files = 10
+        d._exec.procs_min_files = 10
         _, files = await d.digest_tree(root)
         assert d.stats.files_hashed == 200
         assert {f.relpath: f.digest.hex for f in files}["d1/f0001"] == blake3(
@@ -84,7 +84,7 @@ async def test_a_file_a_process_cannot_tell_is_hashed_and_reported_by_a_thread(
         def fail(path: str, **kwargs: Any) -> tuple[str, FileStat]:
             raise DigestError(f"{path}: injected", path=path)
 
-        monkeypatch.setattr("tesengine.digest.engine.hash_file", fail)
+        monkeypatch.setattr("tesengine.digest.executor.hash_file", fail)
         with pytest.raises(DigestError, match="f0001: injected"):
             await d.digest(root)
 
@@ -133,5 +133,5 @@ async def test_large_file_is_mapped_in_a_worker_process(tmp_path: Path) -> None:
         assert (await reader.digest(path)).hex == expected
         assert processes(reader) == 0
     async with Digester(cache=False, threads=2) as no_workers:
-        no_workers._procs.count = 0  # none can start: the file is read here instead
+        no_workers._exec.procs.count = 0  # none can start: the file is read here instead
         assert (await no_workers.digest(path)).hex == expected

@@ -170,6 +170,9 @@ async def test_sprocket_style_directory_without_marker_gets_one(
     result = await stager.stage(tmp_path / "tree")
     assert result.url == base
     assert (stager.stats.heads, stager.stats.lists, stager.stats.puts) == (1, 1, 1)
+    # Nothing of the directory was sent (only the marker): not "uploaded" by this call.
+    assert (result.uploaded, stager.stats.files_uploaded) == (False, 0)
+    assert await backend.storage.exists(stager.marker_url(digest))
 
 
 async def test_identical_content_in_flight_is_uploaded_once(

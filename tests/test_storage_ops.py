@@ -98,3 +98,15 @@ async def test_failing_stream_publishes_nothing(backend: Backend) -> None:
     with pytest.raises((RuntimeError, StorageError)):
         await backend.storage.put_stream(url, chunks())
     assert not await backend.storage.exists(url)
+
+
+async def test_async_with_forgets_the_stores_it_built_not_shared_buckets() -> None:
+    url = f"memory://{uuid.uuid4().hex[:12]}/k"
+    async with Storage() as storage:
+        assert isinstance(storage, Storage)
+        await storage.put_bytes(url, b"kept")
+        assert len(storage._stores) == 1
+    assert len(storage._stores) == 0  # closed: what it built is gone
+    async with Storage() as other:  # memory buckets are process-wide, not this Storage's
+        assert await other.read_bytes(url) == b"kept"
+    assert await storage.read_bytes(url) == b"kept"  # a closed Storage builds its store again

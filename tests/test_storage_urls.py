@@ -102,3 +102,32 @@ def test_azure_sas_on_url_is_used_as_sas_key() -> None:
     options = azure_options(StorageConfig(), loc)
     assert options["account_name"] == "acct"
     assert options["sas_key"] == "sv=1&sig=abc"
+
+
+@pytest.mark.parametrize(
+    "base", ["s3://b/in", "az://c/in?sv=1&sig=s", "memory://m/in", "file:///tmp/in", "gs://b"]
+)
+@pytest.mark.parametrize("name", ["a b.txt", "100%.txt", "50%41", "q?x=1", "h#f", "ü/ö ✓"])
+def test_every_key_survives_a_trip_through_its_url(base: str, name: str) -> None:
+    root = parse_url(base)
+    url = join_url(base, name)
+    loc = parse_url(url)
+    assert loc.key == f"{root.key}/{name}".lstrip("/")
+    assert loc.query == root.query  # the SAS stays on derived URLs
+    assert loc.relative_to(root) == name
+
+
+def test_bucket_urls_escape_only_what_changes_their_meaning() -> None:
+    assert join_url("s3://b/in", "a b ü") == "s3://b/in/a b ü"  # as the CLIs write it
+    assert join_url("s3://b/in", "p%q?r#s") == "s3://b/in/p%25q%3Fr%23s"
+    assert parse_url("s3://b/100%.txt").key == "100%.txt"  # a lone % is itself
+
+
+def test_relative_to_matches_whole_segments_and_refuses_dot_dot() -> None:
+    root = parse_url("s3://b/out/run-1?sig=x")
+    assert parse_url("s3://b/out/run-1/a/b").relative_to(root) == "a/b"
+    assert parse_url("s3://b/out/run-10/a").relative_to(root) is None
+    assert parse_url("s3://other/out/run-1/a").relative_to(root) is None
+    assert parse_url("s3://b/out/run-1").relative_to(root) is None
+    with pytest.raises(StorageError, match="unsafe relative path"):
+        parse_url("s3://b/out/run-1/../x").relative_to(root)

@@ -4,8 +4,10 @@ A file's digest is reused only when its device, inode, size, mtime_ns and
 ctime_ns all match what they were when it was hashed. mtime alone is not
 enough: ``cp -p`` or ``touch -r`` restore it after a same-size rewrite, and
 an ``mv`` of another file into place keeps the name but not the inode.
-Directory digests are not stored: a directory is recombined from its files'
-cached digests, since only a stat of every file proves that none changed.
+A directory's digest is stored with its row (below), but it is trusted only
+when every file of the directory matched its stat and the subdirectories
+have the names they had, recursively: only a stat of every file proves that
+none changed. Otherwise it is recombined from the files' cached digests.
 
 The files of a tree are kept one row per directory (keyed by the
 directory's device and inode): the names, the five stat fields and the hex

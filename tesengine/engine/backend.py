@@ -23,7 +23,7 @@ from ..config import Config, load_config
 from ..digest import Digester
 from ..errors import StorageError, TesEngineError, UnsafeReply, redact_url
 from ..storage import Stager, Storage, join_url
-from ..storage.urls import Location, parse_url
+from ..storage.urls import parse_url
 from ..tes import TesClient
 from ..tes import models as wire
 from ..testing import poll_interval
@@ -205,7 +205,7 @@ def _recover(task: wire.Task, names: Mapping[str, str] | None, outputs: str) -> 
     task_id = task.id or ""
     tagged = (task.tags or {}).get(PREFIX_TAG, "")
     prefix = _under_outputs(tagged, outputs, task_id, "output prefix") if tagged else ""
-    base = prefix.partition("?")[0].rstrip("/") + "/"
+    root = parse_url(prefix) if prefix else None
     targets: list[OutputTarget] = []
     for output in task.outputs or []:
         directory = output.type is wire.FileType.DIRECTORY
@@ -215,8 +215,8 @@ def _recover(task: wire.Task, names: Mapping[str, str] | None, outputs: str) -> 
                 continue
         url = _under_outputs(output.url, outputs, task_id, f"output {output.path}")
         if names is None:
-            bare = url.partition("?")[0]
-            name = bare.removeprefix(base) if prefix else output.path.rsplit("/", 1)[-1]
+            fallback = output.path.rsplit("/", 1)[-1]
+            name = parse_url(url).relative_to(root) if root is not None else fallback
         if name and name != LOG_OUTPUT:
             targets.append(OutputTarget(name, url, directory))
     return Submission(task_id, prefix, tuple(targets), logs_url(prefix) if prefix else "")
@@ -229,7 +229,7 @@ def _under_outputs(url: str, outputs: str, task_id: str, what: str) -> str:
     a SAS) of what is read come from the configuration, never from the server.
     """
     try:
-        rel = _relative_key(parse_url(url), parse_url(outputs))
+        rel = parse_url(url).relative_to(parse_url(outputs))
     except StorageError:
         rel = None
     if rel is None:
@@ -238,20 +238,6 @@ def _under_outputs(url: str, outputs: str, task_id: str, what: str) -> str:
             f" outputs {redact_url(outputs)}: refused"
         )
     return join_url(outputs, rel)
-
-
-def _relative_key(loc: Location, root: Location) -> str | None:
-    """The key of ``loc`` relative to ``root``'s, or None if it is not strictly beneath it."""
-    if (loc.provider, loc.account, loc.bucket) != (root.provider, root.account, root.bucket):
-        return None
-    if any(part in (".", "..") for part in loc.key.split("/")):
-        return None  # a file:// store would resolve these out of the prefix
-    base = root.key.strip("/")
-    key = loc.key.rstrip("/")
-    if base and not key.startswith(base + "/"):
-        return None
-    rel = key[len(base) :].lstrip("/")
-    return rel or None
 
 
 async def _close_all(*closers: Any) -> None:

@@ -9,18 +9,23 @@ input sends only its URL.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
-import posixpath
 import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import aiofiles
+import anyio
+import anyio.to_thread
+
 from ..errors import ObjectNotFound, OutputMissing, TesEngineError, redact_url
 from ..redact import redact_repr
+from ..singleflight import SingleFlight
+from ..storage.urls import join_url, parse_url, safe_relpath
 
 if TYPE_CHECKING:
     from ..storage import ObjectInfo, Storage
@@ -31,7 +36,9 @@ class OutputReader(Protocol):
 
     async def fetch_file(self, url: str) -> Path: ...
     async def fetch_directory(self, url: str) -> Path: ...
-    async def list_directory(self, url: str) -> list[str]: ...
+    async def list_directory(self, url: str) -> list[tuple[str, str]]:
+        """``(relative path, URL)`` of every file of the directory ``url``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +58,8 @@ class RemoteFile:
 
     async def read_bytes(self) -> bytes:
         """Download once (cached), then return the content."""
-        return await asyncio.to_thread((await self.download()).read_bytes)
+        async with aiofiles.open(await self.download(), "rb") as fh:
+            return await fh.read()
 
     async def read_text(self, encoding: str = "utf-8") -> str:
         """Download once (cached), then return the content decoded."""
@@ -70,12 +78,21 @@ class RemoteDirectory:
 
     async def list(self) -> list[RemoteFile]:
         """Every file under the directory, as lazy :class:`RemoteFile` values."""
-        urls = await _bound(self.reader, self.url).list_directory(self.url)
-        return [RemoteFile(url, self.reader) for url in urls]
+        return [file async for _, file in self.walk()]
+
+    async def walk(self) -> AsyncIterator[tuple[str, RemoteFile]]:
+        """``(relative path, file)`` for every file under the directory.
+
+        Paths are decoded (``a b.txt``, not ``a%20b.txt``) and never hold a
+        ``..`` segment (one in a listing is refused with ``StorageError``).
+        """
+        entries = await _bound(self.reader, self.url).list_directory(self.url)
+        for rel, url in entries:
+            yield rel, RemoteFile(url, self.reader)
 
     def file(self, relpath: str) -> RemoteFile:
         """The file at ``relpath`` inside this directory (not checked until read)."""
-        return RemoteFile(_child(self.url, relpath), self.reader)
+        return RemoteFile(join_url(self.url, safe_relpath(relpath)), self.reader)
 
     async def download(self, dest: str | os.PathLike[str] | None = None) -> Path:
         """Download every file (cached); return the local directory."""
@@ -92,20 +109,6 @@ def _bound(reader: OutputReader | None, url: str) -> OutputReader:
     return reader
 
 
-def _child(url: str, relpath: str) -> str:
-    base, sep, query = url.partition("?")
-    safe = safe_relpath(relpath)
-    return f"{base.rstrip('/')}/{safe}" + (f"?{query}" if sep else "")
-
-
-def safe_relpath(relpath: str) -> str:
-    """``relpath`` normalised, refusing anything that could escape its directory."""
-    normal = posixpath.normpath(relpath.replace("\\", "/"))
-    if normal.startswith(("/", "../")) or normal in ("..", ".", ""):
-        raise TesEngineError(f"refusing unsafe relative path {relpath!r}")
-    return normal
-
-
 async def _copy(source: Path, dest: Path) -> Path:
     def work() -> Path:
         target = dest / source.name if dest.is_dir() and source.is_file() else dest
@@ -118,7 +121,7 @@ async def _copy(source: Path, dest: Path) -> Path:
             tmp.replace(target)
         return target
 
-    return await asyncio.to_thread(work)
+    return await anyio.to_thread.run_sync(work)
 
 
 class OutputCache:
@@ -127,7 +130,8 @@ class OutputCache:
     def __init__(self, storage: Storage, root: Path) -> None:
         self._storage = storage
         self._root = root
-        self._flights: dict[str, asyncio.Future[Path]] = {}
+        self._flights: SingleFlight[str, Path] = SingleFlight()
+        self._done: dict[str, Path] = {}  # read once per backend: no HEAD on later reads
 
     async def fetch_file(self, url: str) -> Path:
         """Local cached copy of the object at ``url`` (single-flight per URL)."""
@@ -137,48 +141,39 @@ class OutputCache:
         """Local cached copy of every object under ``url``."""
         return await self._single_flight(url + "#dir", lambda _: self._fetch_directory(url))
 
-    async def list_directory(self, url: str) -> list[str]:
-        """URLs of every object under the directory ``url``."""
-        return [info.url for info in await self._list(url)]
+    async def list_directory(self, url: str) -> list[tuple[str, str]]:
+        """``(relative path, URL)`` of every object under the directory ``url``."""
+        return [(rel, info.url) for rel, info in await self._walk(url)]
 
     async def _single_flight(self, key: str, work: _Work) -> Path:
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(work(key))
-            self._flights[key] = flight
-            flight.add_done_callback(lambda f: self._forget_failed(key, f))
-        return await asyncio.shield(flight)
-
-    def _forget_failed(self, key: str, flight: asyncio.Future[Path]) -> None:
-        # A failed download must not stick: the next reader tries again.
-        if flight.cancelled() or flight.exception() is not None:
-            self._flights.pop(key, None)
+        # Only a success is remembered: after a failure the next reader tries again.
+        done = self._done.get(key)
+        if done is None:
+            done = self._done[key] = await self._flights.run(key, lambda: work(key))
+        return done
 
     async def _fetch_file(self, url: str) -> Path:
         info = await self._head(url)
         slot = self._root / "files" / _digest(url)
-        target = slot / (posixpath.basename(url.partition("?")[0].rstrip("/")) or "file")
+        name = parse_url(url).name
+        target = slot / (name if name not in ("", ".", "..") else "file")
         meta = slot / ".meta.json"
-        if await asyncio.to_thread(_fresh, target, meta, info):
+        if await anyio.to_thread.run_sync(_fresh, target, meta, info):
             return target
-        await asyncio.to_thread(slot.mkdir, parents=True, exist_ok=True)
+        await anyio.Path(slot).mkdir(parents=True, exist_ok=True)
         await self._storage.download(url, target)
-        await asyncio.to_thread(_write_meta, meta, info)
+        await anyio.to_thread.run_sync(_write_meta, meta, info)
         return target
 
     async def _fetch_directory(self, url: str) -> Path:
         slot = self._root / "dirs" / _digest(url)
-        base = url.partition("?")[0].rstrip("/") + "/"
-        for info in await self._list(url):
-            rel = safe_relpath(info.url.partition("?")[0].removeprefix(base))
+        for rel, info in await self._walk(url):
             cached = await self.fetch_file(info.url)
             await _copy(cached, slot / rel)
         return slot
 
-    async def _list(self, url: str) -> list[ObjectInfo]:
-        base, sep, query = url.partition("?")
-        prefix = base.rstrip("/") + "/" + (f"?{query}" if sep else "")
-        found = [info async for info in self._storage.list(prefix)]
+    async def _walk(self, url: str) -> list[tuple[str, ObjectInfo]]:
+        found = [entry async for entry in self._storage.walk(url)]
         if not found:
             raise OutputMissing(f"no output at {redact_url(url)}: the task did not produce it")
         return found

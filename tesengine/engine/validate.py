@@ -13,15 +13,17 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from ..errors import InvalidTask
 from ..redact import redact_repr
+from ..storage.urls import URL_SCHEMES, scheme_problem
 from .outputs import RemoteDirectory, RemoteFile
 from .spec import InputSource, Task
 
-#: URL schemes an input may name; TES servers fetch these themselves.
-URL_SCHEMES = frozenset({"http", "https", "s3", "gs", "az", "file"})
+__all__ = ["URL_SCHEMES", "LocalInput", "OutputDecl", "Plan", "UrlInput", "validate"]
+
+# URL_SCHEMES, the schemes an input may name, is the storage registry (TES
+# servers fetch these themselves); re-exported for the command line.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -122,10 +124,9 @@ def _classify(path: str, source: InputSource, where: str, key: str) -> LocalInpu
     if isinstance(source, RemoteFile | RemoteDirectory):
         return UrlInput(path, source.url, isinstance(source, RemoteDirectory))
     if isinstance(source, str) and "://" in source:
-        scheme = urlsplit(source).scheme.lower()
-        if scheme not in URL_SCHEMES:
-            wanted = ", ".join(sorted(URL_SCHEMES))
-            raise InvalidTask(f"{where}: {key}: unsupported URL scheme {scheme!r} (use {wanted})")
+        problem = scheme_problem(source)
+        if problem is not None:
+            raise InvalidTask(f"{where}: {key}: {problem}")
         return UrlInput(path, source, source.endswith("/"))
     if not isinstance(source, str | os.PathLike):
         raise InvalidTask(f"{where}: {key}: expected a path, URL or output, got {type(source)}")

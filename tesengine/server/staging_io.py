@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -151,13 +151,9 @@ def _note(doc: dict[str, Any], message: str) -> None:
 
 
 async def _download_tree(io: Storage, url: str, dest: Path, *, get: _Getter | None = None) -> None:
-    prefix = url if url.split("?", maxsplit=1)[0].endswith("/") else join_url(url, "") + "/"
-    base = prefix.split("?", maxsplit=1)[0]
     await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
-    async for info in io.list(prefix):
-        rel = unquote(info.url.split("?")[0][len(base) :]).lstrip("/")
-        if not rel or ".." in rel.split("/"):
-            continue
+    # Storage.walk decodes names and refuses a '..' entry (StorageError), as the engine does.
+    async for rel, info in io.walk(url):
         target = dest / rel
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         if get is not None:

@@ -5,6 +5,14 @@
 ``file://``, ``memory://``, read-only ``http(s)://``). :class:`Stager`
 uploads local files and directories to ``<inputs>/file/<hex>`` and
 ``<inputs>/directory/<hex>/...`` once, atomically and verified.
+
+Local file work, one way here and in :mod:`tesengine.digest`: bytes
+streamed between a file and the event loop go through aiofiles (downloads,
+plain uploads); heavy blocking work runs on a
+:class:`~tesengine.thread_limits.ThreadLimit` of its kind (the digest
+pool, a stager's upload threads: anyio ``CapacityLimiter``s, never the
+loop's default executor); small metadata calls (stat, mkdir, rename) use
+``anyio.Path``.
 """
 
 from __future__ import annotations

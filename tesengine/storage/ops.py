@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import re
-import tempfile
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,10 +21,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import aiofiles
+import aiofiles.tempfile
 import anyio
 import obstore
 from obstore import exceptions as obx
 
+from .._closing import AsyncClosing
 from ..config import StorageConfig
 from ..errors import ObjectNotFound, StorageError, redact_url
 from ..redact import redact_repr
@@ -33,6 +35,7 @@ from .stores import ObjectStore, StoreCache
 from .urls import Location, parse_url
 
 if TYPE_CHECKING:
+    from aiofiles.threadpool.binary import AsyncBufferedIOBase
     from obstore import ObjectMeta, PutMode
 
 __all__ = ["MULTIPART_THRESHOLD", "ObjectInfo", "Storage"]
@@ -58,7 +61,7 @@ class ObjectInfo:
         return redact_repr(self)  # the URL may carry a SAS or a signature
 
 
-class Storage:
+class Storage(AsyncClosing):
     """Object storage for every URL scheme tesengine knows, on obstore.
 
     One instance per configuration; it caches a store per bucket and is safe
@@ -68,6 +71,7 @@ class Storage:
     With ``ambient_credentials=False`` (a server acting for its clients) a
     cloud store with no credentials configured sends unsigned requests
     instead of asking the instance metadata endpoint for credentials.
+    ``async with Storage() as storage:`` closes it on exit.
     """
 
     def __init__(
@@ -155,9 +159,10 @@ class Storage:
 
     async def put_file(self, url: str, path: Path, *, create_only: bool = False) -> bool:
         """Upload the local file ``path`` to ``url`` (streamed; multipart when large)."""
-        size = await anyio.Path(path).stat()
-        if size.st_size <= MULTIPART_THRESHOLD:
-            data = await anyio.Path(path).read_bytes()
+        size = (await anyio.Path(path).stat()).st_size
+        if size <= MULTIPART_THRESHOLD:
+            async with aiofiles.open(path, "rb") as fh:
+                data = await fh.read()
             return await self.put_bytes(url, data, create_only=create_only)
         return await self.put_stream(url, read_chunks(Path(path)), create_only=create_only)
 
@@ -171,28 +176,40 @@ class Storage:
         return bytes(data)
 
     async def download(self, url: str, dest: Path) -> Path:
-        """Save the object at ``url`` as ``dest``: a temporary file, then a rename."""
+        """Save the object at ``url`` as ``dest``: a temporary file, then a rename.
+
+        The body is streamed to disk with aiofiles (bounded memory).
+        """
         loc, store = self.locate(url)
         dest = Path(dest)
         await anyio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                async with self._slot():
-                    with translate("GET", loc):
-                        result = await obstore.get_async(store, loc.key)
-                        async for chunk in result.stream(min_chunk_size=_READ_CHUNK):
-                            await anyio.to_thread.run_sync(fh.write, chunk)
-            await anyio.to_thread.run_sync(os.replace, tmp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)  # a cheap local call on the error path
-            raise
+        part = aiofiles.tempfile.NamedTemporaryFile(
+            "wb", dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
+        )
+        async with part as fh:
+            tmp = Path(str(fh.name))
+            try:
+                await self._stream_to(fh, loc, store)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)  # a cheap local call on the error path
+                raise
+        await anyio.Path(tmp).replace(dest)
         return dest
 
+    async def _stream_to(self, fh: AsyncBufferedIOBase, loc: Location, store: ObjectStore) -> None:
+        async with self._slot():
+            with translate("GET", loc):
+                result = await obstore.get_async(store, loc.key)
+                async for chunk in result.stream(min_chunk_size=_READ_CHUNK):
+                    await fh.write(chunk)
+
     async def list(self, prefix_url: str) -> AsyncIterator[ObjectInfo]:
-        """Every object under ``prefix_url``, recursively (prefixes match whole segments)."""
+        """Every object under ``prefix_url``, recursively (prefixes match whole segments).
+
+        A listing that holds a key with a ``..`` segment fails with
+        :class:`StorageError` (obstore refuses to parse it).
+        """
         loc, store = self.locate(prefix_url)
         with translate("LIST", loc):
             stream = obstore.list(store, loc.key.rstrip("/") or None, chunk_size=1000)
@@ -200,6 +217,22 @@ class Storage:
                 self.requests += 1
                 for meta in batch:
                     yield _info(loc, meta)
+
+    async def walk(self, prefix_url: str) -> AsyncIterator[tuple[str, ObjectInfo]]:
+        """Every object of the directory ``prefix_url``, with its decoded relative path.
+
+        Folder placeholders (keys ending in ``/``) are skipped. A path that
+        could escape the directory is refused as everywhere (see
+        :func:`~tesengine.storage.urls.safe_relpath`).
+        """
+        root = parse_url(prefix_url).as_prefix()
+        async for info in self.list(root.url):
+            found = parse_url(info.url)
+            if found.key.endswith("/"):
+                continue
+            rel = found.relative_to(root)
+            if rel is not None:
+                yield rel, info
 
     async def delete(self, url: str) -> None:
         """Remove the object at ``url`` (absent is fine)."""
@@ -209,7 +242,11 @@ class Storage:
                 await obstore.delete_async(store, loc.key)
 
     async def aclose(self) -> None:
-        """Forget cached stores; obstore holds no other resource that needs closing."""
+        """Forget the stores this instance built (and their connection pools).
+
+        obstore holds no other resource that needs closing. The instance
+        stays usable: a later call builds its store again.
+        """
         self._stores = StoreCache(self._stores.config)
         self._limits.clear()
 
@@ -237,13 +274,10 @@ class Storage:
 
 
 async def read_chunks(path: Path, size: int = _READ_CHUNK) -> AsyncIterator[bytes]:
-    """The bytes of ``path`` in chunks, read off the event loop."""
-    fh = await anyio.to_thread.run_sync(path.open, "rb")
-    try:
-        while chunk := await anyio.to_thread.run_sync(fh.read, size):
+    """The bytes of ``path`` in chunks, streamed with aiofiles."""
+    async with aiofiles.open(path, "rb") as fh:
+        while chunk := await fh.read(size):
             yield chunk
-    finally:
-        fh.close()
 
 
 class _AlreadyExists(StorageError):
@@ -260,21 +294,21 @@ def translate(op: str, loc: Location) -> Iterator[None]:
     try:
         yield
     except FileNotFoundError as exc:
-        _raise(ObjectNotFound, f"no object at {redact_url(loc.url)}", loc, exc)
+        _raise(ObjectNotFound, f"no object at {loc.redacted}", loc, exc)
     except (obx.AlreadyExistsError, obx.PreconditionError) as exc:
-        _raise(_AlreadyExists, f"object exists at {redact_url(loc.url)}", loc, exc)
+        _raise(_AlreadyExists, f"object exists at {loc.redacted}", loc, exc)
     except obx.NotSupportedError as exc:
         if op == "PUT":
-            _raise(_CreateModeUnsupported, f"create-only PUT unsupported: {loc.url}", loc, exc)
-        _raise(StorageError, f"{op} {redact_url(loc.url)}: not supported", loc, exc)
+            _raise(_CreateModeUnsupported, f"create-only PUT unsupported: {loc.redacted}", loc, exc)
+        _raise(StorageError, f"{op} {loc.redacted}: not supported", loc, exc)
     except (obx.BaseError, OSError, ValueError, RuntimeError) as exc:
-        _raise(StorageError, f"{op} {redact_url(loc.url)} failed: {_describe(exc)}", loc, exc)
+        _raise(StorageError, f"{op} {loc.redacted} failed: {_describe(exc)}", loc, exc)
 
 
 def _raise(kind: type[StorageError], message: str, loc: Location, exc: BaseException) -> NoReturn:
     # obstore's message may quote a request URL with a SAS signature in it:
     # keep it out of the chain when the URL carries a query string.
-    raise kind(message, url=redact_url(loc.url)) from (None if loc.query else exc)
+    raise kind(message, url=loc.redacted) from (None if loc.query else exc)
 
 
 def _describe(exc: BaseException) -> str:

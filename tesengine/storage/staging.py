@@ -44,6 +44,8 @@ import anyio
 from ..digest import Digest, Digester, FileEntry
 from ..errors import ContentMismatch, ObjectNotFound, redact_url
 from ..redact import redact_repr
+from ..singleflight import SingleFlight
+from ..thread_limits import ThreadLimit
 from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE, Storage
 from .urls import is_url, join_url, parse_url
 from .verify import ByteBudget, VerifiedChunks, read_verified
@@ -62,6 +64,8 @@ MARKER_PREFIX = "complete"
 #: Bytes of upload bodies held in memory at once, across all uploads.
 UPLOAD_MEMORY = 128 * 1024 * 1024
 _STREAM_COST = PART_SIZE * (PART_CONCURRENCY + 1)
+#: Threads that read and re-hash upload bodies at once (per stager and event loop).
+UPLOAD_THREADS = 4
 #: Files are digested in chunks of up to this many, while earlier ones are checked.
 _DIGEST_CHUNK = 2048
 _FIRST_DIGEST_CHUNK = 256
@@ -140,6 +144,7 @@ class Stager:
         concurrency: int = 32,
         progress: StagingProgress | None = None,
         upload_memory: int = UPLOAD_MEMORY,
+        upload_threads: int = UPLOAD_THREADS,
     ) -> None:
         parse_url(inputs_url)  # fail early on an unusable URL
         self.storage = storage
@@ -149,9 +154,12 @@ class Stager:
         self._concurrency = concurrency
         self._progress: StagingProgress = progress or NullStagingProgress()
         self._budget = ByteBudget(upload_memory)
+        # Reading and re-hashing upload bodies (and telling directories from
+        # files) block: a few threads of their own, never the loop's pool.
+        self._threads = ThreadLimit(upload_threads)
         self._limit: asyncio.Semaphore | None = None
         self._known: set[str] = set()
-        self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self._flights: SingleFlight[str, bool] = SingleFlight()
 
     async def stage(self, path_or_url: str | os.PathLike[str]) -> StageResult:
         """Stage one input; a URL is returned untouched, without any request."""
@@ -166,7 +174,7 @@ class Stager:
         paths = [None if _is_url(i) else _path(i) for i in items]
         local = [p for p in paths if p is not None]
         # one trip to a thread tells every directory from a file
-        dirs = set(await anyio.to_thread.run_sync(_directories, local)) if local else set()
+        dirs = set(await self._threads.run(_directories, local)) if local else set()
         directories = [p for p in local if p in dirs]
         files = [p for p in local if p not in dirs]
         by_dir, by_file = map(
@@ -261,7 +269,7 @@ class Stager:
         size = (await anyio.Path(path).stat()).st_size
         if size <= MULTIPART_THRESHOLD:
             async with self._budget.hold(size), self._slot():
-                data = await anyio.to_thread.run_sync(read_verified, path, hex_)
+                data = await self._threads.run(read_verified, path, hex_)
                 self.stats.puts += 1
                 written = await self.storage.put_bytes(url, data, create_only=True)
             self._progress.bytes_uploaded(len(data))
@@ -274,7 +282,7 @@ class Stager:
         return written
 
     async def _upload_stream(self, url: str, path: Path, hex_: str) -> bool:
-        chunks = VerifiedChunks(path, hex_, self._progress.bytes_uploaded)
+        chunks = VerifiedChunks(path, hex_, self._threads, self._progress.bytes_uploaded)
         async with self._budget.hold(_STREAM_COST), self._slot():
             self.stats.puts += 1
             try:
@@ -313,17 +321,19 @@ class Stager:
                 continue
             self.stats.files_skipped += 1
             self._progress.file_skipped(join_url(base, entry.relpath), entry.size)
-        await _all([self._upload(join_url(base, e.relpath), e.path, e.digest.hex) for e in missing])
+        sends = [self._upload(join_url(base, e.relpath), e.path, e.digest.hex) for e in missing]
+        written = await _all(sends)
         await self._write_marker(marker, digest, entries)
-        return True
+        # Only the marker is new when every file was there (Sprocket staged it,
+        # or another client did concurrently): that is not an upload of the directory.
+        return any(written)
 
     async def _listing(self, base: str) -> dict[str, int]:
         """Relative path -> size of what is already under a directory's prefix."""
-        prefix = parse_url(base).key.rstrip("/") + "/"
         found: dict[str, int] = {}
         async with self._slot():
-            async for info in self.storage.list(base):
-                found[parse_url(info.url).key.removeprefix(prefix)] = info.size
+            async for rel, info in self.storage.walk(base):
+                found[rel] = info.size
         self.stats.lists += max(1, (len(found) + 999) // 1000)
         return found
 
@@ -343,36 +353,14 @@ class Stager:
     async def _once(self, url: str, work: Callable[[], Awaitable[bool]]) -> bool:
         """Run ``work`` for ``url`` unless it is known present or already running.
 
-        Only the caller that did the work can see ``True``; the others joined
-        it. If the one doing it is cancelled, a joiner takes over.
+        Concurrent callers share one run (:class:`~tesengine.singleflight.SingleFlight`:
+        it goes on while any of them waits); only one of them is told ``True``.
         """
-        while (running := self._inflight.get(url)) is not None:
-            try:
-                await asyncio.shield(running)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                continue  # the leader was cancelled, not us: try again
-            return False
         if url in self._known:
             return False
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._inflight[url] = future
-        try:
-            uploaded = await work()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # joiners re-raise it; nobody else has to retrieve it
-            raise
-        finally:
-            del self._inflight[url]
+        uploaded, first = await self._flights.run_claiming(url, work)
         self._known.add(url)
-        future.set_result(uploaded)
-        return uploaded
+        return uploaded and first
 
     def _slot(self) -> asyncio.Semaphore:
         if self._limit is None:

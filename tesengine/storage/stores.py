@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from obstore.store import AzureStore, GCSStore, HTTPStore, LocalStore, MemoryStore, S3Store
 
 from ..config import StorageConfig, is_loopback
-from ..errors import StorageError, redact_url
+from ..errors import StorageError
 from .urls import Location
 
 if TYPE_CHECKING:
@@ -100,6 +100,10 @@ class StoreCache:
         self._stores: dict[tuple[str, ...], ObjectStore] = {}
         self._local: LocalStore | None = None
 
+    def __len__(self) -> int:
+        """How many stores were built (and are cached)."""
+        return len(self._stores)
+
     def store_for(self, loc: Location) -> ObjectStore:
         """The store that serves ``loc``'s bucket (built on first use)."""
         store = self._stores.get(loc.store_id)
@@ -107,7 +111,7 @@ class StoreCache:
             try:
                 store = self._build(loc)
             except (ValueError, TypeError, OSError, RuntimeError) as exc:
-                url = redact_url(loc.url)
+                url = loc.redacted
                 raise StorageError(f"cannot configure storage for {url}: {exc}", url=url) from None
             self._stores[loc.store_id] = store
         return store

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
-import anyio
 from blake3 import blake3
 
 from ..errors import DigestError, InputChanged
+from ..thread_limits import ThreadLimit
 
 __all__ = ["ByteBudget", "VerifiedChunks", "read_verified"]
 
@@ -41,6 +41,8 @@ def read_verified(path: Path, expected_hex: str) -> bytes:
 class VerifiedChunks:
     """An async iterator over ``path``'s bytes that fails at the end if the digest differs.
 
+    Each read (and its hashing) runs on one of ``threads``.
+
     The check runs inside the last ``__anext__`` call, before the iterator
     reports its end, so a consumer (obstore's multipart upload) never sees a
     complete stream of the wrong bytes. ``error`` keeps what was raised, since
@@ -48,9 +50,14 @@ class VerifiedChunks:
     """
 
     def __init__(
-        self, path: Path, expected_hex: str, on_chunk: Callable[[int], None] | None = None
+        self,
+        path: Path,
+        expected_hex: str,
+        threads: ThreadLimit,
+        on_chunk: Callable[[int], None] | None = None,
     ) -> None:
         self._path = path
+        self._threads = threads
         self._expected = expected_hex
         self._on_chunk = on_chunk
         self._hasher = blake3()
@@ -63,7 +70,7 @@ class VerifiedChunks:
 
     async def __anext__(self) -> bytes:
         try:
-            chunk = await anyio.to_thread.run_sync(self._read)
+            chunk = await self._threads.run(self._read)
         except BaseException as exc:
             self.error = exc
             self.close()
