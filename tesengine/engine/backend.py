@@ -81,6 +81,7 @@ class TesBackend(AsyncClosing):
         self._status = status or status_source(config.backend.polling, self.client, sleep)
         self._sleep = sleep
         self._runs: set[TaskRun] = set()
+        self._cancels: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @classmethod
@@ -144,6 +145,18 @@ class TesBackend(AsyncClosing):
         """Ask the server to cancel ``task_id``."""
         await self.client.cancel_task(task_id)
 
+    def cancel_in_background(self, task_id: str) -> None:
+        """Ask the server to cancel ``task_id`` without waiting; :meth:`aclose` waits for it."""
+        cancel = asyncio.ensure_future(self._cancel_logged(task_id))
+        self._cancels.add(cancel)
+        cancel.add_done_callback(self._cancels.discard)
+
+    async def _cancel_logged(self, task_id: str) -> None:
+        try:
+            await self.cancel_remote(task_id)
+        except Exception as exc:  # nobody awaits this task: say why here
+            log.warning("could not cancel task %s: %s", task_id, exc)
+
     async def aclose(self) -> None:
         """Cancel or leave in-flight tasks (``on_close``), then close every session."""
         if self._closed:
@@ -159,7 +172,7 @@ class TesBackend(AsyncClosing):
                     log.warning("could not cancel task %s on close: %s", run.id, result)
         for run in live:
             run.stop_polling()
-        await asyncio.gather(*(run.wait_stopped() for run in live))
+        await asyncio.gather(*(run.wait_stopped() for run in live), *self._cancels)
         await self._status.aclose()  # before the client: its loop may be mid-request
         await _close_all(self.client.aclose(), self.storage.aclose(), self.digester.aclose())
 

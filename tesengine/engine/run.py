@@ -40,6 +40,7 @@ class _Owner(Protocol):
     preempted_retries: int
 
     async def cancel_remote(self, task_id: str) -> None: ...
+    def cancel_in_background(self, task_id: str) -> None: ...
 
 
 Resubmit = Callable[[], Awaitable[Submission]]
@@ -48,7 +49,9 @@ Resubmit = Callable[[], Awaitable[Submission]]
 class TaskRun:
     """A task on the server. ``await run`` gives its :class:`TaskResult`.
 
-    Cancelling the coroutine that awaits a run cancels the remote task too.
+    Cancelling the coroutine that awaits a run cancels the remote task too:
+    the awaiter returns at once, and the backend sends the cancel request in
+    the background (its ``aclose`` waits for it, or logs why it failed).
     """
 
     def __init__(
@@ -93,7 +96,9 @@ class TaskRun:
             return await asyncio.shield(self._poller)
         except asyncio.CancelledError:
             if not self._poller.done():
-                await asyncio.shield(self.cancel())
+                # Never under the caller's deadline: the request retries for as
+                # long as the retry policy says, which can be a minute.
+                self._owner.cancel_in_background(self.id)
                 self._poller.cancel()
             raise
 
