@@ -255,8 +255,7 @@ async def test_invalid_task_submits_and_uploads_nothing(noop_env: Env, tmp_path:
 async def test_cancel_running_task(local_env: Env) -> None:
     async with local_env.backend() as backend:
         run = await backend.submit(Task(name="sleepy", executors=[sh("sleep 60")]))
-        while run.state is not State.RUNNING:
-            await asyncio.sleep(0.02)
+        assert await asyncio.wait_for(run.wait_for(State.RUNNING), 30) is State.RUNNING
         await run.cancel()
         with pytest.raises(TaskFailed, match="CANCELED"):
             await asyncio.wait_for(run, 30)

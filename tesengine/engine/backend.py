@@ -203,7 +203,7 @@ class TesBackend(AsyncClosing):
     def _track(self, run: TaskRun) -> TaskRun:
         self._runs.add(run)
         emit(self.events.task_submitted, run)
-        run.start(self._poll(run))
+        run._start(self._poll(run))
         return run
 
     async def _poll(self, run: TaskRun) -> Any:

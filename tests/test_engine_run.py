@@ -1,12 +1,15 @@
-"""Cancelling a run: prompt for the caller, finished (or logged) by the backend.
+"""A run's handle: its states as they change, waiting for one, and cancelling.
 
-The tasks here stay RUNNING (a noop server with a 30 s delay), so a cancel
-that did not reach the server can never pass for one that did.
+Cancelling is prompt for the caller and finished (or logged) by the
+backend. The tasks cancelled here stay RUNNING (a noop server with a 30 s
+delay), so a cancel that did not reach the server can never pass for one
+that did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tesengine import Executor, Task, TesBackend
+from tesengine import Executor, Task, TaskRun, TesBackend
 from tesengine.server import LocalTesServer
 from tesengine.tes import State, TesClient
 from tests.fixtures.proxy import UNAVAILABLE, Fault, FaultProxy
-from tests.support import await_until, file_config
+from tests.support import file_config
 
 Proxy = Callable[[str], Awaitable[FaultProxy]]
 TASK = Task(name="long", executors=[Executor("alpine", ["sleep", "30"])])
@@ -45,7 +48,7 @@ async def _state(server: LocalTesServer, task_id: str) -> State:
 async def _timed_out_await(backend: TesBackend) -> tuple[str, float]:
     """Submit, wait for RUNNING, then await under a 0.2 s deadline; the seconds it took."""
     run = await backend.submit(TASK)
-    await await_until(lambda: run.state is State.RUNNING, what="RUNNING")
+    await run.wait_for(State.RUNNING)
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.2):
@@ -53,12 +56,48 @@ async def _timed_out_await(backend: TesBackend) -> tuple[str, float]:
     return run.id, time.monotonic() - started
 
 
+@pytest.fixture
+async def brief(tmp_path: Path) -> AsyncIterator[LocalTesServer]:
+    """A noop server whose tasks run for half a second."""
+    async with LocalTesServer(tmp_path / "brief", runtime="noop", noop_delay=0.5) as server:
+        yield server
+
+
+async def test_states_follow_the_run_to_its_end(brief: LocalTesServer, tmp_path: Path) -> None:
+    async with _backend(brief.url, tmp_path) as backend:
+        run = await backend.submit(TASK)
+        first, second = await asyncio.gather(_collect(run), _collect(run))
+        result = await run
+    assert first == second
+    assert first[0] is State.QUEUED
+    assert State.RUNNING in first
+    assert first[-1] is State.COMPLETE is result.state
+    assert all(a is not b for a, b in itertools.pairwise(first))  # changes only
+    assert await _collect(run) == first  # a late reader replays the same history
+
+
+async def test_wait_for_a_state_the_run_never_reaches(
+    brief: LocalTesServer, tmp_path: Path
+) -> None:
+    async with _backend(brief.url, tmp_path) as backend:
+        run = await backend.submit(TASK)
+        assert await run.wait_for(State.RUNNING) is State.RUNNING
+        assert await run.wait_for(State.PAUSED) is State.COMPLETE  # ended first
+        assert await run.wait_for(State.COMPLETE) is State.COMPLETE  # already there
+        with pytest.raises(AttributeError):
+            setattr(run, "state", State.QUEUED)  # noqa: B010 - the point: it is read-only
+
+
+async def _collect(run: TaskRun) -> list[State]:
+    return [state async for state in run.states()]
+
+
 async def test_cancelling_the_awaiter_cancels_the_remote_task(
     slow: LocalTesServer, tmp_path: Path
 ) -> None:
     async with _backend(slow.url, tmp_path) as backend:
         run = await backend.submit(TASK)
-        await await_until(lambda: run.state is State.RUNNING, what="RUNNING")
+        await run.wait_for(State.RUNNING)
 
         async def wait() -> object:
             return await run
@@ -91,7 +130,7 @@ async def test_a_cancel_the_server_refuses_is_logged_on_close(
     proxy = await fault_proxy(slow.url)
     async with _backend(proxy.url, tmp_path, retries=1) as backend:
         run = await backend.submit(TASK)
-        await await_until(lambda: run.state is State.RUNNING, what="RUNNING")
+        await run.wait_for(State.RUNNING)
         proxy.add(UNAVAILABLE)  # the server is down from here on
         started = time.monotonic()
         with pytest.raises(TimeoutError):
