@@ -15,8 +15,10 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import anyio.to_thread
 
 from .._closing import AsyncClosing
 from ..config import Config, load_config
@@ -43,7 +45,7 @@ from .request import (
 )
 from .run import Submission, TaskRun
 from .spec import Task
-from .validate import Plan, validate
+from .validate import Plan, validate, validate_all
 
 log = logging.getLogger("tesengine.engine")
 
@@ -107,14 +109,45 @@ class TesBackend(AsyncClosing):
         when the task is malformed.
         """
         self._check_open()
-        plan = validate(task)
-        staged = await self._stage(plan)
-        submission = await self._create(plan, staged)
+        plan = await anyio.to_thread.run_sync(validate, task)  # validation stats local paths
+        (staged,) = await self._stage([plan])
+        return self._track(self._run(plan, staged, await self._create(plan, staged)))
 
-        async def resubmit() -> Submission:
-            return await self._create(plan, staged)
+    async def submit_many(self, tasks: Sequence[Task]) -> list[TaskRun]:
+        """Validate, stage and create every task; their handles, in the order given.
 
-        return self._track(TaskRun(self, task.name, submission, resubmit))
+        All tasks are validated first (off the event loop), and one
+        :class:`~tesengine.InvalidTask` names every bad one by index
+        (``tasks[3]: ...``) before anything is uploaded or created. The local
+        inputs of all tasks are then staged in one batch, and the tasks are
+        created at most ``max_concurrency`` at a time. If a create fails, the
+        tasks already created are cancelled and that error is raised.
+        """
+        self._check_open()
+        plans = await anyio.to_thread.run_sync(validate_all, list(tasks))
+        staged = await self._stage(plans)
+        limit = asyncio.Semaphore(self.config.backend.max_concurrency)
+
+        async def create(plan: Plan, inputs: dict[str, str]) -> Submission:
+            async with limit:
+                return await self._create(plan, inputs)
+
+        # Every create runs to its end: one cancelled in flight might still
+        # exist on the server, with nobody left to cancel it.
+        created = await asyncio.gather(
+            *(create(p, i) for p, i in zip(plans, staged, strict=True)), return_exceptions=True
+        )
+        failed = next((c for c in created if isinstance(c, BaseException)), None)
+        if failed is not None:
+            for submission in created:
+                if isinstance(submission, Submission):
+                    self._status.unwatch(submission.task_id)
+                    self.cancel_in_background(submission.task_id)
+            raise failed
+        return [
+            self._track(self._run(plan, inputs, cast(Submission, submission)))
+            for plan, inputs, submission in zip(plans, staged, created, strict=True)
+        ]
 
     async def attach(self, task_id: str, outputs: Mapping[str, str] | None = None) -> TaskRun:
         """A handle for a task submitted earlier, possibly by another process.
@@ -182,16 +215,20 @@ class TesBackend(AsyncClosing):
         if self._closed:
             raise TesEngineError("this TesBackend is closed")
 
-    async def _stage(self, plan: Plan) -> dict[str, str]:
-        if not plan.local:
-            return {}
-        results = await self.stager.stage_many([item.local for item in plan.local])
+    async def _stage(self, plans: Sequence[Plan]) -> list[dict[str, str]]:
+        """Stage the local inputs of every plan in one batch: container path -> URL, per plan."""
+        items = [item for plan in plans for item in plan.local]
+        results = await self.stager.stage_many([item.local for item in items]) if items else []
         for result in results:
             emit(self.events.input_staged, result)
-        return {
-            item.container_path: result.url
-            for item, result in zip(plan.local, results, strict=True)
-        }
+        urls = iter(results)
+        return [{item.container_path: next(urls).url for item in plan.local} for plan in plans]
+
+    def _run(self, plan: Plan, staged: dict[str, str], submission: Submission) -> TaskRun:
+        async def resubmit() -> Submission:
+            return await self._create(plan, staged)
+
+        return TaskRun(self, plan.task.name, submission, resubmit)
 
     async def _create(self, plan: Plan, staged: dict[str, str]) -> Submission:
         prefix = output_prefix(self.config.backend.outputs, plan.task.name)
