@@ -23,21 +23,19 @@ import anyio.to_thread
 from .._closing import AsyncClosing
 from ..config import Config, load_config
 from ..digest import Digester
-from ..errors import StorageError, TesEngineError, UnsafeReply, redact_url
-from ..storage import Stager, Storage, join_url
-from ..storage.urls import Location, parse_url
+from ..errors import TesEngineError
+from ..storage import Stager, Storage
 from ..tes import TesClient
 from ..tes import models as wire
 from ..testing import poll_interval
 from .batch import status_source
 from .events import EngineEvents, NullEvents, TransferProgress, emit
+from .logs import TaskLogs, task_logs
 from .outputs import OutputCache, RemoteDirectory, RemoteFile
 from .poller import Sleep, StatusSource, poll
+from .recover import recover
 from .request import (
-    LOG_OUTPUT,
-    PREFIX_TAG,
     RUN_TAG,
-    OutputTarget,
     build_task,
     logs_url,
     output_prefix,
@@ -161,10 +159,20 @@ class TesBackend(AsyncClosing):
         """
         self._check_open()
         task = await self.client.get_task(task_id, wire.View.BASIC)
-        submission = _recover(task, outputs, self.config.backend.outputs)
+        submission = recover(task, outputs, self.config.backend.outputs)
         # Tasks of an earlier process carry its run tag: batched polling lists that one too.
         self._status.watch(submission.task_id, (task.tags or {}).get(RUN_TAG))
         return self._track(TaskRun(self, task.name or task_id, submission, None))
+
+    async def logs(self, task_id: str) -> TaskLogs:
+        """The stdout and stderr of every executor of ``task_id``.
+
+        The full streams captured under the task's output prefix where they
+        exist (the prefix must lie under this backend's ``outputs``), else the
+        tails the server keeps; :attr:`ExecutorLogs.captured` says which.
+        """
+        self._check_open()
+        return await task_logs(self.client, self.reader, self.config.backend.outputs, task_id)
 
     def remote_file(self, url: str) -> RemoteFile:
         """A lazy, cached view of any object URL this backend can read."""
@@ -249,59 +257,6 @@ class TesBackend(AsyncClosing):
             return await poll(run, self._status, interval, self._sleep)
         finally:
             self._runs.discard(run)
-
-
-def _recover(task: wire.Task, names: Mapping[str, str] | None, outputs: str) -> Submission:
-    task_id = task.id or ""
-    tagged = (task.tags or {}).get(PREFIX_TAG, "")
-    prefix = _under_outputs(tagged, outputs, task_id, "output prefix") if tagged else ""
-    base = prefix.partition("?")[0].rstrip("/") + "/"
-    targets: list[OutputTarget] = []
-    for output in task.outputs or []:
-        directory = output.type is wire.FileType.DIRECTORY
-        if names is not None:
-            name = next((n for n, p in names.items() if p.rstrip("/") == output.path), None)
-            if not name:
-                continue
-        url = _under_outputs(output.url, outputs, task_id, f"output {output.path}")
-        if names is None:
-            bare = url.partition("?")[0]
-            name = bare.removeprefix(base) if prefix else output.path.rsplit("/", 1)[-1]
-        if name and name != LOG_OUTPUT:
-            targets.append(OutputTarget(name, url, directory))
-    return Submission(task_id, prefix, tuple(targets), logs_url(prefix) if prefix else "")
-
-
-def _under_outputs(url: str, outputs: str, task_id: str, what: str) -> str:
-    """``url`` rebuilt on the configured ``outputs`` URL; UnsafeReply unless it lies under it.
-
-    Rebuilt, not passed on: the host form and query string (credentials,
-    a SAS) of what is read come from the configuration, never from the server.
-    """
-    try:
-        rel = _relative_key(parse_url(url), parse_url(outputs))
-    except StorageError:
-        rel = None
-    if rel is None:
-        raise UnsafeReply(
-            f"task {task_id}: {what} {redact_url(url)} is not under this backend's"
-            f" outputs {redact_url(outputs)}: refused"
-        )
-    return join_url(outputs, rel)
-
-
-def _relative_key(loc: Location, root: Location) -> str | None:
-    """The key of ``loc`` relative to ``root``'s, or None if it is not strictly beneath it."""
-    if (loc.provider, loc.account, loc.bucket) != (root.provider, root.account, root.bucket):
-        return None
-    if any(part in (".", "..") for part in loc.key.split("/")):
-        return None  # a file:// store would resolve these out of the prefix
-    base = root.key.strip("/")
-    key = loc.key.rstrip("/")
-    if base and not key.startswith(base + "/"):
-        return None
-    rel = key[len(base) :].lstrip("/")
-    return rel or None
 
 
 async def _close_all(*closers: Any) -> None:
