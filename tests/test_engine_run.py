@@ -140,3 +140,26 @@ async def test_a_cancel_the_server_refuses_is_logged_on_close(
         caplog.set_level(logging.WARNING, logger="tesengine.engine")
     assert f"could not cancel task {run.id}" in caplog.text
     assert (await _state(slow, run.id)).is_active  # the request never got through
+
+
+class CountingClient(TesClient):
+    """A real client that counts how often it was closed."""
+
+    closes = 0
+
+    async def aclose(self) -> None:
+        self.closes += 1
+        await super().aclose()
+
+
+async def test_the_backend_closes_what_it_made_not_what_it_was_given(
+    brief: LocalTesServer, tmp_path: Path
+) -> None:
+    config = file_config(brief.url, tmp_path / "storage", tmp_path / "cache")
+    async with CountingClient(brief.url) as client:
+        async with TesBackend(config, client=client) as backend:
+            run = await backend.submit(TASK)
+            await run
+        assert client.closes == 0  # the caller's to close
+        assert (await client.get_task(run.id)).current_state is State.COMPLETE
+    assert client.closes == 1

@@ -5,8 +5,9 @@ exists?, upload), builds the TES request with a unique output prefix, creates
 the task and returns a :class:`TaskRun` at once; one poller coroutine per
 task then resolves it, reading states from one shared
 :class:`~tesengine.engine.batch.BatchStatus` (one tag-filtered listing per
-interval) or per task, as ``polling`` says. Leaving ``async with`` cancels (or leaves, per
-``on_close``) what is still in flight and closes every session.
+interval) or per task, as ``polling`` says. Leaving ``async with`` cancels (or
+leaves, per ``on_close``) what is still in flight and closes what the backend
+created: a client, storage or status source passed in is the caller's to close.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 import anyio.to_thread
 
@@ -28,7 +29,7 @@ from ..storage import Stager, Storage
 from ..tes import TesClient
 from ..tes import models as wire
 from ..testing import poll_interval
-from .batch import status_source
+from .batch import ListingClient, status_source
 from .events import EngineEvents, NullEvents, TransferProgress, emit
 from .logs import TaskLogs, task_logs
 from .outputs import OutputCache, RemoteDirectory, RemoteFile
@@ -48,6 +49,25 @@ from .validate import Plan, validate, validate_all
 log = logging.getLogger("tesengine.engine")
 
 
+class TaskClient(ListingClient, Protocol):
+    """What a backend asks of its TES client; a :class:`~tesengine.tes.TesClient` is one.
+
+    Pass your own (``TesBackend(config, client=...)``) to share one between
+    backends or to stand in for a server; you close it, not the backend.
+    """
+
+    async def create_task(self, task: wire.Task) -> str: ...
+    async def cancel_task(self, task_id: str) -> None: ...
+    async def service_info(self) -> wire.ServiceInfo: ...
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+_R = TypeVar("_R", bound=_Closable)
+
+
 class TesBackend(AsyncClosing):
     """Runs tasks on one TES server. Use as ``async with TesBackend(config) as backend``."""
 
@@ -57,7 +77,7 @@ class TesBackend(AsyncClosing):
         *,
         events: EngineEvents | None = None,
         progress: TransferProgress | None = None,
-        client: TesClient | None = None,
+        client: TaskClient | None = None,
         storage: Storage | None = None,
         status: StatusSource | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -67,9 +87,11 @@ class TesBackend(AsyncClosing):
         self.run_tag = uuid.uuid4().hex
         self.preempted_retries = config.backend.preempted_retries
         cache = config.backend.resolved_cache_dir
-        self.client = client or TesClient.from_config(config)
-        self.storage = storage or Storage(config.storage)
-        self.digester = Digester.from_config(config.backend, progress=progress)
+        #: What this backend created, closed in reverse order; injected parts are the caller's.
+        self._owned: list[Callable[[], Awaitable[None]]] = []
+        self.client: TaskClient = client or self._own(TesClient.from_config(config))
+        self.storage = storage or self._own(Storage(config.storage))
+        self.digester = self._own(Digester.from_config(config.backend, progress=progress))
         self.stager = Stager(
             self.storage,
             self.digester,
@@ -78,7 +100,9 @@ class TesBackend(AsyncClosing):
             progress=progress,
         )
         self.reader = OutputCache(self.storage, cache / "outputs")
-        self._status = status or status_source(config.backend.polling, self.client, sleep)
+        # Created last, closed first: its loop may be mid-request on the client.
+        source = status or self._own(status_source(config.backend.polling, self.client, sleep))
+        self._status = source
         self._sleep = sleep
         self._runs: set[TaskRun] = set()
         self._cancels: set[asyncio.Task[None]] = set()
@@ -104,10 +128,12 @@ class TesBackend(AsyncClosing):
         """Validate, stage and create ``task``; return its handle at once.
 
         Raises :class:`~tesengine.InvalidTask` before any upload or request
-        when the task is malformed.
+        when the task is malformed. Validation stats local inputs on the
+        event loop (a few calls per task); for many tasks, :meth:`submit_many`
+        validates them all in one worker thread.
         """
         self._check_open()
-        plan = await anyio.to_thread.run_sync(validate, task)  # validation stats local paths
+        plan = validate(task)
         (staged,) = await self._stage([plan])
         return self._track(self._run(plan, staged, await self._create(plan, staged)))
 
@@ -199,7 +225,7 @@ class TesBackend(AsyncClosing):
             log.warning("could not cancel task %s: %s", task_id, exc)
 
     async def aclose(self) -> None:
-        """Cancel or leave in-flight tasks (``on_close``), then close every session."""
+        """Cancel or leave in-flight tasks (``on_close``), then close what this backend created."""
         if self._closed:
             return
         self._closed = True
@@ -214,10 +240,14 @@ class TesBackend(AsyncClosing):
         for run in live:
             run.stop_polling()
         await asyncio.gather(*(run.wait_stopped() for run in live), *self._cancels)
-        await self._status.aclose()  # before the client: its loop may be mid-request
-        await _close_all(self.client.aclose(), self.storage.aclose(), self.digester.aclose())
+        for close in reversed(self._owned):
+            await _closed_quietly(close)
 
     # -- internals --------------------------------------------------------
+
+    def _own(self, resource: _R) -> _R:
+        self._owned.append(resource.aclose)
+        return resource
 
     def _check_open(self) -> None:
         if self._closed:
@@ -259,8 +289,8 @@ class TesBackend(AsyncClosing):
             self._runs.discard(run)
 
 
-async def _close_all(*closers: Any) -> None:
-    results = await asyncio.gather(*closers, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            log.warning("error while closing: %s", result)
+async def _closed_quietly(close: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await close()
+    except Exception as exc:  # one failing close must not leave the others open
+        log.warning("error while closing: %s", exc)
