@@ -58,7 +58,7 @@ async def main(config_path: str | None) -> None:
                 )
             )
             results = await asyncio.gather(*runs)
-            counts = await asyncio.gather(*(r.outputs["n"].read_text() for r in results))
+            counts = await asyncio.gather(*(r.file("n").read_text() for r in results))
     total = sum(int(c) for c in counts)
     print(f"{len(results)} tasks complete; {total} words in all")
 

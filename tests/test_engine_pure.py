@@ -173,6 +173,21 @@ def test_interpret_complete() -> None:
     assert isinstance(result.outputs["d"], RemoteDirectory)
     assert result.outputs["d"].url == "s3://b/p/d"
     assert result.end_time == "2026-01-01T00:00:09Z"
+    assert result.file("n") is result.outputs["n"]
+    assert result.directory("d") is result.outputs["d"]
+
+
+def test_typed_outputs_name_the_output_on_a_wrong_kind_or_name() -> None:
+    targets = output_targets(
+        validate(make(outputs={"n": "/o/n", "d": "/o/d/"})).outputs, "s3://b/p"
+    )
+    result = interpret(_full("COMPLETE", (0, "")), "count", make_outputs(targets, None), None)
+    with pytest.raises(TypeError, match=r"output 'd' is a directory: use result.directory\('d'\)"):
+        result.file("d")
+    with pytest.raises(TypeError, match=r"output 'n' is a file: use result.file\('n'\)"):
+        result.directory("n")
+    with pytest.raises(KeyError, match=r"task 'count' has no output 'm' \(declared: 'd', 'n'\)"):
+        result.file("m")
 
 
 def test_interpret_executor_error_one_line() -> None:

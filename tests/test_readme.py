@@ -60,3 +60,21 @@ def test_readme_api_example_runs_on_the_embedded_backend(tmp_path: Path) -> None
     assert [line for line in lines[3:] if line] == ["3"]
     runs = list((tmp_path / "cache" / "tesengine" / "embedded" / "runs").iterdir())
     assert len(runs) == 1
+
+
+def test_readme_python_examples_pass_mypy_strict(tmp_path: Path) -> None:
+    """What an embedder copies type-checks: e.g. an output read without a cast."""
+    for index, source in enumerate(BLOCKS):
+        (tmp_path / f"readme_{index}.py").write_text(source)
+    cache = ("--cache-dir", str(tmp_path / ".mypy_cache"))
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", *cache]
+    result = subprocess.run(
+        [*mypy, str(tmp_path)],
+        cwd=REPO,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

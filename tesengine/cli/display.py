@@ -36,7 +36,7 @@ from ..tes.models import State
 from .safe_text import visible
 
 if TYPE_CHECKING:
-    from ..engine import TaskRun
+    from ..engine.events import RunInfo
     from ..storage import StageResult
 
 
@@ -109,11 +109,11 @@ class Display:
 
     # -- EngineEvents -----------------------------------------------------------
 
-    def task_submitted(self, run: TaskRun) -> None:
+    def task_submitted(self, run: RunInfo) -> None:
         self._states[run.id] = run.state
         self._event(f"submitted {run.name} (task {run.id})")
 
-    def task_state(self, run: TaskRun, state: State) -> None:
+    def task_state(self, run: RunInfo, state: State) -> None:
         self._states[run.id] = state
         self._event(f"{run.name}: {state.value}")
 

@@ -11,8 +11,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..engine import RemoteDirectory, TaskResult, TesBackend
-from ..engine.request import PREFIX_TAG, logs_url
+from ..engine import TaskResult, TesBackend
 from ..errors import TaskFailed, TesEngineError
 from .safe_text import make_visible
 
@@ -75,33 +74,15 @@ async def _captured(result: TaskResult, name: str, tail: str) -> bytes:
 async def failed_streams(backend: TesBackend, exc: TaskFailed) -> CommandStreams | None:
     """A failed task's stdout and stderr: the captured logs where the server kept
     them, else its tails (a server may not deliver any output of a failed task)."""
-    from ..tes import View
-
     try:
-        task = await backend.client.get_task(exc.task_id, View.FULL)
+        logs = await backend.logs(exc.task_id)
     except TesEngineError:
         return None
-    last = task.logs[-1] if task.logs else None
-    tails = list(last.logs) if last else []
-    prefix = (task.tags or {}).get(PREFIX_TAG)
-    logs = backend.remote_directory(logs_url(prefix)) if prefix else None
-    out: list[bytes] = []
-    err: list[bytes] = []
-    for index, log in enumerate(tails):
-        out.append(await _read(logs, f"{index}.stdout", log.stdout or ""))
-        err.append(await _read(logs, f"{index}.stderr", log.stderr or ""))
-    if not any(out) and not any(err):
+    out = b"".join(e.stdout for e in logs.executors)
+    err = b"".join(e.stderr for e in logs.executors)
+    if not out and not err:
         return None  # nothing to show: the failure's one line says it all
-    return CommandStreams(b"".join(out), b"".join(err))
-
-
-async def _read(logs: RemoteDirectory | None, name: str, tail: str) -> bytes:
-    if logs is None:
-        return tail.encode()
-    try:
-        return await logs.file(name).read_bytes()
-    except TesEngineError:
-        return tail.encode()  # not delivered: the server's tail is what there is
+    return CommandStreams(out, err)
 
 
 def task_exit_status(outcomes: Iterable[TaskResult | BaseException]) -> int:

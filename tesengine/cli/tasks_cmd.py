@@ -9,9 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..config import Config
-from ..engine.request import PREFIX_TAG, logs_url
-from ..errors import AuthError, StorageError, TesApiError, TesError, redact_url
-from ..storage import Storage, join_url
+from ..errors import AuthError, TesApiError, TesError, redact_url
+from ..storage import Storage
 from ..tes import View
 from ..tes import models as wire
 from . import aio, json_out
@@ -154,14 +153,25 @@ async def _list(client: TaskSource, _config: Config, args: argparse.Namespace) -
 
 
 async def _logs(client: TaskSource, config: Config, args: argparse.Namespace) -> int:
-    task = await client.get_task(args.task_id, View.FULL)
-    captured = await _captured_logs(task, config)
-    tails = _server_tails(task)
-    streams = captured or tails
+    from ..engine.logs import task_logs
+    from ..engine.outputs import OutputCache
+
+    storage = Storage(config.storage)
+    try:
+        reader = OutputCache(storage, config.backend.resolved_cache_dir / "outputs")
+        logs = await task_logs(client, reader, config.backend.outputs, args.task_id)
+    finally:
+        await storage.aclose()
+    streams = {
+        f"executor {e.index} {name}": data.decode(errors="replace")
+        for e in logs.executors
+        for name, data in (("stdout", e.stdout), ("stderr", e.stderr))
+    }
     if args.json:
-        print(json.dumps({"id": task.id, "captured": bool(captured), "logs": streams}, indent=2))
+        doc = {"id": logs.task_id, "captured": logs.captured, "logs": streams}
+        print(json.dumps(doc, indent=2))
         return 0
-    _say_if_unfinished(task, bool(streams and any(streams.values())))
+    _say_if_unfinished(logs.task_id, logs.state, any(streams.values()))
     for label, text in streams.items():
         _header(label)
         _print_log(text)
@@ -180,42 +190,10 @@ def _print_log(text: str) -> None:
     print(shown, end="" if shown.endswith("\n") or not shown else "\n", flush=True)
 
 
-def _say_if_unfinished(task: wire.Task, any_output: bool) -> None:
+def _say_if_unfinished(task_id: str, state: wire.State, any_output: bool) -> None:
     """A task still running has only partial logs, or none yet: say so on stderr."""
-    state = task.current_state
     if state.is_final:
         return
     so_far = "logs so far" if any_output else "no log output yet"
-    line = f"tesengine: task {task.id} is {state.value}: {so_far}"
+    line = f"tesengine: task {task_id} is {state.value}: {so_far}"
     print(visible(line, sys.stderr), file=sys.stderr)
-
-
-async def _captured_logs(task: wire.Task, config: Config) -> dict[str, str]:
-    """The executors' full stdout/stderr, as captured under the task's output prefix."""
-    prefix = (task.tags or {}).get(PREFIX_TAG)
-    if not prefix:
-        return {}
-    streams: dict[str, str] = {}
-    storage = Storage(config.storage)
-    try:
-        for index in range(len(task.executors)):
-            for stream in ("stdout", "stderr"):
-                url = join_url(logs_url(prefix), f"{index}.{stream}")
-                try:
-                    data = await storage.read_bytes(url)
-                except StorageError:
-                    continue
-                streams[f"executor {index} {stream}"] = data.decode(errors="replace")
-    finally:
-        await storage.aclose()
-    return streams
-
-
-def _server_tails(task: wire.Task) -> dict[str, str]:
-    """The (possibly truncated) log tails the server keeps."""
-    last = task.logs[-1] if task.logs else None
-    streams: dict[str, str] = {}
-    for index, log in enumerate(last.logs if last else []):
-        streams[f"executor {index} stdout"] = log.stdout or ""
-        streams[f"executor {index} stderr"] = log.stderr or ""
-    return streams

@@ -5,8 +5,9 @@ exists?, upload), builds the TES request with a unique output prefix, creates
 the task and returns a :class:`TaskRun` at once; one poller coroutine per
 task then resolves it, reading states from one shared
 :class:`~tesengine.engine.batch.BatchStatus` (one tag-filtered listing per
-interval) or per task, as ``polling`` says. Leaving ``async with`` cancels (or leaves, per
-``on_close``) what is still in flight and closes every session.
+interval) or per task, as ``polling`` says. Leaving ``async with`` cancels (or
+leaves, per ``on_close``) what is still in flight and closes what the backend
+created: a client, storage or status source passed in is the caller's to close.
 """
 
 from __future__ import annotations
@@ -15,27 +16,27 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, cast
+
+import anyio.to_thread
 
 from .._closing import AsyncClosing
 from ..config import Config, load_config
 from ..digest import Digester
-from ..errors import StorageError, TesEngineError, UnsafeReply, redact_url
-from ..storage import Stager, Storage, join_url
-from ..storage.urls import parse_url
+from ..errors import TesEngineError
+from ..storage import Stager, Storage
 from ..tes import TesClient
 from ..tes import models as wire
 from ..testing import poll_interval
-from .batch import status_source
+from .batch import ListingClient, status_source
 from .events import EngineEvents, NullEvents, TransferProgress, emit
+from .logs import TaskLogs, task_logs
 from .outputs import OutputCache, RemoteDirectory, RemoteFile
 from .poller import Sleep, StatusSource, poll
+from .recover import recover
 from .request import (
-    LOG_OUTPUT,
-    PREFIX_TAG,
     RUN_TAG,
-    OutputTarget,
     build_task,
     logs_url,
     output_prefix,
@@ -43,9 +44,28 @@ from .request import (
 )
 from .run import Submission, TaskRun
 from .spec import Task
-from .validate import Plan, validate
+from .validate import Plan, validate, validate_all
 
 log = logging.getLogger("tesengine.engine")
+
+
+class TaskClient(ListingClient, Protocol):
+    """What a backend asks of its TES client; a :class:`~tesengine.tes.TesClient` is one.
+
+    Pass your own (``TesBackend(config, client=...)``) to share one between
+    backends or to stand in for a server; you close it, not the backend.
+    """
+
+    async def create_task(self, task: wire.Task) -> str: ...
+    async def cancel_task(self, task_id: str) -> None: ...
+    async def service_info(self) -> wire.ServiceInfo: ...
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+_R = TypeVar("_R", bound=_Closable)
 
 
 class TesBackend(AsyncClosing):
@@ -57,7 +77,7 @@ class TesBackend(AsyncClosing):
         *,
         events: EngineEvents | None = None,
         progress: TransferProgress | None = None,
-        client: TesClient | None = None,
+        client: TaskClient | None = None,
         storage: Storage | None = None,
         status: StatusSource | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -67,9 +87,11 @@ class TesBackend(AsyncClosing):
         self.run_tag = uuid.uuid4().hex
         self.preempted_retries = config.backend.preempted_retries
         cache = config.backend.resolved_cache_dir
-        self.client = client or TesClient.from_config(config)
-        self.storage = storage or Storage(config.storage)
-        self.digester = Digester.from_config(config.backend, progress=progress)
+        #: What this backend created, closed in reverse order; injected parts are the caller's.
+        self._owned: list[Callable[[], Awaitable[None]]] = []
+        self.client: TaskClient = client or self._own(TesClient.from_config(config))
+        self.storage = storage or self._own(Storage(config.storage))
+        self.digester = self._own(Digester.from_config(config.backend, progress=progress))
         self.stager = Stager(
             self.storage,
             self.digester,
@@ -78,9 +100,12 @@ class TesBackend(AsyncClosing):
             progress=progress,
         )
         self.reader = OutputCache(self.storage, cache / "outputs")
-        self._status = status or status_source(config.backend.polling, self.client, sleep)
+        # Created last, closed first: its loop may be mid-request on the client.
+        source = status or self._own(status_source(config.backend.polling, self.client, sleep))
+        self._status = source
         self._sleep = sleep
         self._runs: set[TaskRun] = set()
+        self._cancels: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @classmethod
@@ -103,17 +128,50 @@ class TesBackend(AsyncClosing):
         """Validate, stage and create ``task``; return its handle at once.
 
         Raises :class:`~tesengine.InvalidTask` before any upload or request
-        when the task is malformed.
+        when the task is malformed. Validation stats local inputs on the
+        event loop (a few calls per task); for many tasks, :meth:`submit_many`
+        validates them all in one worker thread.
         """
         self._check_open()
         plan = validate(task)
-        staged = await self._stage(plan)
-        submission = await self._create(plan, staged)
+        (staged,) = await self._stage([plan])
+        return self._track(self._run(plan, staged, await self._create(plan, staged)))
 
-        async def resubmit() -> Submission:
-            return await self._create(plan, staged)
+    async def submit_many(self, tasks: Sequence[Task]) -> list[TaskRun]:
+        """Validate, stage and create every task; their handles, in the order given.
 
-        return self._track(TaskRun(self, task.name, submission, resubmit))
+        All tasks are validated first (off the event loop), and one
+        :class:`~tesengine.InvalidTask` names every bad one by index
+        (``tasks[3]: ...``) before anything is uploaded or created. The local
+        inputs of all tasks are then staged in one batch, and the tasks are
+        created at most ``max_concurrency`` at a time. If a create fails, the
+        tasks already created are cancelled and that error is raised.
+        """
+        self._check_open()
+        plans = await anyio.to_thread.run_sync(validate_all, list(tasks))
+        staged = await self._stage(plans)
+        limit = asyncio.Semaphore(self.config.backend.max_concurrency)
+
+        async def create(plan: Plan, inputs: dict[str, str]) -> Submission:
+            async with limit:
+                return await self._create(plan, inputs)
+
+        # Every create runs to its end: one cancelled in flight might still
+        # exist on the server, with nobody left to cancel it.
+        created = await asyncio.gather(
+            *(create(p, i) for p, i in zip(plans, staged, strict=True)), return_exceptions=True
+        )
+        failed = next((c for c in created if isinstance(c, BaseException)), None)
+        if failed is not None:
+            for submission in created:
+                if isinstance(submission, Submission):
+                    self._status.unwatch(submission.task_id)
+                    self.cancel_in_background(submission.task_id)
+            raise failed
+        return [
+            self._track(self._run(plan, inputs, cast(Submission, submission)))
+            for plan, inputs, submission in zip(plans, staged, created, strict=True)
+        ]
 
     async def attach(self, task_id: str, outputs: Mapping[str, str] | None = None) -> TaskRun:
         """A handle for a task submitted earlier, possibly by another process.
@@ -127,10 +185,20 @@ class TesBackend(AsyncClosing):
         """
         self._check_open()
         task = await self.client.get_task(task_id, wire.View.BASIC)
-        submission = _recover(task, outputs, self.config.backend.outputs)
+        submission = recover(task, outputs, self.config.backend.outputs)
         # Tasks of an earlier process carry its run tag: batched polling lists that one too.
         self._status.watch(submission.task_id, (task.tags or {}).get(RUN_TAG))
         return self._track(TaskRun(self, task.name or task_id, submission, None))
+
+    async def logs(self, task_id: str) -> TaskLogs:
+        """The stdout and stderr of every executor of ``task_id``.
+
+        The full streams captured under the task's output prefix where they
+        exist (the prefix must lie under this backend's ``outputs``), else the
+        tails the server keeps; :attr:`ExecutorLogs.captured` says which.
+        """
+        self._check_open()
+        return await task_logs(self.client, self.reader, self.config.backend.outputs, task_id)
 
     def remote_file(self, url: str) -> RemoteFile:
         """A lazy, cached view of any object URL this backend can read."""
@@ -144,8 +212,20 @@ class TesBackend(AsyncClosing):
         """Ask the server to cancel ``task_id``."""
         await self.client.cancel_task(task_id)
 
+    def cancel_in_background(self, task_id: str) -> None:
+        """Ask the server to cancel ``task_id`` without waiting; :meth:`aclose` waits for it."""
+        cancel = asyncio.ensure_future(self._cancel_logged(task_id))
+        self._cancels.add(cancel)
+        cancel.add_done_callback(self._cancels.discard)
+
+    async def _cancel_logged(self, task_id: str) -> None:
+        try:
+            await self.cancel_remote(task_id)
+        except Exception as exc:  # nobody awaits this task: say why here
+            log.warning("could not cancel task %s: %s", task_id, exc)
+
     async def aclose(self) -> None:
-        """Cancel or leave in-flight tasks (``on_close``), then close every session."""
+        """Cancel or leave in-flight tasks (``on_close``), then close what this backend created."""
         if self._closed:
             return
         self._closed = True
@@ -159,26 +239,34 @@ class TesBackend(AsyncClosing):
                     log.warning("could not cancel task %s on close: %s", run.id, result)
         for run in live:
             run.stop_polling()
-        await asyncio.gather(*(run.wait_stopped() for run in live))
-        await self._status.aclose()  # before the client: its loop may be mid-request
-        await _close_all(self.client.aclose(), self.storage.aclose(), self.digester.aclose())
+        await asyncio.gather(*(run.wait_stopped() for run in live), *self._cancels)
+        for close in reversed(self._owned):
+            await _closed_quietly(close)
 
     # -- internals --------------------------------------------------------
+
+    def _own(self, resource: _R) -> _R:
+        self._owned.append(resource.aclose)
+        return resource
 
     def _check_open(self) -> None:
         if self._closed:
             raise TesEngineError("this TesBackend is closed")
 
-    async def _stage(self, plan: Plan) -> dict[str, str]:
-        if not plan.local:
-            return {}
-        results = await self.stager.stage_many([item.local for item in plan.local])
+    async def _stage(self, plans: Sequence[Plan]) -> list[dict[str, str]]:
+        """Stage the local inputs of every plan in one batch: container path -> URL, per plan."""
+        items = [item for plan in plans for item in plan.local]
+        results = await self.stager.stage_many([item.local for item in items]) if items else []
         for result in results:
             emit(self.events.input_staged, result)
-        return {
-            item.container_path: result.url
-            for item, result in zip(plan.local, results, strict=True)
-        }
+        urls = iter(results)
+        return [{item.container_path: next(urls).url for item in plan.local} for plan in plans]
+
+    def _run(self, plan: Plan, staged: dict[str, str], submission: Submission) -> TaskRun:
+        async def resubmit() -> Submission:
+            return await self._create(plan, staged)
+
+        return TaskRun(self, plan.task.name, submission, resubmit)
 
     async def _create(self, plan: Plan, staged: dict[str, str]) -> Submission:
         prefix = output_prefix(self.config.backend.outputs, plan.task.name)
@@ -190,7 +278,7 @@ class TesBackend(AsyncClosing):
     def _track(self, run: TaskRun) -> TaskRun:
         self._runs.add(run)
         emit(self.events.task_submitted, run)
-        run.start(self._poll(run))
+        run._start(self._poll(run))
         return run
 
     async def _poll(self, run: TaskRun) -> Any:
@@ -201,47 +289,8 @@ class TesBackend(AsyncClosing):
             self._runs.discard(run)
 
 
-def _recover(task: wire.Task, names: Mapping[str, str] | None, outputs: str) -> Submission:
-    task_id = task.id or ""
-    tagged = (task.tags or {}).get(PREFIX_TAG, "")
-    prefix = _under_outputs(tagged, outputs, task_id, "output prefix") if tagged else ""
-    root = parse_url(prefix) if prefix else None
-    targets: list[OutputTarget] = []
-    for output in task.outputs or []:
-        directory = output.type is wire.FileType.DIRECTORY
-        if names is not None:
-            name = next((n for n, p in names.items() if p.rstrip("/") == output.path), None)
-            if not name:
-                continue
-        url = _under_outputs(output.url, outputs, task_id, f"output {output.path}")
-        if names is None:
-            fallback = output.path.rsplit("/", 1)[-1]
-            name = parse_url(url).relative_to(root) if root is not None else fallback
-        if name and name != LOG_OUTPUT:
-            targets.append(OutputTarget(name, url, directory))
-    return Submission(task_id, prefix, tuple(targets), logs_url(prefix) if prefix else "")
-
-
-def _under_outputs(url: str, outputs: str, task_id: str, what: str) -> str:
-    """``url`` rebuilt on the configured ``outputs`` URL; UnsafeReply unless it lies under it.
-
-    Rebuilt, not passed on: the host form and query string (credentials,
-    a SAS) of what is read come from the configuration, never from the server.
-    """
+async def _closed_quietly(close: Callable[[], Awaitable[None]]) -> None:
     try:
-        rel = parse_url(url).relative_to(parse_url(outputs))
-    except StorageError:
-        rel = None
-    if rel is None:
-        raise UnsafeReply(
-            f"task {task_id}: {what} {redact_url(url)} is not under this backend's"
-            f" outputs {redact_url(outputs)}: refused"
-        )
-    return join_url(outputs, rel)
-
-
-async def _close_all(*closers: Any) -> None:
-    results = await asyncio.gather(*closers, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            log.warning("error while closing: %s", result)
+        await close()
+    except Exception as exc:  # one failing close must not leave the others open
+        log.warning("error while closing: %s", exc)

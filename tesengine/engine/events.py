@@ -12,19 +12,37 @@ from ..tes.models import State
 
 if TYPE_CHECKING:
     from ..storage import StageResult
-    from .run import TaskRun
 
 log = logging.getLogger("tesengine.engine")
+
+
+class RunInfo(Protocol):
+    """What a hook may read of a run (a :class:`~tesengine.TaskRun` is one)."""
+
+    @property
+    def name(self) -> str:
+        """The task's name."""
+        ...
+
+    @property
+    def id(self) -> str:
+        """The server's task id."""
+        ...
+
+    @property
+    def state(self) -> State:
+        """The last state observed."""
+        ...
 
 
 @runtime_checkable
 class EngineEvents(Protocol):
     """Hooks called on the event loop; they must return quickly and not raise."""
 
-    def task_submitted(self, run: TaskRun) -> None:
+    def task_submitted(self, run: RunInfo) -> None:
         """A task was created on the server."""
 
-    def task_state(self, run: TaskRun, state: State) -> None:
+    def task_state(self, run: RunInfo, state: State) -> None:
         """A poll observed a new state for ``run``."""
 
     def input_staged(self, result: StageResult) -> None:
@@ -38,10 +56,10 @@ class TransferProgress(DigestProgress, StagingProgress, Protocol):
 class NullEvents:
     """Ignores every event."""
 
-    def task_submitted(self, run: TaskRun) -> None:
+    def task_submitted(self, run: RunInfo) -> None:
         pass
 
-    def task_state(self, run: TaskRun, state: State) -> None:
+    def task_state(self, run: RunInfo, state: State) -> None:
         pass
 
     def input_staged(self, result: StageResult) -> None:

@@ -65,14 +65,14 @@ async def poll(run: TaskRun, source: StatusSource, interval: float, sleep: Sleep
             state = await _read_state(run, source, interval)
             if state is None:
                 continue
-            run.observe(state)
+            run._observe(state)
             if state is State.PREEMPTED:
                 old = run.id
-                if await run.resubmit_after_preemption():
+                if await run._resubmit_after_preemption():
                     source.unwatch(old)
                     continue
             if state.is_final:
-                return run.finish(await _read_full(run, source, interval, sleep))
+                return run._finish(await _read_full(run, source, interval, sleep))
     finally:
         source.unwatch(run.id)
 
@@ -84,7 +84,7 @@ async def _read_state(run: TaskRun, source: StatusSource, interval: float) -> St
         log.warning("task %s: polling failed, will retry: %s", run.id, exc)
     except TesApiError as exc:
         if exc.status == 404:
-            raise run.lost(f"the server no longer knows task {run.id}") from None
+            raise run._lost(f"the server no longer knows task {run.id}") from None
         log.warning("task %s: polling got %s, will retry", run.id, exc)
     return None
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ..errors import TaskFailed
 from ..redact import redact_repr
 from ..tes import models as wire
 from .outputs import OutputReader, RemoteDirectory, RemoteFile
 from .request import OutputTarget
+
+_Out = TypeVar("_Out", RemoteFile, RemoteDirectory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,34 @@ class TaskResult:
     def exit_codes(self) -> tuple[int | None, ...]:
         """Exit code of every executor, in order."""
         return tuple(e.exit_code for e in self.executors)
+
+    def file(self, name: str) -> RemoteFile:
+        """The output file declared as ``name``.
+
+        Raises ``KeyError`` naming the declared outputs when there is no such
+        output, ``TypeError`` when ``name`` is a directory.
+        """
+        return _output(self, name, RemoteFile)
+
+    def directory(self, name: str) -> RemoteDirectory:
+        """The output directory declared as ``name`` (errors as :meth:`file`)."""
+        return _output(self, name, RemoteDirectory)
+
+
+def _output(result: TaskResult, name: str, kind: type[_Out]) -> _Out:
+    try:
+        value = result.outputs[name]
+    except KeyError:
+        declared = ", ".join(repr(n) for n in sorted(result.outputs)) or "none"
+        raise KeyError(
+            f"task {result.name!r} has no output {name!r} (declared: {declared})"
+        ) from None
+    if not isinstance(value, kind):
+        what, ask = ("a directory", "directory") if kind is RemoteFile else ("a file", "file")
+        raise TypeError(
+            f"task {result.name!r}: output {name!r} is {what}: use result.{ask}({name!r})"
+        )
+    return value
 
 
 def executor_results(task: wire.Task) -> tuple[ExecutorResult, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +40,7 @@ class _Owner(Protocol):
     preempted_retries: int
 
     async def cancel_remote(self, task_id: str) -> None: ...
+    def cancel_in_background(self, task_id: str) -> None: ...
 
 
 Resubmit = Callable[[], Awaitable[Submission]]
@@ -48,14 +49,23 @@ Resubmit = Callable[[], Awaitable[Submission]]
 class TaskRun:
     """A task on the server. ``await run`` gives its :class:`TaskResult`.
 
-    Cancelling the coroutine that awaits a run cancels the remote task too.
+    ``await run.wait_for(State.RUNNING)`` waits for a state, and
+    ``async for state in run.states()`` follows every change, so nobody
+    needs to poll :attr:`state` in a loop.
+
+    Cancelling the coroutine that awaits a run cancels the remote task too:
+    the awaiter returns at once, and the backend sends the cancel request in
+    the background (its ``aclose`` waits for it, or logs why it failed).
     """
 
     def __init__(
         self, owner: _Owner, name: str, submission: Submission, resubmit: Resubmit | None
     ) -> None:
         self.name = name
-        self.state = wire.State.QUEUED
+        self._state = wire.State.QUEUED
+        #: Every state observed, in order: what :meth:`states` replays to each reader.
+        self._history: list[wire.State] = [wire.State.QUEUED]
+        self._changed = asyncio.Event()
         self._owner = owner
         self._submission = submission
         self._resubmit = resubmit
@@ -64,6 +74,11 @@ class TaskRun:
 
     def __repr__(self) -> str:
         return f"<TaskRun {self.name!r} id={self.id} state={self.state.value}>"
+
+    @property
+    def state(self) -> wire.State:
+        """The last state observed (QUEUED until the first poll)."""
+        return self._state
 
     @property
     def id(self) -> str:
@@ -75,10 +90,11 @@ class TaskRun:
         """The unique output prefix of the current execution."""
         return self._submission.prefix
 
-    def start(self, poller: Awaitable[TaskResult]) -> None:
-        """Begin polling (called once by the backend)."""
+    def _start(self, poller: Awaitable[TaskResult]) -> None:
+        """Begin polling (called once, by the backend)."""
         self._poller = asyncio.ensure_future(poller)
         self._poller.add_done_callback(_consume)
+        self._poller.add_done_callback(lambda _: self._changed.set())
 
     def done(self) -> bool:
         """True once the run has a result or an error."""
@@ -88,12 +104,14 @@ class TaskRun:
         return self._wait().__await__()
 
     async def _wait(self) -> TaskResult:
-        assert self._poller is not None, "TaskRun.start() was not called"
+        assert self._poller is not None, "TaskRun._start() was not called"
         try:
             return await asyncio.shield(self._poller)
         except asyncio.CancelledError:
             if not self._poller.done():
-                await asyncio.shield(self.cancel())
+                # Never under the caller's deadline: the request retries for as
+                # long as the retry policy says, which can be a minute.
+                self._owner.cancel_in_background(self.id)
                 self._poller.cancel()
             raise
 
@@ -112,16 +130,54 @@ class TaskRun:
         if self._poller is not None:
             await asyncio.wait([self._poller])
 
-    # -- called by the poller ---------------------------------------------
+    async def states(self) -> AsyncIterator[wire.State]:
+        """Every state of the run from the first, as it is observed.
 
-    def observe(self, state: wire.State) -> None:
+        Ends once the run has ended (its final state is the last one
+        yielded) or has stopped being watched. Each call starts a new
+        iterator from the beginning.
+        """
+        seen = 0
+        while True:
+            while seen < len(self._history):
+                seen += 1
+                yield self._history[seen - 1]
+            if self.done() or self._poller is None:
+                return
+            changed = self._changed
+            await changed.wait()
+
+    async def wait_for(self, *states: wire.State) -> wire.State:
+        """Wait until the run is in one of ``states``; return the state seen.
+
+        If the run ends (or stops being watched) without reaching one of
+        them, its last state is returned instead: compare before relying on it.
+        """
+        wanted = frozenset(states)
+        if self._state in wanted:
+            return self._state
+        async for state in self.states():
+            if state in wanted:
+                return state
+        return self._state
+
+    # -- called by the poller (engine internals) --------------------------
+
+    def _observe(self, state: wire.State) -> None:
         """Record a polled state and tell the event hook when it changed."""
-        if state is not self.state:
-            log.debug("task %s (%s): %s -> %s", self.name, self.id, self.state, state)
-            self.state = state
+        if state is not self._state:
+            log.debug("task %s (%s): %s -> %s", self.name, self.id, self._state, state)
+            self._record(state)
             emit(self._owner.events.task_state, self, state)
 
-    async def resubmit_after_preemption(self) -> bool:
+    def _record(self, state: wire.State) -> None:
+        self._state = state
+        self._history.append(state)
+        # Wake every waiter; later ones wait on a fresh event.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _resubmit_after_preemption(self) -> bool:
         """Resubmit a PREEMPTED task when retries remain; False when they do not."""
         if self._resubmit is None or self._preemptions >= self._owner.preempted_retries:
             return False
@@ -129,19 +185,19 @@ class TaskRun:
         old = self.id
         self._submission = await self._resubmit()
         log.info("task %s preempted (%s); resubmitted as %s", self.name, old, self.id)
-        self.state = wire.State.QUEUED
+        self._record(wire.State.QUEUED)
         emit(self._owner.events.task_submitted, self)
         return True
 
-    def finish(self, task: wire.Task) -> TaskResult:
+    def _finish(self, task: wire.Task) -> TaskResult:
         """Interpret the FULL view of the final state."""
-        self.observe(task.current_state)
+        self._observe(task.current_state)
         reader = self._owner.reader
         outputs = make_outputs(self._submission.targets, reader)
         logs = RemoteDirectory(self._submission.logs_url, reader)
         return interpret(task, self.name, outputs, logs)
 
-    def lost(self, why: str) -> TaskFailed:
+    def _lost(self, why: str) -> TaskFailed:
         """The failure raised when the server lost the task."""
         return TaskFailed(
             f"task {self.name!r} (id {self.id}) UNKNOWN: {why}",

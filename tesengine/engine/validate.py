@@ -11,6 +11,7 @@ import os
 import posixpath
 import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,26 @@ def validate(task: Task) -> Plan:
     for index, volume in enumerate(task.volumes):
         _container_path(volume, where, f"volumes[{index}]")
     return Plan(task, tuple(local), tuple(remote), outputs)
+
+
+def validate_all(tasks: Sequence[Task]) -> list[Plan]:
+    """Check every task; one :class:`InvalidTask` names each bad one by index.
+
+    ``stat`` calls block: call it in a worker thread, not on the event loop.
+    """
+    plans: list[Plan] = []
+    problems: list[str] = []
+    for index, task in enumerate(tasks):
+        try:
+            if not isinstance(task, Task):
+                raise InvalidTask(f"expected a Task, got {type(task).__name__}")
+            plans.append(validate(task))
+        except InvalidTask as exc:
+            problems.append(f"tasks[{index}]: {exc}")
+    if problems:
+        head = f"{len(problems)} of {len(tasks)} tasks are invalid; none was submitted:"
+        raise InvalidTask("\n  ".join([head, *problems]))
+    return plans
 
 
 def _check_executors(task: Task, where: str) -> None:

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from tesengine import TesBackend
 from tesengine.config import BackendConfig, Config
-from tesengine.engine.backend import _under_outputs
+from tesengine.engine.recover import under_outputs as _under_outputs
 from tesengine.errors import (
     ResponseTooLarge,
     TesEngineError,

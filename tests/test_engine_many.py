@@ -1,0 +1,112 @@
+"""``backend.submit_many``: one validation pass, one staging batch, handles in order."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tesengine.engine.validate as validation
+from tesengine import Executor, InvalidTask, Task, TesBackend
+from tesengine.server import LocalTesServer
+from tesengine.storage import StageResult
+from tesengine.tes import State
+from tests.fixtures.proxy import FaultProxy
+from tests.support import file_config
+
+Proxy = Callable[[str], Awaitable[FaultProxy]]
+
+
+class Staged:
+    """An EngineEvents hook that keeps the staging results."""
+
+    def __init__(self) -> None:
+        self.results: list[StageResult] = []
+
+    def task_submitted(self, run: object) -> None:
+        pass
+
+    def task_state(self, run: object, state: State) -> None:
+        pass
+
+    def input_staged(self, result: StageResult) -> None:
+        self.results.append(result)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[LocalTesServer]:
+    async with LocalTesServer(tmp_path / "srv", runtime="noop", max_tasks=16) as srv:
+        yield srv
+
+
+def _task(name: str, **kw: Any) -> Task:
+    return Task(name=name, executors=[Executor("alpine", ["true"])], **kw)
+
+
+def _backend(url: str, tmp_path: Path, **kw: Any) -> TesBackend:
+    config = file_config(url, tmp_path / "storage", tmp_path / "cache")
+    return TesBackend(config, **kw)
+
+
+async def test_runs_come_back_in_order_with_inputs_staged_once(
+    server: LocalTesServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shared.txt"
+    shared.write_text("same bytes for every task")
+    stat_threads: set[str] = set()
+    local = validation._local
+
+    def watched(*args: Any) -> Any:  # the function that stats a local input
+        stat_threads.add(threading.current_thread().name)
+        return local(*args)
+
+    monkeypatch.setattr(validation, "_local", watched)
+    tasks = [
+        _task(f"t{i}", inputs={"/in/shared.txt": shared}, outputs={"o": "/out/o"})
+        for i in range(12)
+    ]
+    events = Staged()
+    async with _backend(server.url, tmp_path, events=events) as backend:
+        runs = await backend.submit_many(tasks)
+        assert [r.name for r in runs] == [t.name for t in tasks]
+        assert len({r.id for r in runs}) == 12
+        results = [await run for run in runs]
+    assert [r.name for r in results] == [t.name for t in tasks]
+    assert all(r.state is State.COMPLETE for r in results)
+    assert len(events.results) == 12  # one staging result per input, in one batch
+    assert sum(r.uploaded for r in events.results) == 1  # the same bytes moved once
+    assert stat_threads  # validation did stat the inputs...
+    assert threading.main_thread().name not in stat_threads  # ...never on the loop
+
+
+async def test_bad_tasks_are_named_by_index_and_none_is_submitted(
+    server: LocalTesServer, tmp_path: Path, fault_proxy: Proxy
+) -> None:
+    proxy = await fault_proxy(server.url)
+    good = tmp_path / "good.txt"
+    good.write_text("g")
+    tasks = [
+        _task("ok", inputs={"/in/g": good}),
+        _task("missing", inputs={"/in/x": tmp_path / "absent.txt"}),
+        _task("ok2", inputs={"/in/g": good}),
+        _task("relative", outputs={"o": "out/o"}),
+    ]
+    async with _backend(proxy.url, tmp_path) as backend:
+        with pytest.raises(InvalidTask) as info:
+            await backend.submit_many(tasks)
+    message = str(info.value)
+    assert message.startswith("2 of 4 tasks are invalid; none was submitted:")
+    assert "tasks[1]: task 'missing': inputs['/in/x']: local path does not exist" in message
+    assert "tasks[3]: task 'relative': outputs['o']: container path must be absolute" in message
+    assert "tasks[0]" not in message
+    assert proxy.forwarded["POST"] == 0  # the server saw no create
+    assert not (tmp_path / "storage" / "inputs").exists()  # and nothing was staged
+
+
+async def test_a_non_task_is_named_too(server: LocalTesServer, tmp_path: Path) -> None:
+    async with _backend(server.url, tmp_path) as backend:
+        with pytest.raises(InvalidTask, match=r"tasks\[1\]: expected a Task, got dict"):
+            await backend.submit_many([_task("a"), {"name": "b"}])  # type: ignore[list-item]
