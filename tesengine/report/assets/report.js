@@ -100,10 +100,10 @@
   const filter = $("state-filter");
   for (const state of Object.keys(data.states)) filter.appendChild(el("option", null, state)).value = state;
   const legend = $("legend");
-  for (const [name, cls] of [["staging", "ph-STAGING"], ["queued", "ph-QUEUED"],
+  for (const [name, cls] of [["staging + submit", "ph-STAGING"], ["queued", "ph-QUEUED"],
     ["initializing", "ph-INITIALIZING"], ["complete", "c-ok"], ["failed", "c-failed"],
     ["canceled", "c-canceled"], ["in flight", "c-active"]]) {
-    const s = el("span", "legend-" + name.replace(" ", "-"));
+    const s = el("span", "legend-" + name.split(" ")[0]);
     s.appendChild(el("span", "swatch " + cls));
     s.appendChild(document.createTextNode(name));
     legend.appendChild(s);
@@ -120,6 +120,8 @@
     for (let k = 0; k <= 5; k++) {
       const s = el("span", null, secs(span * k / 5));
       s.style.left = (20 * k) + "%";
+      if (k === 5) s.style.transform = "translateX(-100%)";
+      if (k === 0) s.style.transform = "none";
       ax.appendChild(s);
     }
   }
