@@ -18,6 +18,8 @@ from aiohttp import web
 __all__ = ["add_routes", "shell_exempt"]
 
 _ROUTE = "dashboard-"
+DASHBOARD_HEADER = "X-Tesengine-Dashboard"
+"""Sent by the dashboard's script with every API call."""
 _ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 _HEADERS = {
     "Content-Security-Policy": (
@@ -73,6 +75,11 @@ def shell_exempt(auth: Any) -> Any:
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         if _is_shell(request):
             return await handler(request)  # type: ignore[no-any-return]
-        return await auth(request, handler)  # type: ignore[no-any-return]
+        response: web.StreamResponse = await auth(request, handler)
+        if response.status == 401 and request.headers.get(DASHBOARD_HEADER):
+            # No challenge for the page's own calls: a browser would hold the
+            # request behind its password dialog; the page asks instead.
+            response.headers.pop("WWW-Authenticate", None)
+        return response
 
     return middleware
