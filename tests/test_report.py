@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tesengine import Executor, Task, TesBackend
-from tesengine.report import RunRecorder, RunSnapshot, TaskRow, Transfers, render
+from tesengine.report import ReportError, RunRecorder, RunSnapshot, TaskRow, Transfers, render
 from tesengine.server import LocalTesServer
 from tests.faults.procs import PYTHON, clean_env, server_states, write_sprocket_toml
 from tests.fixtures.tes_server import ServedTes
@@ -180,3 +180,29 @@ def test_ten_thousand_tasks_stay_under_five_megabytes() -> None:
     )
     page = render(RunSnapshot("big", "now", 200.0, "failed", rows, Transfers()))
     assert len(page.encode()) < 5 * 1024 * 1024
+
+
+def test_report_in_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
+    where = tmp_path / "no-such-dir" / "run.html"
+    result = run_cli("--report", str(where), "--", "true", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"--report {where}: not a file in an existing directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_an_unwritable_report_keeps_the_runs_own_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = RunRecorder(tmp_path / "gone" / "r.html")  # its directory does not exist
+
+    async def workflow() -> None:
+        async with recorder:
+            raise RuntimeError("the workflow's own failure")
+
+    with pytest.raises(RuntimeError, match="own failure"):
+        await workflow()
+    assert "could not write the run report" in caplog.text
+    with pytest.raises(ReportError, match="could not write the run report"):
+        async with recorder:
+            pass
+    assert not list(tmp_path.iterdir())  # no partial file left behind

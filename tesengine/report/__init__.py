@@ -18,6 +18,6 @@ from __future__ import annotations
 
 from .html import render
 from .model import RunSnapshot, TaskRow, Transfers
-from .recorder import Counts, RunRecorder
+from .recorder import Counts, ReportError, RunRecorder
 
-__all__ = ["Counts", "RunRecorder", "RunSnapshot", "TaskRow", "Transfers", "render"]
+__all__ = ["Counts", "ReportError", "RunRecorder", "RunSnapshot", "TaskRow", "Transfers", "render"]

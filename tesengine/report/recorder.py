@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from ..engine.events import EngineEvents, TransferProgress, emit
-from ..errors import TaskFailed, redact_url
+from ..errors import TaskFailed, TesEngineError, redact_url
 from ..tes.models import State
 from .html import render
 from .model import FAILED_STATES, MAX_OUTPUTS, RunSnapshot, TaskRow, Transfers, tail
@@ -37,10 +38,16 @@ if TYPE_CHECKING:
     from ..engine.spec import Task
     from ..storage import StageResult
 
+log = logging.getLogger("tesengine.report")
+
 Counts = Callable[[], tuple[int, int]]
 """Returns (TES requests sent, retries) so far."""
 
 _SETTLE_SECONDS = 2.0  # how long closing waits for finished runs' outcomes to be read
+
+
+class ReportError(TesEngineError):
+    """The report file could not be written."""
 
 
 @dataclass(slots=True)
@@ -268,8 +275,12 @@ class RunRecorder:
         target = Path(path) if path is not None else self.path
         html = render(self.snapshot())
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        partial.write_text(html, encoding="utf-8")
-        partial.replace(target)
+        try:
+            partial.write_text(html, encoding="utf-8")
+            partial.replace(target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         return target
 
     async def __aenter__(self) -> Self:
@@ -288,7 +299,14 @@ class RunRecorder:
         else:
             self._outcome, self._error = "failed", tail(str(exc), lines=3)
         await self._settle()
-        self.write()
+        try:
+            self.write()
+        except OSError as error:
+            failure = ReportError(f"could not write the run report {self.path}: {error}")
+            if exc_type is not None:  # the run's own error matters more: keep it
+                log.error("%s", failure)
+                return
+            raise failure from None
 
     async def _settle(self) -> None:
         """Let watchers of runs that have stopped read their outcomes, then stop the rest."""
