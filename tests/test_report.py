@@ -20,20 +20,13 @@ from tests.faults.procs import PYTHON, clean_env, server_states, write_sprocket_
 from tests.fixtures.tes_server import ServedTes
 from tests.support import file_config, stop_process, wait_until
 from tests.support.report import report_data, tasks_by_name
+from tests.test_cli_run import tesengine
 
 FAILING = 'echo "first line"; echo "it broke: no such sample" >&2; exit 3'
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "tesengine", "run", *args],
-        cwd=cwd,
-        env=clean_env(cwd),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    return tesengine("run", *args, cwd=cwd, env=clean_env(cwd), timeout=240)
 
 
 def test_report_of_a_failing_run_shows_every_outcome(local_tes: ServedTes, tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ class ReportError(TesEngineError):
     """The report file could not be written."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # rows are compared by identity
 class _Row:
     """A task while it is being recorded (mutable; frozen into a TaskRow)."""
 
@@ -217,7 +217,14 @@ class RunRecorder:
     async def _outcome_of(self, run: TaskRun, row: _Row) -> None:
         # wait_stopped never cancels the run; once it has stopped, awaiting it
         # only reads the result (a cancelled poller means the run was stopped).
-        await run.wait_stopped()
+        try:
+            await run.wait_stopped()
+            await self._read_outcome(run, row)
+        finally:
+            # The run is held until here, so its id() cannot have been reused.
+            self._by_run.pop(id(run), None)
+
+    async def _read_outcome(self, run: TaskRun, row: _Row) -> None:
         try:
             result = await run
         except TaskFailed as exc:
