@@ -28,6 +28,7 @@ from ..errors import (
     TesEngineError,
     redact_url,
 )
+from ..report import RunRecorder
 from . import aio, json_out
 from .display import Display
 from .embedded import open_backend_config
@@ -90,6 +91,12 @@ def register(sub: Any) -> None:
         help="exit with the failed task's own exit code (0 when every task completes)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write an HTML run report to FILE (also when the run fails or is interrupted)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     p.set_defaults(func=run)
 
@@ -100,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if args.download is not None:
         for index, spec in enumerate(tasks.tasks):
             _check_download_name(spec.name, index)
+    if args.report is not None and (args.report.is_dir() or not args.report.parent.is_dir()):
+        raise UsageError(f"--report {args.report}: not a file in an existing directory")
     return aio.run(_run(args, tasks, base))
 
 
@@ -156,8 +165,9 @@ async def _run(args: argparse.Namespace, tasks: TaskFile, base: Path) -> int:
     try:
         async with contextlib.AsyncExitStack() as stack:
             config = await open_backend_config(stack, args.config, args.backend, display.note)
+            hooks = await _hooks(stack, args.report, display)
             backend = await stack.enter_async_context(
-                TesBackend(config, events=display, progress=display)
+                TesBackend(config, events=hooks, progress=hooks)
             )
             await _note_images(backend, tasks, display)
             try:
@@ -174,6 +184,17 @@ async def _run(args: argparse.Namespace, tasks: TaskFile, base: Path) -> int:
         display.cancelled()
         raise
     raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
+
+
+async def _hooks(stack: contextlib.AsyncExitStack, report: Path | None, display: Display) -> Any:
+    """The display, or a report recorder feeding it; the report is written when ``stack`` ends."""
+    if report is None:
+        return display
+    # TODO(issue 17): pass counts=lambda: tuple(backend.client.counts) once TesClient.counts
+    # (tesengine/tes/transport.py) lands, so the report shows requests sent and retries.
+    return await stack.enter_async_context(
+        RunRecorder(report, title=f"tesengine run {report.stem}", events=display, progress=display)
+    )
 
 
 async def _note_images(backend: TesBackend, tasks: TaskFile, display: Display) -> None:
@@ -207,7 +228,10 @@ async def _run_graph(
                     upstream[source.task] = (await asyncio.shield(done[source.task])).outputs
                 except Exception:
                     raise NotRun(f"not run: task {source.task!r} failed") from None
-        return await (await backend.submit(to_task(spec, base, upstream)))
+        task = to_task(spec, base, upstream)
+        if isinstance(backend.events, RunRecorder):  # it notes when staging began
+            return await (await backend.events.submit(backend, task))
+        return await (await backend.submit(task))
 
     async def settle(spec: TaskSpec) -> None:
         try:

@@ -23,6 +23,7 @@ from ..errors import InvalidTask, TaskStoreError
 from ..storage import Storage
 from ..storage.urls import join_url
 from ..tes.models import SUBMISSION_TAG, State, View
+from . import dashboard
 from .access import check_task_access
 from .layout import check_input_layout
 from .lifecycle import Services, add_system_log, move, new_task_doc, recover, run_task
@@ -295,7 +296,8 @@ def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> w
     """The aiohttp application; tasks start and stop with the app's lifecycle."""
     middlewares: list[Any] = [error_middleware]
     if settings.basic is not None or settings.bearer is not None:
-        middlewares.append(auth_middleware(settings.basic, settings.bearer))
+        # The dashboard's static page holds no data; its API calls are authenticated.
+        middlewares.append(dashboard.shell_exempt(auth_middleware(settings.basic, settings.bearer)))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[_SETTINGS] = settings
     chosen = runtime or make_runtime(settings.runtime, noop_delay=settings.noop_delay)
@@ -316,6 +318,7 @@ def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> w
         app.router.add_post(f"{prefix}/tasks", _bound("create_task"))
         app.router.add_post(prefix + "/tasks/{id}:cancel", _bound("cancel_task"))
         app.router.add_get(prefix + "/tasks/{id}", _bound("get_task"))
+    dashboard.add_routes(app)
     return app
 
 
