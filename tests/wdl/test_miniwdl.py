@@ -1,0 +1,215 @@
+"""WDL workflows on the tesengine miniwdl backend against ``tesengine serve``, with parity.
+
+Each workflow in ``workflows/`` runs with ``miniwdl run`` (a subprocess, the
+backend found through its entry point) on a real ``tesengine serve`` (local
+runtime), and on the host reference (``host_backend.py``); the outputs,
+files by name and content, must be identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.s3 import S3Server
+from tests.fixtures.tes_server import ServedTes, bwrap_available, start_serve
+from tests.support import REPO, config_file, require, stop_process, user_env
+
+pytest.importorskip("WDL", reason="miniwdl (pip install 'tesengine[miniwdl]')")
+
+HERE = Path(__file__).parent
+WORKFLOWS = HERE / "workflows"
+RAW_NAME = "données brutes.txt"
+
+
+@pytest.fixture(scope="module")
+def wdl_tes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedTes]:
+    """One ``tesengine serve --runtime local`` for the module's workflows."""
+    require(bwrap_available(), "bubblewrap (bwrap) for the local runtime")
+    served = start_serve(
+        tmp_path_factory.mktemp("wdl-tes"), runtime="local", args=["--max-tasks", "4"]
+    )
+    yield served
+    stop_process(served.proc)
+
+
+def tesengine_cfg(tmp_path: Path, sprocket: Path) -> Path:
+    cfg = tmp_path / "tesengine.cfg"
+    cfg.write_text(
+        f"[scheduler]\ncontainer_backend = tesengine\n[tesengine]\nconfig = {sprocket}\n"
+    )
+    return cfg
+
+
+def miniwdl(
+    backend: str,
+    wdl: Path,
+    run_dir: Path,
+    args: list[str],
+    *,
+    cfg: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``miniwdl run`` on ``backend`` ("tesengine" or "host"), writing into ``run_dir``."""
+    launcher = ["-m", "WDL"] if backend == "tesengine" else [str(HERE / "host_backend.py")]
+    argv = [sys.executable, *launcher, "run", str(wdl), *args, "--dir", f"{run_dir}/."]
+    if cfg is not None:
+        argv += ["--cfg", str(cfg)]
+    full = {**user_env(run_dir.parent / "cache"), **(env or {})}
+    full["MINIWDL__SCHEDULER__CONTAINER_BACKEND"] = backend
+    run_dir.mkdir(parents=True)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=240, env=full, cwd=REPO, check=False
+    )
+
+
+def outputs(run_dir: Path) -> dict[str, Any]:
+    """outputs.json with every file and directory replaced by its names and contents."""
+    data = json.loads((run_dir / "outputs.json").read_text())
+    return {key: _contents(value) for key, value in data.items()}
+
+
+def _contents(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_contents(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _contents(v) for k, v in value.items()}
+    if isinstance(value, str) and os.path.isabs(value) and os.path.exists(value):
+        path = Path(value)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            return {
+                "dir": path.name,
+                "files": {str(p.relative_to(path)): p.read_text() for p in files},
+            }
+        return {"file": path.name, "text": path.read_text()}
+    return value
+
+
+def raw_input(tmp_path: Path) -> Path:
+    raw = tmp_path / "in" / RAW_NAME
+    raw.parent.mkdir()
+    raw.write_text("zeta\nalpha\nmu\n")
+    return raw
+
+
+CASES = {
+    "chain_1_2": lambda raw: [f"raw={raw}"],
+    "basics_1_0": lambda raw: [],
+    "strings_1_1": lambda raw: [f"src={raw}"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_workflow_matches_the_host_backend(wdl_tes: ServedTes, tmp_path: Path, name: str) -> None:
+    raw = raw_input(tmp_path)
+    wdl = WORKFLOWS / f"{name}.wdl"
+    cfg = tesengine_cfg(tmp_path, config_file(tmp_path, wdl_tes.url, wdl_tes.storage_dir))
+    ours = miniwdl("tesengine", wdl, tmp_path / "tes", CASES[name](raw), cfg=cfg)
+    assert ours.returncode == 0, ours.stderr[-4000:]
+    host = miniwdl("host", wdl, tmp_path / "host", CASES[name](raw))
+    assert host.returncode == 0, host.stderr[-4000:]
+    assert outputs(tmp_path / "tes") == outputs(tmp_path / "host")
+    assert outputs(tmp_path / "tes")  # something was compared
+
+
+def test_chained_outputs_are_passed_as_urls_and_never_uploaded(
+    wdl_tes: ServedTes, tmp_path: Path
+) -> None:
+    raw = raw_input(tmp_path)
+    cfg = tesengine_cfg(tmp_path, config_file(tmp_path, wdl_tes.url, wdl_tes.storage_dir))
+    inputs_dir = wdl_tes.storage_dir / "inputs"
+    before = _objects(inputs_dir)
+    done = miniwdl(
+        "tesengine", WORKFLOWS / "chain_1_2.wdl", tmp_path / "tes", [f"raw={raw}"], cfg=cfg
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    uploaded = _objects(inputs_dir) - before
+    # Only the workflow input and total's write_lines file are local: the
+    # Directory and File outputs of `make` reach `count` and `consume` as URLs.
+    assert {p.split("/")[0] for p in uploaded} == {"file"}, uploaded
+    assert len(uploaded) <= 2, uploaded
+    consume = _server_tasks(wdl_tes, "call-consume")
+    assert consume and all("/outputs/" in i["url"] for i in consume[0]["inputs"]), consume
+
+
+def test_a_failing_task_reports_its_exit_code_and_stderr(
+    wdl_tes: ServedTes, tmp_path: Path
+) -> None:
+    cfg = tesengine_cfg(tmp_path, config_file(tmp_path, wdl_tes.url, wdl_tes.storage_dir))
+    wdl = WORKFLOWS / "fails_1_1.wdl"
+    ours = miniwdl("tesengine", wdl, tmp_path / "tes", ["--verbose"], cfg=cfg)
+    host = miniwdl("host", wdl, tmp_path / "host", [])
+    assert ours.returncode == host.returncode != 0
+    for run in (tmp_path / "tes", tmp_path / "host"):
+        error = json.loads((run / "error.json").read_text())
+        assert error["cause"]["error"] == "CommandFailed", error
+        assert error["cause"]["exit_status"] == 7, error
+        assert "disk on fire" in (run / "call-breaks" / "stderr.txt").read_text()
+    # ...and with --verbose, miniwdl's log shows the task's stderr lines
+    assert "the reason: disk on fire" in ours.stderr
+
+
+def test_chained_workflow_on_s3_storage_uploads_only_local_inputs(
+    moto_s3: S3Server, serve_tes: Any, tmp_path: Path
+) -> None:
+    import boto3
+
+    served = serve_tes(runtime="local", env=moto_s3.env())
+    prefix = f"wdl-{tmp_path.name}"
+    sprocket = tmp_path / "sprocket.toml"
+    sprocket.write_text(
+        "[run.backends.default]\n"
+        f'type = "tes"\nurl = "{served.url}"\n'
+        f'inputs = "{moto_s3.url(prefix + "/inputs")}"\n'
+        f'outputs = "{moto_s3.url(prefix + "/outputs")}"\n'
+        "interval = 0.05\n"
+    )
+    raw = raw_input(tmp_path)
+    done = miniwdl(
+        "tesengine",
+        WORKFLOWS / "chain_1_2.wdl",
+        tmp_path / "tes",
+        [f"raw={raw}"],
+        cfg=tesengine_cfg(tmp_path, sprocket),
+        env=moto_s3.env(),
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    client = boto3.client("s3", endpoint_url=moto_s3.endpoint, **_keys(moto_s3))
+    listed = client.list_objects_v2(Bucket=moto_s3.bucket, Prefix=f"{prefix}/inputs/")
+    keys = [o["Key"].removeprefix(f"{prefix}/inputs/") for o in listed.get("Contents", [])]
+    assert {k.split("/")[0] for k in keys} == {"file"}, keys
+    assert len(keys) == 2, keys  # the workflow input and one write_lines file
+    host = miniwdl("host", WORKFLOWS / "chain_1_2.wdl", tmp_path / "host", [f"raw={raw}"])
+    assert host.returncode == 0, host.stderr[-4000:]
+    assert outputs(tmp_path / "tes") == outputs(tmp_path / "host")
+
+
+def _keys(server: S3Server) -> dict[str, str]:
+    env = server.env()
+    return {
+        "region_name": env["AWS_REGION"],
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def _objects(root: Path) -> set[str]:
+    if not root.exists():
+        return set()
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def _server_tasks(served: ServedTes, name: str) -> list[dict[str, Any]]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{served.api}/tasks?view=FULL&page_size=2047") as reply:
+        tasks = json.load(reply).get("tasks", [])
+    return [t for t in tasks if t.get("name") == name]
