@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.tes_server import ServedTes, bwrap_available, start_serve
-from tests.support import REPO, config_file, require, stop_process, user_env
+from tests.support import REPO, config_file, require, stop_process, user_env, wait_until
 
 pytest.importorskip("WDL", reason="miniwdl (pip install 'tesengine[miniwdl]')")
 
@@ -207,9 +209,36 @@ def _objects(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
-def _server_tasks(served: ServedTes, name: str) -> list[dict[str, Any]]:
-    import urllib.request
-
+def _all_tasks(served: ServedTes) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{served.api}/tasks?view=FULL&page_size=2047") as reply:
-        tasks = json.load(reply).get("tasks", [])
-    return [t for t in tasks if t.get("name") == name]
+        return list(json.load(reply).get("tasks", []))
+
+
+def _server_tasks(served: ServedTes, name: str) -> list[dict[str, Any]]:
+    return [t for t in _all_tasks(served) if t.get("name") == name]
+
+
+def test_ctrl_c_cancels_every_remote_task(wdl_tes: ServedTes, tmp_path: Path) -> None:
+    cfg = tesengine_cfg(tmp_path, config_file(tmp_path, wdl_tes.url, wdl_tes.storage_dir))
+    run_dir = tmp_path / "tes"
+    run_dir.mkdir()
+    argv = [sys.executable, "-m", "WDL", "run", str(WORKFLOWS / "naps_1_1.wdl"),
+            "--dir", f"{run_dir}/.", "--cfg", str(cfg)]  # fmt: skip
+    env = {**user_env(tmp_path / "cache"), "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "tesengine"}
+    proc = subprocess.Popen(argv, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+
+    def naps(*states: str) -> list[dict[str, Any]]:
+        found = [t for t in _all_tasks(wdl_tes) if str(t.get("name", "")).startswith("call-nap")]
+        return found if found and all(t["state"] in states for t in found) else []
+
+    try:
+        wait_until(lambda: len(naps("RUNNING")) == 2, timeout=120, what="two naps RUNNING")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    # Nothing is left running on the server once miniwdl has exited.
+    assert len(naps("CANCELED", "CANCELING")) == 2, _all_tasks(wdl_tes)
+    wait_until(lambda: len(naps("CANCELED")) == 2, timeout=30, what="both naps CANCELED")
+    assert "Traceback" not in err
