@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .config import Config
-from .engine import Task, TaskResult, TesBackend
+from .engine import Task, TaskResult, TaskRun, TesBackend
 from .errors import TesEngineError
 
 __all__ = ["Backend"]
@@ -48,6 +48,8 @@ T = TypeVar("T")
 Opener = Callable[[], contextlib.AbstractAsyncContextManager[TesBackend]]
 
 _START_TIMEOUT = 60.0
+#: How long closing waits for submissions still staging or creating their task.
+_CLOSE_GRACE = 10.0
 
 
 class Backend:
@@ -69,7 +71,7 @@ class Backend:
         self._tes: TesBackend | None = None
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
-        self._staging: set[asyncio.Task[Any]] = set()  # callers still staging or creating
+        self._staging: set[asyncio.Future[Any]] = set()  # submissions staging or creating
         self._thread = threading.Thread(target=self._main, name="tesengine-loop", daemon=True)
         self._thread.start()
         self._wait_started()
@@ -199,22 +201,47 @@ class Backend:
             self._loop = asyncio.get_running_loop()
             self._ready.set()
             await self._stop.wait()
-            await _cancel_all(self._staging)  # no upload may outlive the loop
+            await _settle(self._staging, _CLOSE_GRACE)  # no upload may outlive the loop
 
     async def _submit_and_wait(self, task: Task) -> TaskResult:
-        me = asyncio.current_task()
-        assert me is not None
-        self._staging.add(me)
+        submitting = asyncio.ensure_future(self.tes.submit(task))
+        self._staging.add(submitting)
+        submitting.add_done_callback(self._staging.discard)
         try:
-            run = await self.tes.submit(task)
-        finally:
-            self._staging.discard(me)
+            # Shielded: a caller's cancel that lands while the task is being
+            # created must not leave it on the server with no handle to cancel it.
+            run = await asyncio.shield(submitting)
+        except asyncio.CancelledError:
+            if not submitting.done():
+                submitting.add_done_callback(_cancel_created)
+            raise
         # Once submitted, closing the TesBackend settles the run as on_close says.
         return await run
 
 
-async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
-    pending = list(tasks)
+def _cancel_created(submitting: asyncio.Future[TaskRun]) -> None:
+    """Cancel the task a cancelled caller's submission created after all."""
+    if submitting.cancelled() or submitting.exception() is not None:
+        return
+    run = submitting.result()
+    pending = asyncio.ensure_future(run.cancel())
+    _background.add(pending)
+    pending.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Future[Any]] = set()  # strong references until they finish
+
+
+async def _settle(submissions: set[asyncio.Future[Any]], grace: float) -> None:
+    """Let submissions finish for ``grace`` seconds, then cancel the rest.
+
+    A submission in its POST may already have created the task: given the
+    time to return it, closing the TesBackend then cancels it (on_close);
+    cut short, the server would keep a task no one can cancel.
+    """
+    if not submissions:
+        return
+    _done, pending = await asyncio.wait(list(submissions), timeout=grace)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)

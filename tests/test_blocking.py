@@ -123,6 +123,17 @@ def test_cancelling_the_future_cancels_the_remote_task(
     wait_until(lambda: [t["state"] for t in listed(slow_tes)] == ["CANCELED"], what="CANCELED")
 
 
+def test_a_cancel_during_creation_leaves_nothing_running(
+    slow_tes: ServedTes, backend_on: Callable[[ServedTes], Backend]
+) -> None:
+    backend = backend_on(slow_tes)
+    futures = [backend.submit(echo(f"racy{i}")) for i in range(5)]
+    for future in futures:  # at once: most land before or during the POST
+        future.cancel()
+    wait_until(lambda: len(listed(slow_tes)) == 5, what="five tasks created")
+    wait_until(lambda: {t["state"] for t in listed(slow_tes)} == {"CANCELED"}, what="all CANCELED")
+
+
 def test_close_cancels_tasks_in_flight_and_refuses_new_work(
     slow_tes: ServedTes, backend_on: Callable[[ServedTes], Backend]
 ) -> None:
