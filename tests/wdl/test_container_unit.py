@@ -45,6 +45,7 @@ def test_the_task_carries_image_resources_env_and_one_output(container: TesTaskC
         env={"GREETING": "hi there"},
     )
     container._disk_gb = 20.0
+    TesTaskContainer._parameters = frozenset({"gpu"})  # the server's service-info lists it
     task = container._task("echo hello")
     (executor,) = task.executors
     assert executor.image == "quay.io/biocontainers/samtools:1.19"
@@ -56,6 +57,8 @@ def test_the_task_carries_image_resources_env_and_one_output(container: TesTaskC
     assert (res.cpu_cores, res.ram_gb, res.disk_gb, res.preemptible) == (4, 3.0, 20.0, True)
     assert dict(res.backend_parameters) == {"gpu": "1"}
     assert dict(task.outputs) == {"task": "/mnt/miniwdl_task_container/"}
+    TesTaskContainer._parameters = frozenset()  # a server that does not take it: not sent
+    assert not container._task("echo hello").resources.backend_parameters  # type: ignore[union-attr]
 
 
 def test_inputs_live_outside_the_collected_container_dir(

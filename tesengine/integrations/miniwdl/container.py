@@ -62,6 +62,7 @@ class TesTaskContainer(TaskContainer):
 
     _backend: ClassVar[Backend | None] = None
     _limits: ClassVar[dict[str, int]] = {}
+    _parameters: ClassVar[frozenset[str]] = frozenset()  # backend_parameters the server takes
     memory: ClassVar[UrlMemory] = UrlMemory()
 
     @classmethod
@@ -74,6 +75,7 @@ class TesTaskContainer(TaskContainer):
             raise WDL.Error.RuntimeError(f"tesengine backend: {exc}") from None
         cls._limits = settings.limits()
         backend = cls._backend
+        cls._parameters = _accepted_parameters(backend, logger)
         where = "embedded local server" if settings.embedded else settings.config
         logger.info(
             f"tesengine backend on {backend.config.backend.url} ({where}),"
@@ -272,16 +274,28 @@ class TesTaskContainer(TaskContainer):
     def _resources(self) -> Resources:
         values = self.runtime_values
         memory = values.get("memory_reservation")
-        gpu = bool(values.get("gpu"))
+        gpu = bool(values.get("gpu")) and "gpu" in self._parameters
+        if values.get("gpu") and not gpu:
+            log.warning("runtime.gpu ignored: the TES server lists no 'gpu' backend parameter")
         return Resources(
             cpu_cores=int(values["cpu"]) if "cpu" in values else None,
             ram_gb=round(memory / 2**30, 3) if memory else None,
             disk_gb=self._disk_gb,
             preemptible=bool(values.get("preemptible")) or None,
-            # TES 1.1 has no GPU field: asked for as a backend parameter, which a
-            # server that does not know it drops with a warning (not strict).
+            # TES 1.1 has no GPU field: asked for as the backend parameter
+            # "gpu" where the server's service-info lists it.
             backend_parameters={"gpu": "1"} if gpu else {},
         )
+
+
+def _accepted_parameters(backend: Backend, logger: logging.Logger) -> frozenset[str]:
+    """The ``backend_parameters`` keys the server's service-info says it accepts."""
+    try:
+        info = backend.call(backend.tes.client.service_info)
+    except TesEngineError as exc:
+        logger.warning(f"tesengine: no service-info from the TES server ({exc})")
+        return frozenset()
+    return frozenset(info.tes_resources_backend_parameters or ())
 
 
 async def _result(run: TaskRun) -> TaskResult:
