@@ -201,3 +201,13 @@ def test_settings_come_from_miniwdl_environment_overrides(monkeypatch: pytest.Mo
     settings = Settings.from_cfg(config.Loader(LOG))
     assert (settings.config, settings.backend) == ("/x/sprocket.toml", "tes2")
     assert settings.memory_limit == 2 * 10**9 or settings.memory_limit == 2 * 2**30
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/key.txt", "https://example.org/a.txt"])
+def test_other_backends_keep_miniwdls_own_downloaders(uri: str) -> None:
+    from tesengine.integrations.miniwdl.download import file_download
+
+    cfg = config.Loader(LOG)
+    assert cfg["scheduler"]["container_backend"] != "tesengine"
+    first = next(file_download(cfg, LOG, uri))
+    assert "task_wdl" in first  # miniwdl's download task (aws cli / aria2c), unchanged

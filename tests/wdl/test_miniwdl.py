@@ -155,16 +155,7 @@ def test_chained_workflow_on_s3_storage_uploads_only_local_inputs(
 ) -> None:
     import boto3
 
-    served = serve_tes(runtime="local", env=moto_s3.env())
-    prefix = f"wdl-{tmp_path.name}"
-    sprocket = tmp_path / "sprocket.toml"
-    sprocket.write_text(
-        "[run.backends.default]\n"
-        f'type = "tes"\nurl = "{served.url}"\n'
-        f'inputs = "{moto_s3.url(prefix + "/inputs")}"\n'
-        f'outputs = "{moto_s3.url(prefix + "/outputs")}"\n'
-        "interval = 0.05\n"
-    )
+    _served, prefix, sprocket = s3_setup(moto_s3, serve_tes, tmp_path)
     raw = raw_input(tmp_path)
     done = miniwdl(
         "tesengine",
@@ -183,6 +174,49 @@ def test_chained_workflow_on_s3_storage_uploads_only_local_inputs(
     host = miniwdl("host", WORKFLOWS / "chain_1_2.wdl", tmp_path / "host", [f"raw={raw}"])
     assert host.returncode == 0, host.stderr[-4000:]
     assert outputs(tmp_path / "tes") == outputs(tmp_path / "host")
+
+
+def s3_setup(moto_s3: S3Server, serve_tes: Any, tmp_path: Path) -> tuple[ServedTes, str, Path]:
+    """A local-runtime server reaching moto, and a sprocket.toml with storage in its bucket."""
+    served = serve_tes(runtime="local", env=moto_s3.env())
+    prefix = f"wdl-{tmp_path.name}"
+    sprocket = tmp_path / "sprocket.toml"
+    sprocket.write_text(
+        "[run.backends.default]\n"
+        f'type = "tes"\nurl = "{served.url}"\n'
+        f'inputs = "{moto_s3.url(prefix + "/inputs")}"\n'
+        f'outputs = "{moto_s3.url(prefix + "/outputs")}"\n'
+        "interval = 0.05\n"
+    )
+    return served, prefix, sprocket
+
+
+def test_url_inputs_reach_the_task_as_urls(
+    moto_s3: S3Server, serve_tes: Any, tmp_path: Path
+) -> None:
+    import boto3
+
+    served, prefix, sprocket = s3_setup(moto_s3, serve_tes, tmp_path)
+    client = boto3.client("s3", endpoint_url=moto_s3.endpoint, **_keys(moto_s3))
+    for key, body in [("data/names.txt", "ada\nbob\n"), ("data/ref/a.txt", "A\n"),
+                      ("data/ref/sub/b.txt", "B\n")]:  # fmt: skip
+        client.put_object(Bucket=moto_s3.bucket, Key=f"{prefix}/{key}", Body=body.encode())
+    remote = moto_s3.url(f"{prefix}/data/names.txt")
+    remote_dir = moto_s3.url(f"{prefix}/data/ref")
+    done = miniwdl(
+        "tesengine", WORKFLOWS / "urls_1_2.wdl", tmp_path / "tes",
+        [f"remote={remote}", f"remote_dir={remote_dir}"],
+        cfg=tesengine_cfg(tmp_path, sprocket), env=moto_s3.env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert outputs(tmp_path / "tes") == {
+        "urls.lines": ["ada", "bob", "A", "B"],
+        "urls.remote_lines": 2,
+    }
+    (task,) = _server_tasks(served, "call-show")
+    assert sorted(i["url"] for i in task["inputs"]) == sorted([remote, remote_dir])
+    listed = client.list_objects_v2(Bucket=moto_s3.bucket, Prefix=f"{prefix}/inputs/")
+    assert not listed.get("Contents"), "a URL input was uploaded"
 
 
 def _keys(server: S3Server) -> dict[str, str]:

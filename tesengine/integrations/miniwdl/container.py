@@ -61,6 +61,7 @@ class TesTaskContainer(TaskContainer):
     """Runs a miniwdl task on the TES server configured in ``[tesengine]``."""
 
     _backend: ClassVar[Backend | None] = None
+    _global_init: ClassVar[bool] = False  # the flag miniwdl itself sets after global_init
     _limits: ClassVar[dict[str, int]] = {}
     _parameters: ClassVar[frozenset[str]] = frozenset()  # backend_parameters the server takes
     memory: ClassVar[UrlMemory] = UrlMemory()
@@ -81,6 +82,17 @@ class TesTaskContainer(TaskContainer):
             f"tesengine backend on {backend.config.backend.url} ({where}),"
             f" resource limits {cls._limits}"
         )
+
+    @classmethod
+    def initialised(cls, cfg: Any, logger: logging.Logger) -> Backend:
+        """The shared backend, initialising it first as miniwdl would (for the downloaders)."""
+        from WDL.runtime import task_container
+
+        with task_container._backends_lock:
+            if not cls._global_init:
+                cls.global_init(cfg, logger)
+                cls._global_init = True
+        return cls.backend()
 
     @classmethod
     def detect_resource_limits(cls, cfg: Any, logger: logging.Logger) -> dict[str, int]:
