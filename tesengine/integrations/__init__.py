@@ -1,0 +1,1 @@
+"""Workflow runners built on tesengine's public API (each an optional extra)."""
