@@ -315,7 +315,9 @@ class Stager:
             self._progress.file_skipped(join_url(base, entry.relpath), entry.size)
         await _all([self._upload(join_url(base, e.relpath), e.path, e.digest.hex) for e in missing])
         await self._write_marker(marker, digest, entries)
-        return True
+        # "uploaded" means content went up: a directory Sprocket staged (every
+        # file there, only the marker written now) is reported present
+        return bool(missing)
 
     async def _listing(self, base: str) -> dict[str, int]:
         """Relative path -> size of what is already under a directory's prefix."""
