@@ -24,3 +24,8 @@ async def quirky(request: pytest.FixtureRequest) -> AsyncIterator[QuirkyTes]:
     """Each quirky fake in turn (TESK, TES on Azure, Funnel), on a loopback port."""
     async with QuirkyTes(PROFILES[request.param]) as server:
         yield server
+
+
+# The Sprocket fixtures (a plugin module of their own, imported here so that
+# only this suite loads them).
+from tests.fixtures.sprocket import sprocket  # noqa: E402, F401
