@@ -34,6 +34,8 @@ from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 
+from tests.fixtures.proxy import serve_on_loopback
+
 from .quirk_profiles import PROFILES, Profile
 
 __all__ = ["PROFILES", "FakeTask", "Profile", "QuirkyTes"]
@@ -79,12 +81,7 @@ class QuirkyTes:
     async def __aenter__(self) -> QuirkyTes:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
