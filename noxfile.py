@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, typecheck, bench, fuzz, faults."""
+"""nox sessions: tests, lint, typecheck, bench, fuzz, faults, peers."""
 
 from __future__ import annotations
 
@@ -52,3 +52,20 @@ def faults(session: nox.Session) -> None:
     """The whole reliability and security suite, full-size scenarios included (tests/faults)."""
     session.install("-e", ".[test]")
     session.run("pytest", "tests/faults", *session.posargs, env={"FAULTS_FULL": "1"})
+
+
+@nox.session
+def peers(session: nox.Session) -> None:
+    """Interop with the real peers (Sprocket, built by .ci/peers.sh) at full size.
+
+    The quick subset of tests/peers runs in the default pytest run; this
+    session adds the full trees and both shared-bucket directions (PEERS_FULL=1).
+    """
+    session.install("-e", ".[test]")
+    out = session.run("bash", ".ci/peers.sh", silent=True, external=True)
+    env = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in str(out).splitlines()
+        if line.startswith("export ")
+    )
+    session.run("pytest", "tests/peers", *session.posargs, env={**env, "PEERS_FULL": "1"})

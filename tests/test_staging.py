@@ -169,6 +169,7 @@ async def test_sprocket_style_directory_without_marker_gets_one(
     stager = Stager(backend.storage, digester, backend.base)
     result = await stager.stage(tmp_path / "tree")
     assert result.url == base
+    assert not result.uploaded  # only the marker went up: the directory was present
     assert (stager.stats.heads, stager.stats.lists, stager.stats.puts) == (1, 1, 1)
     # Nothing of the directory was sent (only the marker): not "uploaded" by this call.
     assert (result.uploaded, stager.stats.files_uploaded) == (False, 0)

@@ -80,12 +80,35 @@ def _output(result: TaskResult, name: str, kind: type[_Out]) -> _Out:
 def executor_results(task: wire.Task) -> tuple[ExecutorResult, ...]:
     """Executor outcomes of the task's last attempt."""
     last = task.logs[-1] if task.logs else None
+    logs = last.logs if last else []
     return tuple(
         ExecutorResult(
-            log.exit_code, log.stdout or "", log.stderr or "", log.start_time, log.end_time
+            _exit_code(task, index, logs),
+            log.stdout or "",
+            log.stderr or "",
+            log.start_time,
+            log.end_time,
         )
-        for log in (last.logs if last else [])
+        for index, log in enumerate(logs)
     )
+
+
+def _exit_code(task: wire.Task, index: int, logs: list[wire.ExecutorLog]) -> int | None:
+    """The executor's exit code, or 0 where the server left a success out.
+
+    Servers that speak protobuf JSON without unpopulated fields (Funnel)
+    omit ``exit_code`` when it is 0. An executor without ``ignore_error``
+    exited 0 when the task is COMPLETE or a later executor ran; otherwise
+    a missing code stays unknown (None).
+    """
+    code = logs[index].exit_code
+    if code is not None:
+        return code
+    executor = task.executors[index] if index < len(task.executors) else None
+    if executor is None or executor.ignore_error:
+        return None
+    succeeded = task.current_state is wire.State.COMPLETE or index < len(logs) - 1
+    return 0 if succeeded else None
 
 
 def system_logs(task: wire.Task) -> tuple[str, ...]:

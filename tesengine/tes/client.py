@@ -45,7 +45,7 @@ from .models import (
     WireModel,
 )
 from .query import StatePage, TaskQuery, TaskQueryFields
-from .retry import MalformedReply, RetryPolicy
+from .retry import MalformedReply, RetryableStatus, RetryPolicy
 from .transport import DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE, RequestCounts, Transport
 
 if TYPE_CHECKING:
@@ -249,9 +249,24 @@ class TesClient(AsyncClosing):
             page_query = page_query.page(token)
 
     async def cancel_task(self, task_id: str) -> None:
-        """POST /tasks/{id}:cancel."""
+        """POST /tasks/{id}:cancel.
+
+        A task that ended meanwhile needs no cancelling: Funnel refuses the
+        move from a final state with a plain HTTP 500, so after a 500 the
+        task is read once, and a final state ends the cancel there instead
+        of retrying a request that can never succeed.
+        """
         url = f"{await self.base_url()}/tasks/{quote(task_id, safe='')}:cancel"
-        await self._channel.request("POST", url, b"{}")
+
+        async def attempt() -> None:
+            try:
+                await self._channel.send_once("POST", url, b"{}")
+            except RetryableStatus as exc:
+                if exc.status != 500 or not (await self.get_task(task_id)).current_state.is_final:
+                    raise
+                log.debug("cancel of %s refused with HTTP 500: it has already ended", task_id)
+
+        await self._channel.call("POST", url, attempt)
 
     async def _get(self, model: type[_M], url: str) -> _M:
         """GET and parse, retrying a reply whose body was cut short like any transient fault."""

@@ -19,7 +19,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from ...engine.outputs import safe_relpath
+from ...storage.urls import safe_relpath
 from ...storage import Storage, parse_url
 
 Plugin = Generator[dict[str, Any], dict[str, Any], None]

@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...engine.outputs import safe_relpath
+from ...storage.urls import safe_relpath
 from ...storage import Storage, parse_url
 from .paths import UrlMemory
 
