@@ -19,8 +19,8 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from ...storage.urls import safe_relpath
 from ...storage import Storage, parse_url
+from ...storage.urls import safe_relpath
 
 Plugin = Generator[dict[str, Any], dict[str, Any], None]
 BACKEND = "tesengine"

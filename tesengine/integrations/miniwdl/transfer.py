@@ -11,8 +11,8 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...storage.urls import safe_relpath
 from ...storage import Storage, parse_url
+from ...storage.urls import safe_relpath
 from .paths import UrlMemory
 
 
