@@ -343,6 +343,8 @@ async def test_counts_requests_sent_and_retries(fake: FakeTes, client: TesClient
     fake.faults += [Fault("GET", "get", 503, "busy"), Fault("GET", "get", 502, "bad")]
     await client.get_task(task_id)
     assert client.counts == RequestCounts(requests=5, retries=2)
+    requests, retries = client.counts  # what the run report's counter unpacks
+    assert (requests, retries) == tuple(client.counts) == (5, 2)
     with pytest.raises(dataclasses.FrozenInstanceError):
         client.counts.requests = 0  # type: ignore[misc]
 

@@ -21,7 +21,7 @@ from a plain function, for tests. This module imports no HTTP library.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
@@ -116,3 +116,8 @@ class RequestCounts:
 
     requests: int = 0
     retries: int = 0
+
+    def __iter__(self) -> Iterator[int]:
+        """``requests, retries = client.counts`` (what the run report takes)."""
+        yield self.requests
+        yield self.retries
