@@ -55,7 +55,9 @@ def test_report_of_a_failing_run_shows_every_outcome(local_tes: ServedTes, tmp_p
     times = [ok["g"], *(at for _, at in ok["e"])]
     assert times == sorted(times), "phases out of order"
     assert doc["transfers"]["uploaded"] == 6
-    assert doc["requests"] is None  # the CLI does not count requests yet (TODO in run_cmd)
+    sent, retries = doc["requests"]  # the client's counters reach the CLI's report
+    assert sent >= 4, doc["requests"]  # two creates, and each task read at least once
+    assert retries == 0, doc["requests"]
 
 
 def test_ctrl_c_still_writes_the_report(

@@ -29,6 +29,7 @@ from ..errors import (
     redact_url,
 )
 from ..report import RunRecorder
+from ..tes import TesClient
 from . import aio, json_out
 from .display import Display
 from .embedded import open_backend_config
@@ -169,6 +170,7 @@ async def _run(args: argparse.Namespace, tasks: TaskFile, base: Path) -> int:
             backend = await stack.enter_async_context(
                 TesBackend(config, events=hooks, progress=hooks)
             )
+            _count_requests(hooks, backend)
             await _note_images(backend, tasks, display)
             try:
                 results = await _run_graph(backend, tasks, base)
@@ -190,11 +192,16 @@ async def _hooks(stack: contextlib.AsyncExitStack, report: Path | None, display:
     """The display, or a report recorder feeding it; the report is written when ``stack`` ends."""
     if report is None:
         return display
-    # TODO(issue 17): pass counts=lambda: tuple(backend.client.counts) once TesClient.counts
-    # (tesengine/tes/transport.py) lands, so the report shows requests sent and retries.
     return await stack.enter_async_context(
         RunRecorder(report, title=f"tesengine run {report.stem}", events=display, progress=display)
     )
+
+
+def _count_requests(hooks: Any, backend: TesBackend) -> None:
+    """Give a report recorder the client's request counters (the backend comes after it)."""
+    client = backend.client
+    if isinstance(hooks, RunRecorder) and isinstance(client, TesClient):
+        hooks.counts = lambda: (client.counts.requests, client.counts.retries)
 
 
 async def _note_images(backend: TesBackend, tasks: TaskFile, display: Display) -> None:
