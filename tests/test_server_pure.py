@@ -379,3 +379,12 @@ def test_any_mutated_task_is_accepted_or_an_invalid_task_naming_a_place() -> Non
 def test_before_wildcard(path: str, static: str) -> None:
     assert task_request.before_wildcard(path) == static
     assert task_request.has_wildcard(path) is (static != path)
+
+
+def test_a_refused_url_is_named_by_its_field_and_scheme_never_echoed() -> None:
+    body = _task(inputs=[{"path": "/d/x", "url": "ftp://u:hunter2@h/k?sig=abc"}])
+    with pytest.raises(InvalidTask) as info:
+        validate_task(body)
+    message = str(info.value)
+    assert message.startswith("inputs[0].url: unsupported URL scheme 'ftp' (use ")
+    assert "hunter2" not in message and "sig=abc" not in message

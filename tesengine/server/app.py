@@ -22,7 +22,7 @@ from aiohttp import web
 from ..errors import InvalidTask, TaskStoreError
 from ..storage import Storage
 from ..storage.urls import join_url
-from ..tes.models import SUBMISSION_TAG, State, View
+from ..tes.models import API_PREFIXES, SUBMISSION_TAG, State, View
 from . import dashboard
 from .access import check_task_access
 from .layout import check_input_layout
@@ -38,11 +38,10 @@ from .store import TaskRecord, TaskStore
 from .task_request import validate_task
 from .views import matches, project
 
-__all__ = ["PREFIXES", "ServerSettings", "create_app"]
+__all__ = ["ServerSettings", "create_app"]
 
 log = logging.getLogger("tesengine.server")
 
-PREFIXES = ("/ga4gh/tes/v1", "/v1")
 MAX_BODY = 32 * 1024 * 1024
 
 
@@ -312,7 +311,7 @@ def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> w
         await service.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    for prefix in PREFIXES:
+    for prefix in API_PREFIXES:
         app.router.add_get(f"{prefix}/service-info", _bound("get_service_info"))
         app.router.add_get(f"{prefix}/tasks", _bound("list_tasks"))
         app.router.add_post(f"{prefix}/tasks", _bound("create_task"))

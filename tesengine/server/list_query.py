@@ -15,11 +15,10 @@ from enum import StrEnum
 from typing import TypeVar
 
 from ..errors import InvalidTask
-from ..tes.models import State, View
+from ..tes.models import MAX_PAGE_SIZE, State, View
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
-    "MAX_PAGE_SIZE",
     "ListQuery",
     "decode_page_token",
     "encode_page_token",
@@ -29,8 +28,6 @@ __all__ = [
 
 DEFAULT_PAGE_SIZE = 256
 _E = TypeVar("_E", bound=StrEnum)
-#: The spec's largest page (``page_size`` "must be less than 2048").
-MAX_PAGE_SIZE = 2047
 
 
 @dataclass(frozen=True, slots=True)

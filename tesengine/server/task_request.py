@@ -6,8 +6,8 @@ so that a typo in a task is a 400 naming the field rather than a task that
 silently does something else. These models share the wire models' field
 names (a test holds both to the spec) but forbid unknown fields, take JSON
 types exactly (``"8"`` is not a number, ``1`` not a boolean) and constrain
-values: absolute container paths written plainly, URLs of a scheme the
-storage layer has (outputs: one it can write), finite sizes, int32 cores.
+values: absolute container paths written plainly, URLs of a scheme in the
+storage registry (outputs: one it can write), finite sizes, int32 cores.
 
 ``null`` means "not set", as in the wire models. :func:`validate_task`
 returns the clean document, or raises :class:`~tesengine.errors.InvalidTask`
@@ -16,7 +16,7 @@ whose message names each offending field (``inputs[0].url: ...``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Self
 
@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from ..errors import InvalidTask
-from ..storage.urls import URL_SCHEMES, WRITABLE_SCHEMES
+from ..storage.urls import scheme_problem
 from ..tes.models import READ_ONLY_TASK_FIELDS, FileType
 from ..validation_errors import problems
 
@@ -106,18 +106,20 @@ def _dir_path(path: str) -> str:
     return _container_path(path, allow_root=True)
 
 
-def _url_of(schemes: frozenset[str]) -> Callable[[str], str]:
-    allowed = ", ".join(sorted(schemes))
+def _url(url: str, *, writable: bool) -> str:
+    # The storage registry decides; the message names the scheme, never the URL (it may
+    # carry a token).
+    if not url.startswith("/") and (problem := scheme_problem(url, writable=writable)):
+        raise ValueError(f"{problem}, or a /path")
+    return url
 
-    def check(url: str) -> str:
-        if url.startswith("/"):
-            return url
-        scheme, sep, _rest = url.partition("://")
-        if not sep or scheme.lower() not in schemes:
-            raise ValueError(f"unsupported URL {url[:200]!r} (schemes: {allowed}, or a /path)")
-        return url
 
-    return check
+def _input_url(url: str) -> str:
+    return _url(url, writable=False)
+
+
+def _output_url(url: str) -> str:
+    return _url(url, writable=True)
 
 
 def _keys(mapping: dict[str, str]) -> dict[str, str]:
@@ -142,8 +144,8 @@ NonEmptyText = Annotated[Text, AfterValidator(_nonempty)]
 ContainerPath = Annotated[NonEmptyText, AfterValidator(_file_path)]
 #: A container directory that may be ``/`` itself (a workdir, a path prefix).
 ContainerDir = Annotated[NonEmptyText, AfterValidator(_dir_path)]
-InputUrl = Annotated[NonEmptyText, AfterValidator(_url_of(URL_SCHEMES))]
-OutputUrl = Annotated[NonEmptyText, AfterValidator(_url_of(WRITABLE_SCHEMES))]
+InputUrl = Annotated[NonEmptyText, AfterValidator(_input_url)]
+OutputUrl = Annotated[NonEmptyText, AfterValidator(_output_url)]
 StrMap = Annotated[dict[str, Text], AfterValidator(_keys)]
 Cores = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Gigabytes = Annotated[float, Field(ge=0, allow_inf_nan=False)]
