@@ -211,3 +211,9 @@ def test_other_backends_keep_miniwdls_own_downloaders(uri: str) -> None:
     assert cfg["scheduler"]["container_backend"] != "tesengine"
     first = next(file_download(cfg, LOG, uri))
     assert "task_wdl" in first  # miniwdl's download task (aws cli / aria2c), unchanged
+
+
+def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINIWDL__TESENGINE__CPU_LIMIT", "lots")
+    with pytest.raises(WDL.Error.RuntimeError, match=r"\[tesengine\] cpu_limit = 'lots'"):
+        Settings.from_cfg(config.Loader(LOG))
