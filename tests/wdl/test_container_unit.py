@@ -211,3 +211,24 @@ def test_other_backends_keep_miniwdls_own_downloaders(uri: str) -> None:
     assert cfg["scheduler"]["container_backend"] != "tesengine"
     first = next(file_download(cfg, LOG, uri))
     assert "task_wdl" in first  # miniwdl's download task (aws cli / aria2c), unchanged
+
+
+def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINIWDL__TESENGINE__CPU_LIMIT", "lots")
+    with pytest.raises(WDL.Error.RuntimeError, match=r"\[tesengine\] cpu_limit = 'lots'"):
+        Settings.from_cfg(config.Loader(LOG))
+
+
+def test_the_engine_leaves_preempted_retries_to_miniwdl(tmp_path: Path) -> None:
+    sprocket = tmp_path / "sprocket.toml"
+    sprocket.write_text(
+        '[run.backends.default]\ntype = "tes"\nurl = "http://127.0.0.1:9"\n'
+        f'inputs = "{(tmp_path / "in").as_uri()}"\noutputs = "{(tmp_path / "out").as_uri()}"\n'
+        "preempted_retries = 5\n"
+    )
+    backend = Settings(config=str(sprocket)).open()
+    try:
+        # PREEMPTED must reach miniwdl as Interrupted, counted by runtime.preemptible
+        assert backend.config.backend.preempted_retries == 0
+    finally:
+        backend.close()

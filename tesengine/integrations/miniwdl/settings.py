@@ -49,19 +49,28 @@ class Settings:
     @classmethod
     def from_cfg(cls, cfg: Any) -> Settings:
         """The settings in miniwdl's ``cfg`` (a ``WDL.runtime.config.Loader``)."""
+        import WDL
         from WDL._util import parse_byte_size
 
         def get(key: str, default: str) -> str:
             return str(cfg.get(SECTION, key, default) or default).strip()
 
-        memory = get("memory_limit", "0")
+        def number(key: str, parse: Any) -> int:
+            text = get(key, "0")
+            try:
+                return 0 if text == "0" else int(parse(text))
+            except ValueError:
+                raise WDL.Error.RuntimeError(
+                    f"[{SECTION}] {key} = {text!r}: not a valid {key.replace('_', ' ')}"
+                ) from None
+
         return cls(
             config=get("config", ""),
             backend=get("backend", "default"),
             embedded_root=get("embedded_root", ""),
             embedded_runtime=get("embedded_runtime", "local"),
-            cpu_limit=int(get("cpu_limit", "0")),
-            memory_limit=0 if memory == "0" else int(parse_byte_size(memory)),
+            cpu_limit=number("cpu_limit", int),
+            memory_limit=number("memory_limit", parse_byte_size),
         )
 
     @property
