@@ -17,16 +17,27 @@ loop's default executor); small metadata calls (stat, mkdir, rename) use
 
 from __future__ import annotations
 
-from .ops import ObjectInfo, Storage
-from .staging import (
-    MARKER_PREFIX,
-    NullStagingProgress,
-    Stager,
-    StageResult,
-    StagingProgress,
-    StagingStats,
-)
-from .urls import Location, is_url, join_url, parse_url
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+#: Public name -> its module: importing ``tesengine.storage.urls`` (the scheme
+#: registry, which configuration checks read) must not load obstore.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("ObjectInfo", "Storage"), ".ops"),
+    **dict.fromkeys(
+        (
+            "MARKER_PREFIX",
+            "NullStagingProgress",
+            "StageResult",
+            "Stager",
+            "StagingProgress",
+            "StagingStats",
+        ),
+        ".staging",
+    ),
+    **dict.fromkeys(("Location", "is_url", "join_url", "parse_url"), ".urls"),
+}
 
 __all__ = [
     "MARKER_PREFIX",
@@ -42,3 +53,17 @@ __all__ = [
     "join_url",
     "parse_url",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
+
+if TYPE_CHECKING:  # what type checkers see: the same names, eagerly
+    from .ops import ObjectInfo, Storage
+    from .staging import (
+        MARKER_PREFIX,
+        NullStagingProgress,
+        Stager,
+        StageResult,
+        StagingProgress,
+        StagingStats,
+    )
+    from .urls import Location, is_url, join_url, parse_url
