@@ -18,14 +18,8 @@ loop's default executor); small metadata calls (stat, mkdir, rename) use
 from __future__ import annotations
 
 from .ops import ObjectInfo, Storage
-from .staging import (
-    MARKER_PREFIX,
-    NullStagingProgress,
-    Stager,
-    StageResult,
-    StagingProgress,
-    StagingStats,
-)
+from .reports import NullStagingProgress, StageResult, StagingProgress, StagingStats
+from .staging import MARKER_PREFIX, Stager
 from .urls import Location, is_url, join_url, parse_url
 
 __all__ = [
