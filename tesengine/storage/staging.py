@@ -297,8 +297,13 @@ class Stager:
         """
         if url in self._known:
             return False
-        uploaded, first = await self._flights.run_claiming(url, work)
-        self._known.add(url)
+
+        async def remembered() -> bool:
+            uploaded = await work()
+            self._known.add(url)  # before the flight ends: no caller slips in between
+            return uploaded
+
+        uploaded, first = await self._flights.run_claiming(url, remembered)
         return uploaded and first
 
     def _slot(self) -> asyncio.Semaphore:
