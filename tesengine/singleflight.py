@@ -10,8 +10,9 @@ downloads, token refreshes):
   **The last waiter to leave cancels the shared work**, so nothing runs on
   that nobody waits for, and a later call starts afresh.
 * The work leaves the table when it ends, however it ends: nothing is
-  remembered (callers that want a memo keep one), and a failure is retried
-  by the next call.
+  remembered, and a failure is retried by the next call. A caller that
+  wants a memo records it inside the work (before it returns), so that no
+  call can slip in between the end of the flight and the memo.
 * :meth:`SingleFlight.cancel_all` (on close) cancels everything in flight;
   its waiters then see ``CancelledError``.
 

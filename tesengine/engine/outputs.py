@@ -148,9 +148,14 @@ class OutputCache:
     async def _single_flight(self, key: str, work: _Work) -> Path:
         # Only a success is remembered: after a failure the next reader tries again.
         done = self._done.get(key)
-        if done is None:
-            done = self._done[key] = await self._flights.run(key, lambda: work(key))
-        return done
+        if done is not None:
+            return done
+
+        async def remembered() -> Path:
+            path = self._done[key] = await work(key)  # before the flight ends
+            return path
+
+        return await self._flights.run(key, remembered)
 
     async def _fetch_file(self, url: str) -> Path:
         info = await self._head(url)

@@ -26,16 +26,9 @@ from .._lazy import lazy_exports
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("ObjectInfo", "Storage"), ".ops"),
     **dict.fromkeys(
-        (
-            "MARKER_PREFIX",
-            "NullStagingProgress",
-            "StageResult",
-            "Stager",
-            "StagingProgress",
-            "StagingStats",
-        ),
-        ".staging",
+        ("NullStagingProgress", "StageResult", "StagingProgress", "StagingStats"), ".reports"
     ),
+    **dict.fromkeys(("MARKER_PREFIX", "Stager"), ".staging"),
     **dict.fromkeys(("Location", "is_url", "join_url", "parse_url"), ".urls"),
 }
 
@@ -58,12 +51,6 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 if TYPE_CHECKING:  # what type checkers see: the same names, eagerly
     from .ops import ObjectInfo, Storage
-    from .staging import (
-        MARKER_PREFIX,
-        NullStagingProgress,
-        Stager,
-        StageResult,
-        StagingProgress,
-        StagingStats,
-    )
+    from .reports import NullStagingProgress, StageResult, StagingProgress, StagingStats
+    from .staging import MARKER_PREFIX, Stager
     from .urls import Location, is_url, join_url, parse_url

@@ -35,18 +35,17 @@ import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
 from ..digest import Digest, Digester, FileEntry
 from ..errors import ContentMismatch, ObjectNotFound, redact_url
-from ..redact import redact_repr
 from ..singleflight import SingleFlight
 from ..thread_limits import ThreadLimit
 from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE, Storage
+from .reports import NullStagingProgress, StageResult, StagingProgress, StagingStats
 from .urls import is_url, join_url, parse_url
 from .verify import ByteBudget, VerifiedChunks, read_verified
 
@@ -70,66 +69,6 @@ UPLOAD_THREADS = 4
 _DIGEST_CHUNK = 2048
 _FIRST_DIGEST_CHUNK = 256
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class StageResult:
-    """Where one input ended up, and whether this call uploaded it."""
-
-    source: str
-    url: str
-    kind: Literal["file", "directory", "url"]
-    uploaded: bool
-
-    def __repr__(self) -> str:
-        return redact_repr(self)  # the URL carries the inputs URL's query (a SAS)
-
-
-class StagingProgress(Protocol):
-    """Hooks for a progress display; called on the event loop, keep them quick.
-
-    Hashing before upload reports through the :class:`Digester`'s own
-    progress; these cover the upload side.
-    """
-
-    def bytes_uploaded(self, n: int) -> None:
-        """``n`` more bytes were read, re-hashed and handed to the store."""
-
-    def file_uploaded(self, url: str, size: int) -> None:
-        """An object of ``size`` bytes was written at ``url``."""
-
-    def file_skipped(self, url: str, size: int) -> None:
-        """``url`` was already present; nothing was sent (``size`` -1 if unknown)."""
-
-
-class NullStagingProgress:
-    """Progress hooks that do nothing; subclass it to implement only some."""
-
-    def bytes_uploaded(self, n: int) -> None:
-        """Ignore."""
-
-    def file_uploaded(self, url: str, size: int) -> None:
-        """Ignore."""
-
-    def file_skipped(self, url: str, size: int) -> None:
-        """Ignore."""
-
-
-@dataclass(slots=True)
-class StagingStats:
-    """Counters of one :class:`Stager` (requests it sent and what they did)."""
-
-    heads: int = 0
-    lists: int = 0
-    puts: int = 0
-    files_uploaded: int = 0
-    files_skipped: int = 0
-    bytes_uploaded: int = 0
-
-    @property
-    def requests(self) -> int:
-        """Requests sent to the store (a listing page counts as one)."""
-        return self.heads + self.lists + self.puts
 
 
 class Stager:
@@ -358,8 +297,13 @@ class Stager:
         """
         if url in self._known:
             return False
-        uploaded, first = await self._flights.run_claiming(url, work)
-        self._known.add(url)
+
+        async def remembered() -> bool:
+            uploaded = await work()
+            self._known.add(url)  # before the flight ends: no caller slips in between
+            return uploaded
+
+        uploaded, first = await self._flights.run_claiming(url, remembered)
         return uploaded and first
 
     def _slot(self) -> asyncio.Semaphore:

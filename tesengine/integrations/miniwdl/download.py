@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from ...storage import Storage, parse_url
-from ...storage.urls import safe_relpath
 
 Plugin = Generator[dict[str, Any], dict[str, Any], None]
 BACKEND = "tesengine"
@@ -49,7 +48,7 @@ def _fetch(cfg: Any, logger: logging.Logger, uri: str, *, directory: bool) -> Pa
     storage = backend.tes.storage
     slot = backend.config.backend.resolved_cache_dir / "miniwdl-downloads"
     slot = slot / hashlib.sha256(uri.encode()).hexdigest()[:32]
-    name = Path(parse_url(uri).key.rstrip("/")).name or "download"
+    name = parse_url(uri).name or "download"
     target = slot / name
     memory = TesTaskContainer.memory
     if directory:
@@ -63,11 +62,8 @@ def _fetch(cfg: Any, logger: logging.Logger, uri: str, *, directory: bool) -> Pa
 
 
 async def _directory(storage: Storage, memory: Any, uri: str, target: Path) -> int:
-    base = parse_url(uri).key.rstrip("/")
-    bare, sep, query = uri.partition("?")
     count = 0
-    async for info in storage.list(bare.rstrip("/") + "/" + sep + query):
-        rel = safe_relpath(parse_url(info.url).key[len(base) :].lstrip("/"))
+    async for rel, info in storage.walk(uri):  # decoded names; '..' refused
         await storage.download(info.url, target / rel)
         memory.remember(target / rel, uri, rel)
         count += 1

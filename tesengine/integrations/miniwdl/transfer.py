@@ -11,8 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...storage import Storage, parse_url
-from ...storage.urls import safe_relpath
+from ...storage import Storage
 from .paths import UrlMemory
 
 
@@ -37,11 +36,8 @@ class Fetch:
 
 async def fetch_outputs(storage: Storage, memory: UrlMemory, fetch: Fetch) -> int:
     """Download the work directory, stdout and stderr; returns the number of files."""
-    base = parse_url(fetch.url).key.rstrip("/")
-    bare, sep, query = fetch.url.partition("?")
     jobs = []
-    async for info in storage.list(bare.rstrip("/") + "/" + sep + query):
-        rel = safe_relpath(parse_url(info.url).key[len(base) :].lstrip("/"))
+    async for rel, info in storage.walk(fetch.url):  # decoded names; '..' refused
         dest = fetch.place(rel)
         if dest is not None:
             jobs.append(_one(storage, memory, info.url, dest, (fetch.url, rel)))
