@@ -53,7 +53,7 @@ _EXPORTS: dict[str, str] = {
             "embedded_backend",
             "embedded_config",
         ),
-        "embedded",
+        "local_runs",
     ),
     **dict.fromkeys(
         (
@@ -222,10 +222,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly
         Digest,
         Digester,
     )
-    from .embedded import (
-        embedded_backend,
-        embedded_config,
-    )
     from .engine import (
         EngineEvents,
         Executor,
@@ -260,6 +256,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly
         TesError,
         TesUnavailable,
         UnsafeReply,
+    )
+    from .local_runs import (
+        embedded_backend,
+        embedded_config,
     )
     from .storage import (
         Stager,
