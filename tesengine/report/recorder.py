@@ -26,7 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from ..engine.events import EngineEvents, TransferProgress, emit
+from ..engine.events import EngineEvents, RunInfo, TransferProgress, emit
+from ..engine.run import TaskRun
 from ..errors import TaskFailed, TesEngineError, redact_url
 from ..tes.models import State
 from .html import render
@@ -34,7 +35,6 @@ from .model import FAILED_STATES, MAX_OUTPUTS, RunSnapshot, TaskRow, Transfers, 
 
 if TYPE_CHECKING:
     from ..engine import TaskResult, TesBackend
-    from ..engine.run import TaskRun
     from ..engine.spec import Task
     from ..storage import StageResult
 
@@ -136,7 +136,7 @@ class RunRecorder:
 
     # -- EngineEvents ----------------------------------------------------------
 
-    def task_submitted(self, run: TaskRun) -> None:
+    def task_submitted(self, run: RunInfo) -> None:
         """Start a row (or note a resubmission after a preemption)."""
         row = self._by_run.get(id(run))
         if row is None:
@@ -146,13 +146,14 @@ class RunRecorder:
                 row = _Row(run.name)
                 self._rows.append(row)
             self._by_run[id(run)] = row
-            self._watch(run, row)
+            if isinstance(run, TaskRun):  # what a backend passes: its outcome fills the row
+                self._watch(run, row)
         row.id = run.id
         row.events.append((State.QUEUED.value, self._now()))
         if self._events is not None:
             emit(self._events.task_submitted, run)
 
-    def task_state(self, run: TaskRun, state: State) -> None:
+    def task_state(self, run: RunInfo, state: State) -> None:
         """Add a phase to the task's row."""
         row = self._by_run.get(id(run))
         if row is not None and (not row.events or row.events[-1][0] != state.value):
