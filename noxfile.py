@@ -49,9 +49,11 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session
 def faults(session: nox.Session) -> None:
-    """The whole reliability and security suite, full-size scenarios included (tests/faults)."""
+    """The whole reliability and security suite at full size: tests/faults, and the
+    repeated CLI runs of tests/test_staging_cli.py (30 instead of 5)."""
     session.install("-e", ".[test]")
-    session.run("pytest", "tests/faults", *session.posargs, env={"FAULTS_FULL": "1"})
+    paths = ["tests/faults", "tests/test_staging_cli.py"]
+    session.run("pytest", *paths, *session.posargs, env={"FAULTS_FULL": "1"})
 
 
 @nox.session

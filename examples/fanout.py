@@ -17,8 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tesengine import Executor, Task, TesBackend, load_config
-from tesengine.embedded import embedded_backend
+from tesengine import Executor, Task, TesBackend, embedded_backend, load_config
 
 LINES = 100
 

@@ -1,40 +1,78 @@
 """tesengine: run tasks on any GA4GH Task Execution Service server, from asyncio.
 
-This module is the one public door: everything a user needs is re-exported
-here, and ``__all__`` lists it in sorted order::
+This module is the one public door: everything an embedder needs is
+re-exported here, and ``__all__`` lists it in sorted order::
 
-    from tesengine import TesBackend, Task, Executor, load_config
+    from tesengine import Executor, Task, TesBackend, load_config
 
     async with TesBackend(load_config("sprocket.toml")) as backend:
         run = await backend.submit(Task(name="hi", executors=[Executor("alpine", ["echo", "hi"])]))
         result = await run
+
+Importing it is cheap: no submodule (and not even :mod:`typing`) is loaded
+until a name is first used (PEP 562 ``__getattr__``), so the command line and
+``import tesengine.errors`` do not pay ~0.6 s for aiohttp, pydantic and obstore.
+``__version__`` comes from the installed package's metadata, also on first use.
 """
 
-from __future__ import annotations
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-__version__ = "0.1.0"
-
-#: Public name -> the submodule that defines it. Importing ``tesengine`` loads
-#: none of them (PEP 562 ``__getattr__``): the command line and ``import
-#: tesengine.errors`` must not pay ~0.6 s for aiohttp, pydantic and obstore.
+#: Public name -> the submodule that defines it.
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(("Config", "load_config"), "config"),
-    **dict.fromkeys(("Digest", "Digester"), "digest"),
+    **dict.fromkeys(
+        (
+            "AzureStorage",
+            "BackendConfig",
+            "BasicAuthConfig",
+            "BearerAuthConfig",
+            "Config",
+            "GoogleStorage",
+            "S3Storage",
+            "StorageConfig",
+            "load_config",
+        ),
+        "config",
+    ),
+    **dict.fromkeys(
+        (
+            "AuthProvider",
+            "BasicAuth",
+            "BearerToken",
+        ),
+        "auth",
+    ),
+    **dict.fromkeys(
+        (
+            "Digest",
+            "Digester",
+        ),
+        "digest",
+    ),
+    **dict.fromkeys(
+        (
+            "embedded_backend",
+            "embedded_config",
+        ),
+        "local_runs",
+    ),
     **dict.fromkeys(
         (
             "EngineEvents",
             "Executor",
+            "ExecutorLogs",
             "ExecutorResult",
+            "NullEvents",
             "RemoteDirectory",
             "RemoteFile",
             "Resources",
+            "RunInfo",
             "Task",
+            "TaskClient",
+            "TaskLogs",
             "TaskResult",
             "TaskRun",
             "TesBackend",
+            "TransferProgress",
         ),
         "engine",
     ),
@@ -42,11 +80,16 @@ _EXPORTS: dict[str, str] = {
         (
             "AuthError",
             "ConfigError",
+            "ConnectError",
+            "ConnectionLost",
+            "ContentMismatch",
             "DigestError",
+            "ExchangeTimeout",
             "InputChanged",
             "InvalidTask",
             "ObjectNotFound",
             "OutputMissing",
+            "ProtocolError",
             "ResponseTooLarge",
             "StorageError",
             "TaskFailed",
@@ -54,40 +97,75 @@ _EXPORTS: dict[str, str] = {
             "TesEngineError",
             "TesError",
             "TesUnavailable",
+            "TransportError",
             "UnsafeReply",
         ),
         "errors",
     ),
-    **dict.fromkeys(("StageResult", "Stager", "Storage"), "storage"),
-    **dict.fromkeys(("State", "TesClient", "View"), "tes"),
+    **dict.fromkeys(
+        (
+            "StageResult",
+            "Stager",
+            "Storage",
+        ),
+        "storage",
+    ),
+    **dict.fromkeys(
+        (
+            "State",
+            "TesClient",
+            "View",
+        ),
+        "tes",
+    ),
 }
 
 # Literal and sorted, so type checkers see the re-exports; a test checks it matches.
 __all__ = [
     "AuthError",
+    "AuthProvider",
+    "AzureStorage",
+    "BackendConfig",
+    "BasicAuth",
+    "BasicAuthConfig",
+    "BearerAuthConfig",
+    "BearerToken",
     "Config",
     "ConfigError",
+    "ConnectError",
+    "ConnectionLost",
+    "ContentMismatch",
     "Digest",
     "DigestError",
     "Digester",
     "EngineEvents",
+    "ExchangeTimeout",
     "Executor",
+    "ExecutorLogs",
     "ExecutorResult",
+    "GoogleStorage",
     "InputChanged",
     "InvalidTask",
+    "NullEvents",
     "ObjectNotFound",
     "OutputMissing",
+    "ProtocolError",
     "RemoteDirectory",
     "RemoteFile",
     "Resources",
     "ResponseTooLarge",
+    "RunInfo",
+    "S3Storage",
     "StageResult",
     "Stager",
     "State",
     "Storage",
+    "StorageConfig",
     "StorageError",
     "Task",
+    "TaskClient",
     "TaskFailed",
+    "TaskLogs",
     "TaskResult",
     "TaskRun",
     "TesApiError",
@@ -96,19 +174,27 @@ __all__ = [
     "TesEngineError",
     "TesError",
     "TesUnavailable",
+    "TransferProgress",
+    "TransportError",
     "UnsafeReply",
     "View",
     "__version__",
+    "embedded_backend",
+    "embedded_config",
     "load_config",
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import the submodule that defines ``name`` on first use (PEP 562)."""
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name == "__version__":
+        value: object = _version()
+    elif name in _EXPORTS:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    else:
         raise AttributeError(f"module 'tesengine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later look-ups skip this function
     return value
 
@@ -117,29 +203,68 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tesengine")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
+        return "0+unknown"
+
+
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly
-    from .config import Config, load_config
-    from .digest import Digest, Digester
+    __version__: str
+    from .auth import (
+        AuthProvider,
+        BasicAuth,
+        BearerToken,
+    )
+    from .config import (
+        AzureStorage,
+        BackendConfig,
+        BasicAuthConfig,
+        BearerAuthConfig,
+        Config,
+        GoogleStorage,
+        S3Storage,
+        StorageConfig,
+        load_config,
+    )
+    from .digest import (
+        Digest,
+        Digester,
+    )
     from .engine import (
         EngineEvents,
         Executor,
+        ExecutorLogs,
         ExecutorResult,
+        NullEvents,
         RemoteDirectory,
         RemoteFile,
         Resources,
+        RunInfo,
         Task,
+        TaskClient,
+        TaskLogs,
         TaskResult,
         TaskRun,
         TesBackend,
+        TransferProgress,
     )
     from .errors import (
         AuthError,
         ConfigError,
+        ConnectError,
+        ConnectionLost,
+        ContentMismatch,
         DigestError,
+        ExchangeTimeout,
         InputChanged,
         InvalidTask,
         ObjectNotFound,
         OutputMissing,
+        ProtocolError,
         ResponseTooLarge,
         StorageError,
         TaskFailed,
@@ -147,7 +272,20 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly
         TesEngineError,
         TesError,
         TesUnavailable,
+        TransportError,
         UnsafeReply,
     )
-    from .storage import Stager, StageResult, Storage
-    from .tes import State, TesClient, View
+    from .local_runs import (
+        embedded_backend,
+        embedded_config,
+    )
+    from .storage import (
+        Stager,
+        StageResult,
+        Storage,
+    )
+    from .tes import (
+        State,
+        TesClient,
+        View,
+    )

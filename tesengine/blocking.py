@@ -83,9 +83,9 @@ class Backend:
     ) -> Backend:
         """A backend on a local TES server started in the loop thread (no configuration).
 
-        Arguments are those of :func:`tesengine.embedded.embedded_backend`.
+        Arguments are those of :func:`tesengine.embedded_backend`.
         """
-        from .embedded import embedded_backend
+        from .local_runs import embedded_backend
 
         return cls(opener=lambda: embedded_backend(root, runtime=runtime, **backend))
 

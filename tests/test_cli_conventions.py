@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -118,17 +120,35 @@ def test_help_and_config_check_import_only_what_they_need(tmp_path: Path) -> Non
 
 
 def test_import_tesengine_is_lazy_and_complete(tmp_path: Path) -> None:
-    code = "import sys, tesengine; print('aiohttp' in sys.modules, 'pydantic' in sys.modules)"
+    code = (
+        "import sys; before = set(sys.modules); import tesengine; print(*set(sys.modules) - before)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], env=user_env(), capture_output=True, text=True, check=True
     )
-    assert result.stdout.split() == ["False", "False"]
+    assert result.stdout.split() == ["tesengine"]  # not aiohttp, pydantic, even typing
     assert tesengine.__all__ == sorted(tesengine.__all__)
     assert set(tesengine.__all__) == {*tesengine._EXPORTS, "__version__"}
+    assert _type_checking_imports() == tesengine._EXPORTS  # what mypy sees is what you get
+    assert tesengine.__version__ == importlib.metadata.version("tesengine")
     for name in tesengine.__all__:
         assert getattr(tesengine, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = tesengine.nope
+
+
+def _type_checking_imports() -> dict[str, str]:
+    """Name -> submodule, from the ``if TYPE_CHECKING:`` imports of tesengine/__init__.py."""
+    tree = ast.parse(Path(tesengine.__file__).read_text())
+    (block,) = [
+        n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
+    ]
+    return {
+        alias.name: node.module or ""
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
 
 
 def _state(served: ServedTes, task_id: str) -> str:

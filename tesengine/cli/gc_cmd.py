@@ -1,7 +1,7 @@
 """``tesengine gc``: remove finished embedded runs and the downloads nothing refers to.
 
 The embedded default keeps everything under ``~/.cache/tesengine/embedded``
-(see :mod:`tesengine.embedded`): each run's task records (``runs/<run>/``),
+(see :mod:`tesengine.local_runs`): each run's task records (``runs/<run>/``),
 its outputs (``storage/outputs/<task>-<time>-<random>/``) and the client's
 cached downloads (``cache/outputs/``). ``gc`` removes the runs that have ended
 (a live run's lock is held, so it is never touched), older than
@@ -69,7 +69,7 @@ class Removed:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tesengine gc``."""
-    from ..embedded import embedded_root
+    from ..local_runs import embedded_root
 
     root = embedded_root()
     removed = collect(root, older_than=parse_age(args.older_than), dry_run=args.dry_run)
@@ -92,7 +92,7 @@ def parse_age(text: str) -> float:
 
 def collect(root: Path, *, older_than: float = 0.0, dry_run: bool = False) -> Removed:
     """Remove finished runs older than ``older_than`` seconds, then stale downloads."""
-    from ..embedded import finished_runs
+    from ..local_runs import finished_runs
 
     now = time.time()
     runs = tasks = size = 0

@@ -31,8 +31,8 @@ from ..errors import (
 from ..report import RunRecorder
 from ..tes import TesClient
 from . import aio, json_out
+from .backend_choice import open_backend_config
 from .display import Display
-from .embedded import open_backend_config
 from .main import CONFIG_HELP, UsageError
 from .run_output import CommandStreams, command_streams, failed_streams, task_exit_status
 from .safe_text import visible

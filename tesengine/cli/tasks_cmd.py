@@ -14,7 +14,7 @@ from ..storage import Storage
 from ..tes import View
 from ..tes import models as wire
 from . import aio, json_out
-from .embedded import TaskSource, open_tasks
+from .backend_choice import TaskSource, open_tasks
 from .main import CONFIG_HELP
 from .safe_text import visible
 
@@ -72,7 +72,7 @@ def _tag(value: str) -> tuple[str, str]:
 def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         async def main() -> int:
-            # No configuration: the embedded store (see tesengine.cli.embedded).
+            # No configuration: the embedded store (see tesengine.cli.backend_choice).
             async with open_tasks(args.config, args.backend) as (client, config):
                 try:
                     return await command(client, config, args)

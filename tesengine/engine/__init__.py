@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .backend import TesBackend
-from .events import EngineEvents, NullEvents
+from .backend import TaskClient, TesBackend
+from .events import EngineEvents, NullEvents, RunInfo, TransferProgress
+from .logs import ExecutorLogs, TaskLogs
 from .outputs import RemoteDirectory, RemoteFile
 from .result import ExecutorResult, TaskResult
 from .run import TaskRun
@@ -12,13 +13,18 @@ from .spec import Executor, Resources, Task
 __all__ = [
     "EngineEvents",
     "Executor",
+    "ExecutorLogs",
     "ExecutorResult",
     "NullEvents",
     "RemoteDirectory",
     "RemoteFile",
     "Resources",
+    "RunInfo",
     "Task",
+    "TaskClient",
+    "TaskLogs",
     "TaskResult",
     "TaskRun",
     "TesBackend",
+    "TransferProgress",
 ]

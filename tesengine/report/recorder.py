@@ -146,7 +146,7 @@ class RunRecorder:
                 row = _Row(run.name)
                 self._rows.append(row)
             self._by_run[id(run)] = row
-            if isinstance(run, TaskRun):  # what the backend passes: its outcome is awaited
+            if isinstance(run, TaskRun):  # what a backend passes: its outcome fills the row
                 self._watch(run, row)
         row.id = run.id
         row.events.append((State.QUEUED.value, self._now()))

@@ -1,14 +1,7 @@
-"""Configuration: a Sprocket ``sprocket.toml`` loaded unchanged, plus extensions.
+"""The configuration's shape: a TES backend table, storage, and what ``load_config`` returns.
 
-Sources, strongest first (the pydantic-settings order): keyword arguments,
-then ``TESENGINE_*`` environment variables, then the TOML file. The file is
-found by :func:`find_config_file`: an explicit path, ``$TESENGINE_CONFIG``,
-``./sprocket.toml``, then ``./tesengine.toml``.
-
-Only ``[run.backends.<name>]`` (the selected TES backend) and ``[run.storage]``
-are read; every other section of a sprocket.toml belongs to Sprocket and is
-ignored. Inside those tables validation is strict: an unknown or mistyped key
-is a :class:`~tesengine.errors.ConfigError` naming the file and the key path.
+Each model validates strictly (unknown keys are errors); :meth:`Config.redacted`
+shows a configuration with every secret hidden.
 """
 
 from __future__ import annotations
@@ -16,12 +9,7 @@ from __future__ import annotations
 import builtins
 import contextvars
 import ipaddress
-import logging
-import os
 import shlex
-import stat
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -34,34 +22,13 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from . import validation_errors
-from .errors import ConfigError, redact_url
-
-__all__ = [
-    "AzureStorage",
-    "BackendConfig",
-    "BasicAuthConfig",
-    "BearerAuthConfig",
-    "Config",
-    "GoogleStorage",
-    "S3Storage",
-    "StorageConfig",
-    "find_config_file",
-    "load_config",
-    "url_has_secret",
-]
-
-log = logging.getLogger("tesengine.config")
-
-CONFIG_ENV = "TESENGINE_CONFIG"
-DEFAULT_FILES = ("sprocket.toml", "tesengine.toml")
+from ..errors import redact_url
 
 
 class _Strict(BaseModel):
@@ -152,7 +119,8 @@ class StorageConfig(_Strict):
     google: GoogleStorage = GoogleStorage()
 
 
-_FILE_TABLE: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_FILE_TABLE")
+#: The selected backend's TOML table, set by the loader while a BackendConfig validates.
+FILE_TABLE: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("FILE_TABLE")
 
 
 class _FileTableSource(PydanticBaseSettingsSource):
@@ -162,7 +130,7 @@ class _FileTableSource(PydanticBaseSettingsSource):
         return None, field_name, False  # pragma: no cover - __call__ returns the table whole
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_FILE_TABLE.get({}))
+        return dict(FILE_TABLE.get({}))
 
 
 class BackendConfig(BaseSettings):
@@ -227,7 +195,7 @@ class BackendConfig(BaseSettings):
     @classmethod
     def _storage_url(cls, value: str) -> str:
         # Imported here: the storage package imports this module (StorageConfig).
-        from .storage.urls import scheme_problem
+        from ..storage.urls import scheme_problem
 
         problem = scheme_problem(value)
         if problem is not None:
@@ -236,7 +204,7 @@ class BackendConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _credentials_need_https(self) -> BackendConfig:
-        from .auth import plain_http_refusal  # auth imports this module
+        from ..auth import plain_http_refusal  # auth imports this module
 
         refusal = plain_http_refusal(self.url, insecure=self.insecure, allow="set insecure = true")
         if self.auth is not None and refusal is not None:
@@ -279,7 +247,7 @@ class Config(BaseModel):
         }
 
 
-_URL_KEYS = frozenset({"url", "inputs", "outputs", "endpoint"})
+URL_KEYS = frozenset({"url", "inputs", "outputs", "endpoint"})
 
 
 def _redact(value: Any, key: str = "") -> Any:
@@ -291,7 +259,7 @@ def _redact(value: Any, key: str = "") -> Any:
         return _redact_command(value)
     if isinstance(value, list):
         return [_redact(v) for v in value]
-    if key in _URL_KEYS and isinstance(value, str):
+    if key in URL_KEYS and isinstance(value, str):
         return redact_url(value)
     return str(value) if isinstance(value, Path) else value
 
@@ -319,154 +287,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def find_config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
-    """The config file to read, or None when there is none anywhere."""
-    if path is not None:
-        return Path(path)
-    if env := os.environ.get(CONFIG_ENV):
-        return Path(env)
-    return next((Path(n) for n in DEFAULT_FILES if Path(n).is_file()), None)
-
-
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    backend: str = "default",
-    **overrides: Any,
-) -> Config:
-    """Load and validate the TES backend ``backend`` from a sprocket.toml.
-
-    ``overrides`` are keys of the backend table and beat the environment,
-    which beats the file. Raises :class:`ConfigError` naming file and key.
-    """
-    source = find_config_file(path)
-    if source is None and not overrides and "TESENGINE_URL" not in os.environ:
-        searched = ", ".join(f"./{name}" for name in DEFAULT_FILES)
-        raise ConfigError(
-            f"no configuration found (searched ${CONFIG_ENV}, {searched}):"
-            f" pass a path, set {CONFIG_ENV}, or create ./{DEFAULT_FILES[0]}"
-        )
-    where = str(source) if source else "<environment>"
-    run = _table(_read_toml(source) if source else {}, "run", where)
-    table = _table(_table(run, "backends", where), backend, where, required=source is not None)
-    if table.get("type", "tes") != "tes":
-        raise ConfigError(
-            f"{where}: run.backends.{backend}.type: is {table['type']!r};"
-            ' tesengine drives only backends with type = "tes"'
-        )
-    origins = _origins(table, overrides, where)
-    token = _FILE_TABLE.set(table)
-    try:
-        backend_cfg = BackendConfig(**overrides)
-    except ValidationError as exc:
-        prefix = f"run.backends.{backend}"
-        raise ConfigError(_blame(exc, BackendConfig, where, prefix, origins)) from None
-    finally:
-        _FILE_TABLE.reset(token)
-    try:
-        storage = StorageConfig.model_validate(_table(run, "storage", where))
-    except ValidationError as exc:
-        raise ConfigError(_blame(exc, StorageConfig, where, "run.storage", {})) from None
-    config = Config(
-        backend_name=backend, backend=backend_cfg, storage=storage, source=source, origins=origins
-    )
-    if source is not None:
-        _warn_if_exposed(source, config)
-    return config
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
-def _table(parent: dict[str, Any], key: str, where: str, *, required: bool = False) -> Any:
-    value = parent.get(key)
-    if value is None and required:
-        raise ConfigError(f"{where}: no [run.backends.{key}] table (the selected backend)")
-    if value is not None and not isinstance(value, dict):
-        raise ConfigError(f"{where}: {key}: expected a table, got {type(value).__name__}")
-    return value or {}
-
-
-def _env_names(key: str) -> list[str]:
-    """The ``TESENGINE_*`` variables that set backend key ``key`` (pydantic-settings
-    matches names case-insensitively; nested keys use ``__``)."""
-    name = f"TESENGINE_{key}".upper()
-    return sorted(k for k in os.environ if k.upper() == name or k.upper().startswith(f"{name}__"))
-
-
-def _origins(table: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, str]:
-    """Where each backend key's value comes from, strongest source first."""
-    origins: dict[str, str] = {}
-    for key in BackendConfig.model_fields:
-        if key in overrides:
-            origins[key] = "argument"
-        elif names := _env_names(key):
-            origins[key] = "env " + ", ".join(names)
-        elif key in table:
-            origins[key] = where
-    return origins
-
-
-def _blame(
-    exc: ValidationError,
-    model: type[BaseModel],
-    where: str,
-    prefix: str,
-    origins: Mapping[str, str],
-) -> str:
-    """One line: file problems under the file's name, the others on their variable."""
-    in_file: list[str] = []
-    elsewhere: list[str] = []
-    for problem in validation_errors.problems(exc, model, f"{prefix}."):
-        key = problem.fields[0] if problem.fields else ""
-        origin = origins.get(key, where)
-        if origin == "argument":
-            elsewhere.append(f"argument {key}: {problem.reason}")
-        elif origin.startswith("env "):
-            elsewhere.append(f"{_env_value(key)}: {problem.reason}")
-        else:
-            in_file.append(f"{problem.where}: {problem.reason}")
-    parts = ([f"{where}: " + "; ".join(in_file)] if in_file else []) + elsewhere
-    return "; ".join(parts)
-
-
-def _env_value(key: str) -> str:
-    """``TESENGINE_KEY='value'`` to blame; no value for credentials, URLs redacted."""
-    names = _env_names(key)
-    if key == "auth" or len(names) != 1 or "__" in names[0]:
-        return "environment variable " + ", ".join(names)
-    value = os.environ[names[0]]
-    shown = redact_url(value) if key in _URL_KEYS else value
-    return f"environment variable {names[0]}={shown!r}"
-
-
-def _warn_if_exposed(path: Path, config: Config) -> None:
-    if os.name != "posix" or not _has_secret(config):
-        return
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning(
-            "%s holds credentials and is accessible by group or others (mode %o);"
-            " run: chmod 600 %s",
-            path,
-            stat.S_IMODE(mode),
-            path,
-        )
-
-
-def _has_secret(config: Config) -> bool:
-    if "<redacted>" in repr(config.redacted()):
-        return True
-    backend = config.backend
-    urls = [backend.url, backend.inputs, backend.outputs, config.storage.s3.endpoint or ""]
-    return any(url_has_secret(url) for url in urls)

@@ -1,6 +1,6 @@
 """The CLI's choice of backend: the configured one, else the embedded default.
 
-``run`` starts an embedded server per process (see :mod:`tesengine.embedded`);
+``run`` starts an embedded server per process (see :mod:`tesengine.local_runs`);
 ``status``, ``logs``, ``list`` and ``cancel`` with no configuration read the
 embedded store: a live run's tasks through its server (so ``cancel`` reaches
 it), a finished run's straight from its task database.
@@ -21,7 +21,7 @@ from ..config import CONFIG_ENV, DEFAULT_FILES, Config, find_config_file, load_c
 from ..errors import TesEngineError
 
 if TYPE_CHECKING:
-    from ..embedded import RunDir
+    from ..local_runs import RunDir
     from ..tes import TesClient, View
     from ..tes import models as wire
 
@@ -64,7 +64,7 @@ async def open_backend_config(
     """The configured backend; or, with no config at all, an embedded local server."""
     if configured(path):
         return load_config(path, backend)
-    from ..embedded import embedded_config, embedded_root, embedded_server
+    from ..local_runs import embedded_config, embedded_root, embedded_server
 
     root = embedded_root()
     end = await stack.enter_async_context(embedded_server(root))
@@ -85,7 +85,7 @@ async def open_tasks(path: str | None, backend: str) -> AsyncIterator[tuple[Task
         async with TesClient.from_config(config) as client:
             yield client, config
         return
-    from ..embedded import embedded_root
+    from ..local_runs import embedded_root
 
     store = EmbeddedTasks(embedded_root())
     try:
@@ -98,7 +98,7 @@ class EmbeddedTasks:
     """The tasks of every embedded run under ``root``, newest run first."""
 
     def __init__(self, root: Path) -> None:
-        from ..embedded import embedded_config
+        from ..local_runs import embedded_config
 
         self.root = root
         self.config = embedded_config("http://127.0.0.1", root)
@@ -155,7 +155,7 @@ class EmbeddedTasks:
 
     def _runs(self) -> list[tuple[RunDir, str | None]]:
         """Every run, oldest first, with its URL when it is live."""
-        from ..embedded import finished_runs, live_runs
+        from ..local_runs import finished_runs, live_runs
 
         runs = [(run, run.url()) for run in live_runs(self.root)]
         runs += [(run, None) for run in finished_runs(self.root)]
@@ -170,7 +170,7 @@ class EmbeddedTasks:
         raise TesEngineError(f"no task {task_id!r} in the embedded store ({self.root / 'runs'})")
 
     def _client(self, url: str) -> TesClient:
-        from ..embedded import embedded_config
+        from ..local_runs import embedded_config
         from ..tes import TesClient
 
         if url not in self._clients:
