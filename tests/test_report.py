@@ -37,6 +37,9 @@ def test_report_of_a_failing_run_shows_every_outcome(local_tes: ServedTes, tmp_p
         '[[tasks]]\nname = "ok"\ncommand = ["sh", "-c", "cat /in/x > /out/y"]\n'
         'inputs = { "/in/x" = "in.txt" }\noutputs = { y = "/out/y" }\n\n'
         f'[[tasks]]\nname = "bad"\ncommand = ["sh", "-c", \'{FAILING}\']\n'
+        'outputs = { o = "/out/o" }\n\n'
+        '[[tasks]]\nname = "after"\ncommand = ["cat", "/in/o"]\n'
+        'inputs = { "/in/o" = { from = "bad.outputs.o" } }\n'
     )
     report = tmp_path / "run.html"
     result = run_cli(
@@ -45,8 +48,9 @@ def test_report_of_a_failing_run_shows_every_outcome(local_tes: ServedTes, tmp_p
     assert result.returncode == 1, result.stderr
     doc = report_data(report)
     assert doc["outcome"] == "failed"
-    assert doc["states"] == {"COMPLETE": 1, "EXECUTOR_ERROR": 1}
+    assert doc["states"] == {"COMPLETE": 1, "EXECUTOR_ERROR": 1, "NOT_RUN": 1}
     rows = tasks_by_name(doc)
+    assert rows["after"]["r"] == "not run: task 'bad' failed"
     bad, ok = rows["bad"], rows["ok"]
     assert bad["x"] == [3]
     assert bad["t"] == "it broke: no such sample"

@@ -234,6 +234,8 @@ async def _run_graph(
                 try:
                     upstream[source.task] = (await asyncio.shield(done[source.task])).outputs
                 except Exception:
+                    if isinstance(backend.events, RunRecorder):
+                        backend.events.not_run(spec.name, f"task {source.task!r} failed")
                     raise NotRun(f"not run: task {source.task!r} failed") from None
         task = to_task(spec, base, upstream)
         if isinstance(backend.events, RunRecorder):  # it notes when staging began

@@ -134,6 +134,12 @@ class RunRecorder:
                 row.error, row.ended = tail(str(exc)), True
             raise
 
+    def not_run(self, name: str, reason: str) -> None:
+        """Show a task that was never submitted (e.g. a task it depends on failed)."""
+        row = _Row(name, error=f"not run: {reason}", ended=True)
+        row.events.append(("NOT_RUN", self._now()))
+        self._rows.append(row)
+
     # -- EngineEvents ----------------------------------------------------------
 
     def task_submitted(self, run: RunInfo) -> None:
