@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from tesengine import Executor, Task, TesBackend
-from tesengine.report import ReportError, RunRecorder, RunSnapshot, TaskRow, Transfers, render
+from tesengine.report import (
+    ReportError,
+    RunRecorder,
+    RunSnapshot,
+    TaskRow,
+    Transfers,
+    render,
+    request_counts,
+)
 from tesengine.server import LocalTesServer
 from tests.faults.procs import PYTHON, clean_env, server_states, write_sprocket_toml
 from tests.fixtures.tes_server import ServedTes
@@ -129,6 +137,7 @@ async def test_report_is_written_when_the_embedder_fails(tmp_path: Path) -> None
 
         async def workflow() -> None:
             async with recorder, TesBackend(config, events=recorder) as backend:
+                recorder.counts = request_counts(backend.client)
                 await (await recorder.submit(backend, Task("t", [Executor("img", ["true"])])))
                 raise RuntimeError("workflow bug")
 
@@ -137,6 +146,7 @@ async def test_report_is_written_when_the_embedder_fails(tmp_path: Path) -> None
     doc = report_data(tmp_path / "r.html")
     assert doc["outcome"] == "failed"
     assert "workflow bug" in doc["error"]
+    assert doc["requests"][0] >= 2 and doc["requests"][1] == 0  # create + FULL view at least
     assert doc["tasks"][0]["s"] == "COMPLETE" and "g" in doc["tasks"][0]
 
 
