@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from tesengine import Executor, Task, TesBackend
-from tesengine.report import ReportError, RunRecorder, RunSnapshot, TaskRow, Transfers, render
+from tesengine.report import (
+    ReportError,
+    RunRecorder,
+    RunSnapshot,
+    TaskRow,
+    Transfers,
+    render,
+    request_counts,
+)
 from tesengine.server import LocalTesServer
 from tests.faults.procs import PYTHON, clean_env, server_states, write_sprocket_toml
 from tests.fixtures.tes_server import ServedTes
@@ -37,6 +45,9 @@ def test_report_of_a_failing_run_shows_every_outcome(local_tes: ServedTes, tmp_p
         '[[tasks]]\nname = "ok"\ncommand = ["sh", "-c", "cat /in/x > /out/y"]\n'
         'inputs = { "/in/x" = "in.txt" }\noutputs = { y = "/out/y" }\n\n'
         f'[[tasks]]\nname = "bad"\ncommand = ["sh", "-c", \'{FAILING}\']\n'
+        'outputs = { o = "/out/o" }\n\n'
+        '[[tasks]]\nname = "after"\ncommand = ["cat", "/in/o"]\n'
+        'inputs = { "/in/o" = { from = "bad.outputs.o" } }\n'
     )
     report = tmp_path / "run.html"
     result = run_cli(
@@ -45,8 +56,9 @@ def test_report_of_a_failing_run_shows_every_outcome(local_tes: ServedTes, tmp_p
     assert result.returncode == 1, result.stderr
     doc = report_data(report)
     assert doc["outcome"] == "failed"
-    assert doc["states"] == {"COMPLETE": 1, "EXECUTOR_ERROR": 1}
+    assert doc["states"] == {"COMPLETE": 1, "EXECUTOR_ERROR": 1, "NOT_RUN": 1}
     rows = tasks_by_name(doc)
+    assert rows["after"]["r"] == "not run: task 'bad' failed"
     bad, ok = rows["bad"], rows["ok"]
     assert bad["x"] == [3]
     assert bad["t"] == "it broke: no such sample"
@@ -125,6 +137,7 @@ async def test_report_is_written_when_the_embedder_fails(tmp_path: Path) -> None
 
         async def workflow() -> None:
             async with recorder, TesBackend(config, events=recorder) as backend:
+                recorder.counts = request_counts(backend.client)
                 await (await recorder.submit(backend, Task("t", [Executor("img", ["true"])])))
                 raise RuntimeError("workflow bug")
 
@@ -133,6 +146,7 @@ async def test_report_is_written_when_the_embedder_fails(tmp_path: Path) -> None
     doc = report_data(tmp_path / "r.html")
     assert doc["outcome"] == "failed"
     assert "workflow bug" in doc["error"]
+    assert doc["requests"][0] >= 2 and doc["requests"][1] == 0  # create + FULL view at least
     assert doc["tasks"][0]["s"] == "COMPLETE" and "g" in doc["tasks"][0]
 
 

@@ -28,8 +28,7 @@ from ..errors import (
     TesEngineError,
     redact_url,
 )
-from ..report import RunRecorder
-from ..tes import TesClient
+from ..report import RunRecorder, request_counts
 from . import aio, json_out
 from .backend_choice import open_backend_config
 from .display import Display
@@ -199,9 +198,8 @@ async def _hooks(stack: contextlib.AsyncExitStack, report: Path | None, display:
 
 def _count_requests(hooks: Any, backend: TesBackend) -> None:
     """Give a report recorder the client's request counters (the backend comes after it)."""
-    client = backend.client
-    if isinstance(hooks, RunRecorder) and isinstance(client, TesClient):
-        hooks.counts = lambda: (client.counts.requests, client.counts.retries)
+    if isinstance(hooks, RunRecorder):
+        hooks.counts = request_counts(backend.client)
 
 
 async def _note_images(backend: TesBackend, tasks: TaskFile, display: Display) -> None:
@@ -234,6 +232,8 @@ async def _run_graph(
                 try:
                     upstream[source.task] = (await asyncio.shield(done[source.task])).outputs
                 except Exception:
+                    if isinstance(backend.events, RunRecorder):
+                        backend.events.not_run(spec.name, f"task {source.task!r} failed")
                     raise NotRun(f"not run: task {source.task!r} failed") from None
         task = to_task(spec, base, upstream)
         if isinstance(backend.events, RunRecorder):  # it notes when staging began

@@ -18,6 +18,15 @@ from __future__ import annotations
 
 from .html import render
 from .model import RunSnapshot, TaskRow, Transfers
-from .recorder import Counts, ReportError, RunRecorder
+from .recorder import Counts, ReportError, RunRecorder, request_counts
 
-__all__ = ["Counts", "ReportError", "RunRecorder", "RunSnapshot", "TaskRow", "Transfers", "render"]
+__all__ = [
+    "Counts",
+    "ReportError",
+    "RunRecorder",
+    "RunSnapshot",
+    "TaskRow",
+    "Transfers",
+    "render",
+    "request_counts",
+]

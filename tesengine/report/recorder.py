@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Self
 from ..engine.events import EngineEvents, RunInfo, TransferProgress, emit
 from ..engine.run import TaskRun
 from ..errors import TaskFailed, TesEngineError, redact_url
+from ..tes import TesClient
 from ..tes.models import State
 from .html import render
 from .model import FAILED_STATES, MAX_OUTPUTS, RunSnapshot, TaskRow, Transfers, tail
@@ -44,6 +45,13 @@ Counts = Callable[[], tuple[int, int]]
 """Returns (TES requests sent, retries) so far."""
 
 _SETTLE_SECONDS = 2.0  # how long closing waits for finished runs' outcomes to be read
+
+
+def request_counts(client: object) -> Counts | None:
+    """``counts`` for a recorder, read from a :class:`~tesengine.TesClient` (else None)."""
+    if not isinstance(client, TesClient):
+        return None
+    return lambda: (client.counts.requests, client.counts.retries)
 
 
 class ReportError(TesEngineError):
@@ -133,6 +141,12 @@ class RunRecorder:
                 row.events.append(("NOT_SUBMITTED", self._now()))
                 row.error, row.ended = tail(str(exc)), True
             raise
+
+    def not_run(self, name: str, reason: str) -> None:
+        """Show a task that was never submitted (e.g. a task it depends on failed)."""
+        row = _Row(name, error=f"not run: {reason}", ended=True)
+        row.events.append(("NOT_RUN", self._now()))
+        self._rows.append(row)
 
     # -- EngineEvents ----------------------------------------------------------
 

@@ -19,6 +19,14 @@ from tests.faults.procs import PYTHON, clean_env, write_sprocket_toml
 from tests.fixtures.tes_server import ServedTes
 from tests.support import require
 
+try:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+except ImportError:  # then the browser fixture fails (in CI) or skips, saying why
+    By = Select = None  # type: ignore[assignment,misc]
+
+__all__ = ["By", "Select", "console_errors"]
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 

@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
 
-from tests.browser.conftest import Run200, console_errors
+from tests.browser.conftest import By, Run200, Select, console_errors
 from tests.fixtures.tes_server import ServedTes
 from tests.support import wait_until
 from tests.support.report import report_data

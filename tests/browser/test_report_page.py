@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
-
-from tests.browser.conftest import Run200, console_errors
+from tests.browser.conftest import By, Run200, Select, console_errors
 from tests.support import wait_until
 
 

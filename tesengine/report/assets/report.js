@@ -6,14 +6,14 @@
 (function () {
   const data = JSON.parse(document.getElementById("report-data").textContent);
   const FAILED = new Set(["EXECUTOR_ERROR", "SYSTEM_ERROR", "NOT_SUBMITTED", "UNKNOWN"]);
-  const FINAL = new Set(["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "NOT_SUBMITTED", "PREEMPTED"]);
+  const FINAL = new Set(["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "NOT_SUBMITTED", "NOT_RUN", "PREEMPTED"]);
   const ROW = 18, OVERSCAN = 10, PAGE = 100;
   const $ = (id) => document.getElementById(id);
 
   function colour(state) {
     if (state === "COMPLETE") return "ok";
     if (FAILED.has(state)) return "failed";
-    if (state === "CANCELED" || state === "CANCELING") return "canceled";
+    if (state === "CANCELED" || state === "CANCELING" || state === "NOT_RUN") return "canceled";
     return "active";
   }
   function el(tag, cls, text) {
