@@ -28,7 +28,7 @@ from tesengine.server import LocalTesServer
 from tesengine.storage import StageResult
 from tesengine.tes import State, TesClient
 from tests.fixtures.tes_server import bwrap_available
-from tests.support import require
+from tests.support import file_config, require
 
 SH = "debian:stable-slim"
 
@@ -60,21 +60,10 @@ class Env:
     root: Path
     storage: Path
 
-    def config(self, **kw: Any) -> Config:
-        backend = BackendConfig(
-            type="tes",
-            url=self.server.url,
-            inputs=(self.storage / "inputs").as_uri(),
-            outputs=(self.storage / "outputs").as_uri(),
-            interval=kw.pop("interval", 0.05),
-            cache_dir=self.root / "cache",
-            **kw,
-        )
-        return Config(backend_name="test", backend=backend)
-
     def backend(self, **kw: Any) -> TesBackend:
         events = kw.pop("events", None)
-        return TesBackend(self.config(**kw), events=events)
+        config = file_config(self.server.url, self.storage, self.root / "cache", **kw)
+        return TesBackend(config, events=events)
 
 
 async def _env(tmp_path: Path, runtime: str, **kw: Any) -> AsyncIterator[Env]:
