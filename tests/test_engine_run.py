@@ -163,3 +163,18 @@ async def test_the_backend_closes_what_it_made_not_what_it_was_given(
         assert client.closes == 0  # the caller's to close
         assert (await client.get_task(run.id)).current_state is State.COMPLETE
     assert client.closes == 1
+
+
+async def test_a_submit_cancelled_mid_create_cancels_what_the_server_made(
+    slow: LocalTesServer, tmp_path: Path, fault_proxy: Proxy
+) -> None:
+    proxy = await fault_proxy(slow.url)
+    # The server creates the task at once; its answer comes a second later.
+    proxy.add(Fault("slow", seconds=1.0), method="POST", path=r"/tasks$")
+    async with _backend(proxy.url, tmp_path) as backend:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await backend.submit(TASK)
+    async with TesClient(slow.url) as client:
+        states = [t.current_state async for t in client.iter_tasks()]
+    assert states in ([State.CANCELED], [State.CANCELING])  # not left RUNNING for 30 s

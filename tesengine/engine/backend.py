@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 import anyio.to_thread
@@ -214,9 +214,19 @@ class TesBackend(AsyncClosing):
 
     def cancel_in_background(self, task_id: str) -> None:
         """Ask the server to cancel ``task_id`` without waiting; :meth:`aclose` waits for it."""
-        cancel = asyncio.ensure_future(self._cancel_logged(task_id))
-        self._cancels.add(cancel)
-        cancel.add_done_callback(self._cancels.discard)
+        self._background(self._cancel_logged(task_id))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+
+    async def _cancel_created(self, create: asyncio.Future[str]) -> None:
+        try:
+            task_id = await create
+        except Exception:  # never created: nothing to cancel
+            return
+        await self._cancel_logged(task_id)
 
     async def _cancel_logged(self, task_id: str) -> None:
         try:
@@ -271,7 +281,14 @@ class TesBackend(AsyncClosing):
     async def _create(self, plan: Plan, staged: dict[str, str]) -> Submission:
         prefix = output_prefix(self.config.backend.outputs, plan.task.name)
         request = build_task(plan, staged, prefix, {RUN_TAG: self.run_tag})
-        task_id = await self.client.create_task(request)
+        create = asyncio.ensure_future(self.client.create_task(request))
+        try:
+            task_id = await asyncio.shield(create)
+        except asyncio.CancelledError:
+            # The server may have created it already (Ctrl-C mid-request):
+            # let the request finish, then cancel what it made.
+            self._background(self._cancel_created(create))
+            raise
         self._status.watch(task_id, self.run_tag)
         return Submission(task_id, prefix, output_targets(plan.outputs, prefix), logs_url(prefix))
 
