@@ -39,6 +39,15 @@ HERE = Path(__file__).parent
 
 pytestmark = pytest.mark.timeout(900)
 
+#: The live Sprocket tests have not yet passed once on a built Sprocket (the
+#: build outlasted the session that wrote them), so they run where asked for:
+#: `nox -s peers` (PEERS_FULL=1) or PEERS_SPROCKET=1; then they belong in
+#: the default run.
+live = pytest.mark.skipif(
+    not (FULL or os.environ.get("PEERS_SPROCKET") == "1"),
+    reason="live Sprocket tests run with nox -s peers or PEERS_SPROCKET=1",
+)
+
 
 @dataclass
 class Stack:
@@ -154,6 +163,7 @@ def _inputs_json(path: Path, values: dict[str, Any]) -> str:
     return f"@{path}"
 
 
+@live
 async def test_sprocket_workflow_on_tesengine_serve(sprocket: Path, stack: Stack) -> None:
     """File and Directory inputs, a scatter, outputs read by a later task."""
     data = stack.work / "data"
@@ -204,6 +214,7 @@ def _record(vectors: dict[str, str]) -> None:
     VECTORS.write_text(json.dumps(known, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
 
 
+@live
 async def test_shared_bucket_sprocket_stages_first(sprocket: Path, stack: Stack) -> None:
     """After Sprocket staged, tesengine finds every input present and uploads no file."""
     dirs, files, inputs = _staging_inputs(stack)
@@ -226,6 +237,7 @@ async def test_shared_bucket_sprocket_stages_first(sprocket: Path, stack: Stack)
     assert all(key.startswith("complete/directory/") for key in added), added
 
 
+@live
 async def test_shared_bucket_tesengine_stages_first(sprocket: Path, stack: Stack) -> None:
     """After tesengine staged, Sprocket uploads nothing and uses the same addresses."""
     dirs, files, inputs = _staging_inputs(stack)
@@ -250,6 +262,9 @@ async def test_tesengine_digests_match_the_sprocket_vectors(tmp_path: Path) -> N
     """The addresses the real Sprocket computed for the trees (recorded from its run)."""
     from tesengine.digest import Digester
 
+    if not VECTORS.exists():
+        # not recorded yet: the live tests above compare against Sprocket directly
+        pytest.skip("no Sprocket vectors recorded yet (RECORD_SPROCKET_VECTORS=1 nox -s peers)")
     recorded: dict[str, str] = json.loads(VECTORS.read_text())["addresses"]
     inputs = {**trees.build(tmp_path / "trees", full=True), **trees.files(tmp_path / "files")}
     inputs["wide100"] = trees.wide(tmp_path / "trees" / "wide100", 100)
