@@ -9,8 +9,10 @@ task stage {
     Array[File] files = []
   }
 
+  # one file in the work directory: Sprocket declares the work directory a
+  # DIRECTORY output, and tesengine serve fails an output that holds no file
   command <<<
-    true
+    echo staged > staged.txt
   >>>
 
   runtime {
