@@ -152,7 +152,8 @@ def run_one(kind: str, args: argparse.Namespace, fault_rate: float, base: Path) 
     proxy = ProxyThread(url, fault_rate)
     try:
         if kind == "sprocket":
-            argv = sprocket_argv(args.sprocket, proxy.url, base, args.tasks, args.interval)
+            api = f"{proxy.url}/ga4gh/tes/v1"  # Sprocket takes the API base as is
+            argv = sprocket_argv(args.sprocket, api, base, args.tasks, args.interval)
         else:
             argv = tesengine_argv(proxy.url, args.tasks, args.interval)
         row = measure(argv, base)
