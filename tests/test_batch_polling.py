@@ -370,7 +370,7 @@ async def test_failed_walk_falls_back_to_gets_for_that_tick(tmp_path: Path) -> N
 
 async def test_a_known_state_keeps_the_waiter_asleep(tmp_path: Path) -> None:
     async with rig(tmp_path, delay=3600) as r, TesClient(r.url) as client:
-        request = wire.Task(
+        request = wire.TesTask(
             executors=[wire.Executor(image="alpine", command=["true"])], tags={RUN_TAG: "old"}
         )
         task_id = await client.create_task(request)

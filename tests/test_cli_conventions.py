@@ -160,7 +160,7 @@ def test_logs_of_a_running_task_says_so(
     tmp_path: Path, serve_tes: Callable[..., ServedTes]
 ) -> None:
     served = serve_tes(args=["--noop-delay", "120"])
-    task = wire.Task(name="slow", executors=[wire.Executor(image="a", command=["true"])])
+    task = wire.TesTask(name="slow", executors=[wire.Executor(image="a", command=["true"])])
     task_id = post_task(served, task)
     wait_until(lambda: _state(served, task_id) == "RUNNING", timeout=10, what="RUNNING")
     config = config_file(tmp_path, served.url, served.storage_dir)

@@ -50,7 +50,7 @@ def one_line(result: subprocess.CompletedProcess[str], status: int = 2) -> str:
     return lines[0]
 
 
-def post_task(served: ServedTes, task: wire.Task) -> str:
+def post_task(served: ServedTes, task: wire.TesTask) -> str:
     request = urllib.request.Request(
         f"{served.api}/tasks",
         data=task.request_json(),
@@ -176,7 +176,7 @@ def _first_line_then_close(argv: list[str], cwd: Path) -> tuple[int, str]:
 
 def test_list_json_into_head_exits_quietly(tmp_path: Path, noop_tes: ServedTes) -> None:
     long_arg = "x" * 4096  # 120 tasks of 4 KiB each: far more than a pipe holds
-    task = wire.Task(
+    task = wire.TesTask(
         name="pipe-test", executors=[wire.Executor(image="a", command=["echo", long_arg])]
     )
     for _ in range(120):

@@ -149,7 +149,7 @@ def test_cancel_command(tmp_path: Path, serve_tes: object) -> None:
     env = user_env(tmp_path)
     from tesengine.tes import models as wire
 
-    body = wire.Task(name="c", executors=[wire.Executor(image="i", command=["true"])])
+    body = wire.TesTask(name="c", executors=[wire.Executor(image="i", command=["true"])])
     import urllib.request
 
     request = urllib.request.Request(

@@ -87,7 +87,7 @@ async def test_a_prefix_outside_the_outputs_is_never_read(
     secret = tmp_path / "elsewhere" / "_logs" / "0.stdout"
     secret.parent.mkdir(parents=True)
     secret.write_text("not yours")
-    task = wire.Task(
+    task = wire.TesTask(
         name="planted",
         executors=[wire.Executor(image="a", command=["true"])],
         tags={"tesengine-prefix": (tmp_path / "elsewhere").as_uri()},

@@ -143,8 +143,10 @@ def test_build_task_is_spec_shaped(tmp_path: Path) -> None:
     assert LOG_DIR in body["volumes"]
 
 
-def _full(state: str, *logs: tuple[int | None, str], syslogs: list[str] | None = None) -> wire.Task:
-    return wire.Task.model_validate(
+def _full(
+    state: str, *logs: tuple[int | None, str], syslogs: list[str] | None = None
+) -> wire.TesTask:
+    return wire.TesTask.model_validate(
         {
             "id": "t1",
             "state": state,
@@ -214,7 +216,7 @@ def test_interpret_system_error_and_cancel() -> None:
 
 
 def test_executor_results_tolerate_missing_logs() -> None:
-    bare = wire.Task.model_validate({"id": "x", "state": "COMPLETE", "executors": []})
+    bare = wire.TesTask.model_validate({"id": "x", "state": "COMPLETE", "executors": []})
     assert executor_results(bare) == ()
     assert describe(wire.State.SYSTEM_ERROR, (), ()) == (
         "the server reported a system error without details"

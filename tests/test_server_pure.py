@@ -146,7 +146,7 @@ def test_every_problem_is_named_once_in_one_message() -> None:
 
 
 STRICT_AND_WIRE = [
-    (task_request.TaskRequest, wire.Task, "tesTask"),
+    (task_request.TaskRequest, wire.TesTask, "tesTask"),
     (task_request.Executor, wire.Executor, "tesExecutor"),
     (task_request.Input, wire.Input, "tesInput"),
     (task_request.Output, wire.Output, "tesOutput"),

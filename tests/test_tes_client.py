@@ -25,7 +25,7 @@ from tesengine.errors import (
     TesApiError,
     TesUnavailable,
 )
-from tesengine.tes import SUBMISSION_TAG, Executor, State, Task, TesClient, View
+from tesengine.tes import SUBMISSION_TAG, Executor, State, TesClient, TesTask, View
 from tesengine.tes.client import _list_url
 from tesengine.tes.query import TaskQuery
 from tesengine.tes.retry import set_testing
@@ -55,8 +55,8 @@ async def client(fake: FakeTes) -> AsyncIterator[TesClient]:
         yield tes
 
 
-def hello(name: str = "hello") -> Task:
-    return Task(name=name, executors=[Executor(image="alpine", command=["echo", "hi"])])
+def hello(name: str = "hello") -> TesTask:
+    return TesTask(name=name, executors=[Executor(image="alpine", command=["echo", "hi"])])
 
 
 # --- the happy path ----------------------------------------------------------------------
@@ -271,7 +271,7 @@ async def test_404_is_not_retried(fake: FakeTes, client: TesClient) -> None:
 async def test_malformed_json_fails_clearly(fake: FakeTes, client: TesClient) -> None:
     # JSON cut short in transit is retried like any transient fault, then reported
     fake.faults.extend([Fault("GET", "get", 200, '{"id": "x", "state": ')] * 4)
-    with pytest.raises(TesUnavailable, match=r"malformed Task from server"):
+    with pytest.raises(TesUnavailable, match=r"malformed TesTask from server"):
         await client.get_task("x")
     assert fake.count("GET", "get") == 4
 
@@ -279,7 +279,7 @@ async def test_malformed_json_fails_clearly(fake: FakeTes, client: TesClient) ->
 async def test_html_instead_of_json_fails_at_once(fake: FakeTes, client: TesClient) -> None:
     html = {"Content-Type": "text/html"}
     fake.faults.append(Fault("GET", "get", 200, "<html>login</html>", headers=html))
-    with pytest.raises(TesApiError, match=r"malformed Task from server") as info:
+    with pytest.raises(TesApiError, match=r"malformed TesTask from server") as info:
         await client.get_task("x")
     assert info.value.status == 200 and fake.count("GET", "get") == 1
 

@@ -40,7 +40,7 @@ from tesengine.errors import (
     TesUnavailable,
     TransportError,
 )
-from tesengine.tes import Executor, Task, TesClient, View
+from tesengine.tes import Executor, TesClient, TesTask, View
 from tesengine.tes.aiohttp_transport import translate_fault
 from tesengine.tes.retry import set_testing
 
@@ -155,7 +155,7 @@ _SCRIPTS = st.builds(
 Call = Callable[[TesClient], Awaitable[Any]]
 
 
-async def _all_tasks(tes: TesClient) -> list[Task]:
+async def _all_tasks(tes: TesClient) -> list[TesTask]:
     return [t async for t in tes.iter_tasks(tags={"a": "b"})]
 
 
@@ -167,7 +167,7 @@ _CALLS: dict[str, Call] = {
     "list_states": lambda tes: tes.list_states(),
     "iter_tasks": _all_tasks,
     "create_task": lambda tes: tes.create_task(
-        Task(executors=[Executor(image="alpine", command=["true"])])
+        TesTask(executors=[Executor(image="alpine", command=["true"])])
     ),
     "cancel_task": lambda tes: tes.cancel_task("x"),
 }

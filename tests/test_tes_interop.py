@@ -15,8 +15,8 @@ from tesengine.tes import (
     Input,
     Resources,
     State,
-    Task,
     TesClient,
+    TesTask,
     View,
 )
 from tests.fixtures.tes_server import ServedTes
@@ -24,8 +24,8 @@ from tests.fixtures.tes_spec import TesSpec
 from tests.support import await_until
 
 
-def sample(name: str = "interop", **tags: str) -> Task:
-    return Task(
+def sample(name: str = "interop", **tags: str) -> TesTask:
+    return TesTask(
         name=name,
         description="made by tesengine",
         inputs=[Input(path="/in/greeting.txt", content="hello")],
@@ -35,7 +35,7 @@ def sample(name: str = "interop", **tags: str) -> Task:
     )
 
 
-async def wait_final(tes: TesClient, task_id: str, timeout: float = 20.0) -> Task:
+async def wait_final(tes: TesClient, task_id: str, timeout: float = 20.0) -> TesTask:
     async def final() -> bool:
         return (await tes.get_task(task_id)).current_state.is_final
 

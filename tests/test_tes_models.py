@@ -25,8 +25,8 @@ from tesengine.tes import (
     ServiceInfo,
     ServiceType,
     State,
-    Task,
     TaskLog,
+    TesTask,
     View,
 )
 from tests.fixtures.tes_spec import TesSpec
@@ -43,15 +43,15 @@ MODELS: dict[str, type[BaseModel]] = {
     "tesResources": Resources,
     "tesServiceInfo": ServiceInfo,
     "tesServiceType": ServiceType,
-    "tesTask": Task,
+    "tesTask": TesTask,
     "tesTaskLog": TaskLog,
 }
 ENUMS: dict[str, Any] = {"tesState": State, "tesFileType": FileType}
 
 
-def full_task() -> Task:
+def full_task() -> TesTask:
     """A task that sets every field a client may send."""
-    return Task(
+    return TesTask(
         name="align",
         description="every field",
         inputs=[
@@ -90,7 +90,7 @@ def full_task() -> Task:
     )
 
 
-def server_task() -> Task:
+def server_task() -> TesTask:
     """The task as a FULL view would return it, with logs."""
     return full_task().model_copy(
         update={
@@ -161,7 +161,7 @@ def test_request_body_drops_server_fields() -> None:
     ("schema", "model"),
     [
         ("tesTask", server_task()),
-        ("tesTask", Task(executors=[Executor(image="alpine", command=["true"])])),
+        ("tesTask", TesTask(executors=[Executor(image="alpine", command=["true"])])),
         ("tesListTasksResponse", ListTasksResponse(tasks=[server_task()], next_page_token="p2")),
         ("tesListTasksResponse", ListTasksResponse()),
         ("tesCreateTaskResponse", CreateTaskResponse(id="job-1")),
@@ -185,7 +185,7 @@ def test_serialised_models_validate(tes_spec: TesSpec, schema: str, model: Any) 
 
 
 def test_unset_fields_are_left_out_not_null() -> None:
-    wire = Task(executors=[Executor(image="alpine", command=["true"])]).to_wire()
+    wire = TesTask(executors=[Executor(image="alpine", command=["true"])]).to_wire()
     assert wire == {"executors": [{"image": "alpine", "command": ["true"]}]}
 
 
@@ -269,25 +269,25 @@ def test_unknown_fields_are_kept_and_sent_back() -> None:
         "executors": [{"image": "a", "command": ["b"], "x_gpu": "1"}],
         "funnel_extra": {"k": [1, 2]},
     }
-    task = Task.model_validate(raw)
+    task = TesTask.model_validate(raw)
     assert task.model_extra == {"funnel_extra": {"k": [1, 2]}}
     assert task.executors[0].model_extra == {"x_gpu": "1"}
     assert task.to_wire() == raw
 
 
 def test_minimal_view_parses() -> None:
-    task = Task.model_validate_json(b'{"id": "t1", "state": "QUEUED"}')
+    task = TesTask.model_validate_json(b'{"id": "t1", "state": "QUEUED"}')
     assert (task.id, task.state, task.executors, task.logs) == ("t1", State.QUEUED, [], None)
 
 
 def test_missing_state_reads_unknown() -> None:
-    task = Task.model_validate({"id": "t1"})
+    task = TesTask.model_validate({"id": "t1"})
     assert task.state is None
     assert task.current_state is State.UNKNOWN
 
 
 def test_nulls_from_servers_are_tolerated() -> None:
-    task = Task.model_validate(
+    task = TesTask.model_validate(
         {
             "id": "t1",
             "state": "SYSTEM_ERROR",
@@ -312,7 +312,9 @@ def test_nulls_from_servers_are_tolerated() -> None:
 
 def test_unknown_state_becomes_unknown_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="tesengine")
-    states = [Task.model_validate({"id": str(i), "state": "HIBERNATING"}).state for i in range(3)]
+    states = [
+        TesTask.model_validate({"id": str(i), "state": "HIBERNATING"}).state for i in range(3)
+    ]
     assert states == [State.UNKNOWN] * 3
     warnings = [r for r in caplog.records if "HIBERNATING" in r.getMessage()]
     assert len(warnings) == 1
@@ -337,7 +339,7 @@ def test_camel_case_keys_from_old_servers() -> None:
             }
         ],
     }
-    task = Task.model_validate(raw)
+    task = TesTask.model_validate(raw)
     assert task.creation_time == "2020-10-02T10:00:00Z"
     assert task.resources == Resources(
         cpu_cores=2, ram_gb=1.5, disk_gb=3, backend_parameters_strict=True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tesengine.tes import Executor, Task, TesClient
+from tesengine.tes import Executor, TesClient, TesTask
 from tesengine.tes.retry import RetryableStatus, RetryPolicy, parse_retry_after, set_testing
 from tesengine.testing import FakeTes, Fault, MockTransport
 
@@ -27,7 +27,7 @@ async def test_429_waits_retry_after_seconds() -> None:
     waits: list[float] = []
     async with clocked(fake, waits) as client:
         task_id = await client.create_task(
-            Task(executors=[Executor(image="alpine", command=["true"])])
+            TesTask(executors=[Executor(image="alpine", command=["true"])])
         )
         fake.faults.append(Fault("GET", "get", 429, {"error": "slow down"}, {"Retry-After": "2"}))
         assert (await client.get_task(task_id)).id == task_id

@@ -101,7 +101,7 @@ def test_a_session_and_a_transport_together_are_refused() -> None:
 async def test_fake_tes_views_lifecycle_and_cancel() -> None:
     fake = FakeTes(lifecycle=(State.RUNNING, State.COMPLETE))
     async with TesClient(fake.base, transport=MockTransport(fake)) as tes:
-        task = wire.Task(
+        task = wire.TesTask(
             name="t",
             inputs=[wire.Input(path="/in/a", content="hello")],
             executors=[wire.Executor(image="alpine", command=["true"])],

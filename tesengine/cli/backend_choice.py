@@ -32,7 +32,7 @@ SEARCHED = ("--config", f"${CONFIG_ENV}", *(f"./{name}" for name in DEFAULT_FILE
 class TaskSource(Protocol):
     """What the task commands need: a :class:`TesClient`, or the embedded store."""
 
-    async def get_task(self, task_id: str, view: View = ...) -> wire.Task: ...
+    async def get_task(self, task_id: str, view: View = ...) -> wire.TesTask: ...
     async def cancel_task(self, task_id: str) -> None: ...
     def iter_tasks(
         self,
@@ -42,7 +42,7 @@ class TaskSource(Protocol):
         tags: Mapping[str, str] | None = None,
         view: View = ...,
         page_size: int | None = None,
-    ) -> AsyncIterator[wire.Task]: ...
+    ) -> AsyncIterator[wire.TesTask]: ...
 
 
 def configured(path: str | None) -> bool:
@@ -104,7 +104,7 @@ class EmbeddedTasks:
         self.config = embedded_config("http://127.0.0.1", root)
         self._clients: dict[str, TesClient] = {}
 
-    async def get_task(self, task_id: str, view: View | None = None) -> wire.Task:
+    async def get_task(self, task_id: str, view: View | None = None) -> wire.TesTask:
         """The task with ``task_id`` from whichever run holds it."""
         from ..tes import View
 
@@ -128,7 +128,7 @@ class EmbeddedTasks:
         tags: Mapping[str, str] | None = None,
         view: View | None = None,
         page_size: int | None = None,
-    ) -> AsyncIterator[wire.Task]:
+    ) -> AsyncIterator[wire.TesTask]:
         """Every matching task, newest run first, newest task first within a run."""
         from ..server.views import matches
         from ..tes import View
@@ -200,8 +200,8 @@ def _docs(run: RunDir) -> Iterator[dict[str, Any]]:
         yield json.loads(text)
 
 
-def _task(doc: Mapping[str, Any], view: View) -> wire.Task:
+def _task(doc: Mapping[str, Any], view: View) -> wire.TesTask:
     from ..server.views import project
     from ..tes import models as wire
 
-    return wire.Task.model_validate(project(doc, view.value))
+    return wire.TesTask.model_validate(project(doc, view.value))

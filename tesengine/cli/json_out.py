@@ -76,7 +76,7 @@ def record(
     }
 
 
-def from_wire(task: wire.Task) -> dict[str, Any]:
+def from_wire(task: wire.TesTask) -> dict[str, Any]:
     """The record of a task as the server reports it (BASIC or FULL view)."""
     from ..engine.request import LOG_DIR
     from ..engine.result import describe, executor_results, system_logs

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..errors import TesApiError, TesUnavailable
-from ..tes.models import MAX_PAGE_SIZE, ListTasksResponse, State, Task, View
+from ..tes.models import MAX_PAGE_SIZE, ListTasksResponse, State, TesTask, View
 from ..tes.query import StatePage, TaskQuery
 from .poller import PerTaskStatus, Sleep, StatusSource, jittered
 from .request import RUN_TAG
@@ -57,7 +57,7 @@ Polling = Literal["auto", "batch", "per-task"]
 class ListingClient(Protocol):
     """What :class:`BatchStatus` needs from a :class:`~tesengine.tes.TesClient`."""
 
-    async def get_task(self, task_id: str, view: View = ...) -> Task: ...
+    async def get_task(self, task_id: str, view: View = ...) -> TesTask: ...
 
     async def list_tasks(self, query: TaskQuery | None = ...) -> ListTasksResponse: ...
 
@@ -129,7 +129,7 @@ class BatchStatus:
         state = await self._wait(task_id, interval, known)
         return state if state is not None else await self._direct.read(task_id)
 
-    async def full(self, task_id: str) -> Task:
+    async def full(self, task_id: str) -> TesTask:
         return await self._direct.full(task_id)
 
     async def aclose(self) -> None:

@@ -49,7 +49,7 @@ class TaskLogs:
 class TaskGetter(Protocol):
     """Where the task comes from: a TES client or the embedded store."""
 
-    async def get_task(self, task_id: str, view: wire.View = ...) -> wire.Task: ...
+    async def get_task(self, task_id: str, view: wire.View = ...) -> wire.TesTask: ...
 
 
 async def task_logs(
@@ -60,7 +60,7 @@ async def task_logs(
     return await read_logs(task, _captured_dir(task, reader, outputs))
 
 
-async def read_logs(task: wire.Task, captured: RemoteDirectory | None) -> TaskLogs:
+async def read_logs(task: wire.TesTask, captured: RemoteDirectory | None) -> TaskLogs:
     """``task``'s logs (FULL view): from ``captured`` where its files exist, else the tails."""
     last = task.logs[-1] if task.logs else None
     tails = list(last.logs) if last else []
@@ -77,7 +77,7 @@ async def read_logs(task: wire.Task, captured: RemoteDirectory | None) -> TaskLo
     return TaskLogs(task.id or "", task.current_state, tuple(executors))
 
 
-def _captured_dir(task: wire.Task, reader: OutputReader, outputs: str) -> RemoteDirectory | None:
+def _captured_dir(task: wire.TesTask, reader: OutputReader, outputs: str) -> RemoteDirectory | None:
     try:
         url = captured_logs_url(task, outputs)
     except UnsafeReply as exc:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import TesApiError, TesUnavailable
-from ..tes.models import State, Task, View
+from ..tes.models import State, TesTask, View
 from .result import TaskResult
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class StatusSource(Protocol):
         """
         ...
 
-    async def full(self, task_id: str) -> Task: ...
+    async def full(self, task_id: str) -> TesTask: ...
     async def aclose(self) -> None: ...
 
 
@@ -89,7 +89,7 @@ async def _read_state(run: TaskRun, source: StatusSource, interval: float) -> St
     return None
 
 
-async def _read_full(run: TaskRun, source: StatusSource, interval: float, sleep: Sleep) -> Task:
+async def _read_full(run: TaskRun, source: StatusSource, interval: float, sleep: Sleep) -> TesTask:
     while True:
         try:
             return await source.full(run.id)
@@ -119,7 +119,7 @@ class PerTaskStatus:
         """GET the MINIMAL view now."""
         return (await self._client.get_task(task_id, View.MINIMAL)).current_state
 
-    async def full(self, task_id: str) -> Task:
+    async def full(self, task_id: str) -> TesTask:
         return await self._client.get_task(task_id, View.FULL)
 
     async def aclose(self) -> None:
@@ -127,4 +127,4 @@ class PerTaskStatus:
 
 
 class _Client(Protocol):
-    async def get_task(self, task_id: str, view: View = ...) -> Task: ...
+    async def get_task(self, task_id: str, view: View = ...) -> TesTask: ...

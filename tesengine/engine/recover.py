@@ -16,7 +16,7 @@ from .request import LOG_OUTPUT, PREFIX_TAG, OutputTarget, logs_url
 from .run import Submission
 
 
-def recover(task: wire.Task, names: Mapping[str, str] | None, outputs: str) -> Submission:
+def recover(task: wire.TesTask, names: Mapping[str, str] | None, outputs: str) -> Submission:
     """Where an earlier submission of ``task`` put its outputs, from its tags and outputs.
 
     ``names`` (name -> container path) selects and names the outputs instead.
@@ -41,7 +41,7 @@ def recover(task: wire.Task, names: Mapping[str, str] | None, outputs: str) -> S
     return Submission(task_id, prefix, tuple(targets), logs_url(prefix) if prefix else "")
 
 
-def captured_logs_url(task: wire.Task, outputs: str) -> str | None:
+def captured_logs_url(task: wire.TesTask, outputs: str) -> str | None:
     """The directory of ``task``'s captured executor logs, from its prefix tag.
 
     None when the task has no prefix tag; :class:`UnsafeReply` when the tag

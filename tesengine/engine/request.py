@@ -63,7 +63,7 @@ def logs_url(prefix: str) -> str:
 
 def build_task(
     plan: Plan, staged: Mapping[str, str], prefix: str, tags: Mapping[str, str]
-) -> wire.Task:
+) -> wire.TesTask:
     """The TES task for ``plan`` once its local inputs are staged.
 
     ``staged`` maps each local input's container path to its uploaded URL.
@@ -78,7 +78,7 @@ def build_task(
         for t, d in zip(output_targets(plan.outputs, prefix), plan.outputs, strict=True)
     ]
     outputs.append(wire.Output(url=logs_url(prefix), path=LOG_DIR, type=wire.FileType.DIRECTORY))
-    return wire.Task(
+    return wire.TesTask(
         name=task.name,
         description=task.description,
         inputs=inputs,

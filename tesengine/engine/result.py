@@ -77,7 +77,7 @@ def _output(result: TaskResult, name: str, kind: type[_Out]) -> _Out:
     return value
 
 
-def executor_results(task: wire.Task) -> tuple[ExecutorResult, ...]:
+def executor_results(task: wire.TesTask) -> tuple[ExecutorResult, ...]:
     """Executor outcomes of the task's last attempt."""
     last = task.logs[-1] if task.logs else None
     logs = last.logs if last else []
@@ -93,7 +93,7 @@ def executor_results(task: wire.Task) -> tuple[ExecutorResult, ...]:
     )
 
 
-def _exit_code(task: wire.Task, index: int, logs: list[wire.ExecutorLog]) -> int | None:
+def _exit_code(task: wire.TesTask, index: int, logs: list[wire.ExecutorLog]) -> int | None:
     """The executor's exit code, or 0 where the server left a success out.
 
     Servers that speak protobuf JSON without unpopulated fields (Funnel)
@@ -111,7 +111,7 @@ def _exit_code(task: wire.Task, index: int, logs: list[wire.ExecutorLog]) -> int
     return 0 if succeeded else None
 
 
-def system_logs(task: wire.Task) -> tuple[str, ...]:
+def system_logs(task: wire.TesTask) -> tuple[str, ...]:
     """Every system log line of every attempt."""
     return tuple(line for attempt in task.logs or [] for line in attempt.system_logs or [])
 
@@ -126,7 +126,7 @@ def make_outputs(
 
 
 def interpret(
-    task: wire.Task,
+    task: wire.TesTask,
     name: str,
     outputs: Mapping[str, RemoteFile | RemoteDirectory],
     logs: RemoteDirectory | None,
@@ -152,7 +152,7 @@ def interpret(
 
 
 def failure(
-    task: wire.Task,
+    task: wire.TesTask,
     name: str,
     state: wire.State,
     executors: tuple[ExecutorResult, ...],

@@ -189,7 +189,7 @@ class TaskRun:
         emit(self._owner.events.task_submitted, self)
         return True
 
-    def _finish(self, task: wire.Task) -> TaskResult:
+    def _finish(self, task: wire.TesTask) -> TaskResult:
         """Interpret the FULL view of the final state."""
         self._observe(task.current_state)
         reader = self._owner.reader

@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
             "ServiceInfo",
             "ServiceType",
             "State",
-            "Task",
+            "TesTask",
             "TaskLog",
             "View",
         ),
@@ -61,10 +61,10 @@ __all__ = [
     "ServiceType",
     "State",
     "StatePage",
-    "Task",
     "TaskLog",
     "TaskQuery",
     "TesClient",
+    "TesTask",
     "Transport",
     "View",
 ]
@@ -92,8 +92,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly
         ServiceInfo,
         ServiceType,
         State,
-        Task,
         TaskLog,
+        TesTask,
         View,
     )
     from .query import StatePage, TaskQuery

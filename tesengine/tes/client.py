@@ -1,6 +1,6 @@
 """An asyncio client for any GA4GH TES v1.1 server.
 
->>> hello = Task(executors=[Executor(image="alpine", command=["echo", "hi"])])
+>>> hello = TesTask(executors=[Executor(image="alpine", command=["echo", "hi"])])
 >>> async with TesClient("https://tes.example.org") as tes:  # doctest: +SKIP
 ...     task = await tes.get_task(await tes.create_task(hello), View.FULL)
 
@@ -40,7 +40,7 @@ from .models import (
     ListTasksResponse,
     ServiceInfo,
     State,
-    Task,
+    TesTask,
     View,
     WireModel,
 )
@@ -176,7 +176,7 @@ class TesClient(AsyncClosing):
         url = f"{await self.base_url()}/service-info"
         return await self._get(ServiceInfo, url)
 
-    async def create_task(self, task: Task) -> str:
+    async def create_task(self, task: TesTask) -> str:
         """POST /tasks without ever creating the task twice; returns its id.
 
         The task is tagged ``tesengine-submission: <uuid4>`` unless it already
@@ -204,10 +204,10 @@ class TesClient(AsyncClosing):
 
         return await self._channel.call("POST", url, attempt)
 
-    async def get_task(self, task_id: str, view: View = View.MINIMAL) -> Task:
+    async def get_task(self, task_id: str, view: View = View.MINIMAL) -> TesTask:
         """GET /tasks/{id}."""
         url = f"{await self.base_url()}/tasks/{quote(task_id, safe='')}?view={View(view).value}"
-        return await self._get(Task, url)
+        return await self._get(TesTask, url)
 
     async def list_tasks(
         self, query: TaskQuery | None = None, **fields: Unpack[TaskQueryFields]
@@ -221,7 +221,7 @@ class TesClient(AsyncClosing):
     ) -> StatePage:
         """One MINIMAL page as bare (id, state) pairs: the lean read behind batch polling.
 
-        Building full :class:`Task` models is most of the client's cost when a
+        Building full :class:`TesTask` models is most of the client's cost when a
         page holds thousands of tasks; this reads only what a poller needs.
         """
         wanted = TaskQuery.of(TaskQuery.of(query, **fields), view=View.MINIMAL)
@@ -234,7 +234,7 @@ class TesClient(AsyncClosing):
 
     async def iter_tasks(
         self, query: TaskQuery | None = None, **fields: Unpack[TaskQueryFields]
-    ) -> AsyncIterator[Task]:
+    ) -> AsyncIterator[TesTask]:
         """Every task that matches, page after page."""
         page_query = TaskQuery.of(query, **fields)
         seen: set[str] = set()
@@ -306,7 +306,7 @@ class TesClient(AsyncClosing):
         """
         url = f"{base}/tasks/{quote(task_id, safe='')}?view=MINIMAL"
         try:
-            _parse(Task, await self._channel.send_once("GET", url))
+            _parse(TesTask, await self._channel.send_once("GET", url))
         except TesApiError as exc:
             if exc.status == 404:
                 log.info("task %s is listed but not found: not adopted", task_id)

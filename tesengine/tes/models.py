@@ -54,8 +54,8 @@ __all__ = [
     "ServiceInfo",
     "ServiceType",
     "State",
-    "Task",
     "TaskLog",
+    "TesTask",
     "View",
     "WireModel",
 ]
@@ -300,7 +300,7 @@ class TaskLog(WireModel):
     system_logs: NonNullList[str] | None = None
 
 
-class Task(WireModel):
+class TesTask(WireModel):
     """``tesTask``. ``id``, ``state``, ``logs`` and ``creation_time`` are set by the server.
 
     ``executors`` is required by the spec but absent from MINIMAL views, so
@@ -334,7 +334,7 @@ class Task(WireModel):
 class ListTasksResponse(WireModel):
     """``tesListTasksResponse``. An empty ``next_page_token`` means the last page."""
 
-    tasks: NonNullList[Task] = Field(default_factory=list)
+    tasks: NonNullList[TesTask] = Field(default_factory=list)
     next_page_token: str | None = None
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tesengine.errors import TesUnavailable
 from tesengine.server import LocalTesServer
-from tesengine.tes import Executor, State, Task, TesClient, View
+from tesengine.tes import Executor, State, TesClient, TesTask, View
 from tests.fixtures.proxy import (
     MALFORMED,
     REGRESS,
@@ -24,7 +24,7 @@ from tests.fixtures.proxy import (
 )
 
 Proxy = Callable[[str], Awaitable[FaultProxy]]
-HELLO = Task(name="hello", executors=[Executor(image="alpine", command=["true"])])
+HELLO = TesTask(name="hello", executors=[Executor(image="alpine", command=["true"])])
 
 
 async def _get(url: str, timeout: float = 5) -> tuple[int, bytes]:

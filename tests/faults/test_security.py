@@ -21,7 +21,7 @@ from tesengine.tes import Executor as WireExecutor
 from tesengine.tes import TesClient, View
 from tesengine.tes.models import Input as WireInput
 from tesengine.tes.models import Output as WireOutput
-from tesengine.tes.models import Task as WireTask
+from tesengine.tes.models import TesTask
 from tests.faults.procs import PYTHON, clean_env
 from tests.fixtures.tes_server import ServedTes
 from tests.support import file_config
@@ -211,7 +211,7 @@ async def test_local_server_refuses_paths_outside_its_dirs(
     io = {field: [WireInput(url=f"file://{path}", path="/data/x")]}
     if field == "outputs":
         io = {field: [WireOutput(url=f"file://{path}", path="/data/x")]}
-    task = WireTask(name="escape", executors=[WireExecutor(image="a", command=["true"])], **io)
+    task = TesTask(name="escape", executors=[WireExecutor(image="a", command=["true"])], **io)
     async with TesClient(local_tes.url) as client:
         with pytest.raises(TesApiError) as info:  # refused at create: nothing runs
             await client.create_task(task)

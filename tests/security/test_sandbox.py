@@ -503,7 +503,7 @@ def test_work_dir_under_a_private_home_runs_tasks_from_a_searchable_base(tmp_pat
             (base,) = bases
             assert base.stat().st_uid == 0 and stat.S_IMODE(base.stat().st_mode) == 0o711
             async with TesClient(server.url) as client:
-                task = wire.Task(executors=[wire.Executor(image="x", command=["id", "-u"])])
+                task = wire.TesTask(executors=[wire.Executor(image="x", command=["id", "-u"])])
                 task_id = await client.create_task(task)
                 done = await client.get_task(task_id, wire.View.FULL)
 

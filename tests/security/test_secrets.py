@@ -139,7 +139,7 @@ def _url_holders() -> list[object]:
         (OutputTarget("x", BLOB, False), OutputTarget("d", BLOB.replace("x.txt", "d"), True)),
         None,
     )
-    finished = wire.Task(
+    finished = wire.TesTask(
         id="t-1",
         state=wire.State.COMPLETE,
         executors=[wire.Executor(image="alpine", command=["cat", "/in/a"])],

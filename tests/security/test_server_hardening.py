@@ -26,8 +26,7 @@ import pytest
 from tesengine import Executor, Task, TesBackend
 from tesengine.server import LocalTesServer
 from tesengine.tes import Executor as WireExecutor
-from tesengine.tes import State, TesClient, View
-from tesengine.tes import Task as WireTask
+from tesengine.tes import State, TesClient, TesTask, View
 from tesengine.tes.models import SUBMISSION_TAG
 from tests.support import await_until, file_config, user_env
 
@@ -222,7 +221,7 @@ async def test_nul_byte_in_a_header_logs_one_line_not_a_traceback(
 
 async def _create(url: str, n: int) -> list[str]:
     async with TesClient(url) as client:
-        task = WireTask(executors=[WireExecutor(image="alpine", command=["true"])])
+        task = TesTask(executors=[WireExecutor(image="alpine", command=["true"])])
         return [await client.create_task(task) for _ in range(n)]
 
 
@@ -250,7 +249,7 @@ async def test_unreadable_rows_are_logged_and_skipped_at_start_up(
         listed = {t.id async for t in client.iter_tasks()}
         assert listed == set(kept)
         fresh = await client.create_task(
-            WireTask(executors=[WireExecutor(image="a", command=["x"])])
+            TesTask(executors=[WireExecutor(image="a", command=["x"])])
         )
         assert (await client.get_task(fresh)).id == fresh
     warned = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
