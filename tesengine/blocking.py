@@ -38,7 +38,7 @@ from typing import Any, Self, TypeVar
 
 from .config import Config
 from .engine import Task, TaskResult, TaskRun, TesBackend
-from .errors import TesEngineError
+from .errors import NotReady
 
 __all__ = ["Backend"]
 
@@ -177,13 +177,13 @@ class Backend:
             self._thread.join()
             raise self._error
         if self._tes is None:
-            raise TesEngineError(f"the tesengine loop did not start within {_START_TIMEOUT:g} s")
+            raise NotReady(f"the tesengine loop did not start within {_START_TIMEOUT:g} s")
 
     def _open_loop(self) -> asyncio.AbstractEventLoop:
         if self._closed or self._loop is None:
-            raise TesEngineError("this tesengine.blocking.Backend is closed")
+            raise NotReady("this tesengine.blocking.Backend is closed")
         if threading.get_ident() == self._thread.ident:
-            raise TesEngineError("blocking calls from the loop thread itself would deadlock")
+            raise NotReady("blocking calls from the loop thread itself would deadlock")
         return self._loop
 
     def _main(self) -> None:

@@ -27,6 +27,8 @@ out of the public API untranslated::
     │       └── ProtocolError      not HTTP: bad status line, header, redirect (not retried)
     ├── TaskFailed             a task ended in EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED
     ├── OutputMissing          an output was read that the task did not produce
+    ├── TaskNotFound           no task of that id where it was looked up (the embedded store)
+    ├── NotReady               the object cannot serve the call: closed, unbound or not started
     ├── StoreUnavailable       ``tesengine serve`` could not commit a task (HTTP 503)
     └── ServerError            a fault inside ``tesengine serve`` (start-up, a task's system log)
         ├── RuntimeUnavailable   the chosen runtime cannot run here (missing tool, no daemon)
@@ -62,6 +64,7 @@ __all__ = [
     "InputChanged",
     "InvalidTask",
     "MissingOutput",
+    "NotReady",
     "ObjectNotFound",
     "OutputMissing",
     "ProtocolError",
@@ -72,6 +75,7 @@ __all__ = [
     "StorageError",
     "StoreUnavailable",
     "TaskFailed",
+    "TaskNotFound",
     "TaskStoreError",
     "TesApiError",
     "TesEngineError",
@@ -239,6 +243,19 @@ class TaskFailed(TesEngineError):
 
 class OutputMissing(TesEngineError):
     """An output was read that its task did not produce."""
+
+
+class TaskNotFound(TesEngineError):
+    """No task of that id where it was looked up (a server answers 404: :class:`TesApiError`)."""
+
+
+class NotReady(TesEngineError):
+    """The object cannot serve the call now, whatever its arguments.
+
+    A closed backend, an output URL not bound to a backend, a blocking
+    facade whose loop did not start, or a blocking call made from that
+    loop's own thread (it would deadlock).
+    """
 
 
 class ServerError(TesEngineError):

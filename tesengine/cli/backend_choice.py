@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import CONFIG_ENV, DEFAULT_FILES, Config, find_config_file, load_config
-from ..errors import TesEngineError
+from ..errors import TaskNotFound
 
 if TYPE_CHECKING:
     from ..local_runs import RunDir
@@ -167,7 +167,7 @@ class EmbeddedTasks:
             doc = _doc(run, task_id)
             if doc is not None:
                 return run, doc, url
-        raise TesEngineError(f"no task {task_id!r} in the embedded store ({self.root / 'runs'})")
+        raise TaskNotFound(f"no task {task_id!r} in the embedded store ({self.root / 'runs'})")
 
     def _client(self, url: str) -> TesClient:
         from ..local_runs import embedded_config

@@ -24,7 +24,7 @@ import anyio.to_thread
 from .._closing import AsyncClosing
 from ..config import Config, load_config
 from ..digest import Digester
-from ..errors import TesEngineError
+from ..errors import NotReady
 from ..storage import Stager, Storage
 from ..tes import TesClient
 from ..tes import models as wire
@@ -261,7 +261,7 @@ class TesBackend(AsyncClosing):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise TesEngineError("this TesBackend is closed")
+            raise NotReady("this TesBackend is closed")
 
     async def _stage(self, plans: Sequence[Plan]) -> list[dict[str, str]]:
         """Stage the local inputs of every plan in one batch: container path -> URL, per plan."""

@@ -22,7 +22,7 @@ import aiofiles
 import anyio
 import anyio.to_thread
 
-from ..errors import ObjectNotFound, OutputMissing, TesEngineError, redact_url
+from ..errors import NotReady, ObjectNotFound, OutputMissing, redact_url
 from ..redact import redact_repr
 from ..singleflight import SingleFlight
 from ..storage.urls import join_url, parse_url, safe_relpath
@@ -102,7 +102,7 @@ class RemoteDirectory:
 
 def _bound(reader: OutputReader | None, url: str) -> OutputReader:
     if reader is None:
-        raise TesEngineError(
+        raise NotReady(
             f"{redact_url(url)} is not bound to a backend: read outputs from a TaskResult,"
             " or make one with backend.remote_file()/remote_directory()"
         )
