@@ -160,7 +160,7 @@ def child_pytes(url: str, tasks: int, interval: float) -> dict[str, Any]:
     cli = tes.HTTPClient(url, timeout=60)
 
     def one(i: int) -> str:
-        task = tes.TesTask(
+        task = tes.Task(
             name=f"bench-{i}", executors=[tes.Executor(image="alpine", command=["true"])]
         )
         task_id = cli.create_task(task)

@@ -22,13 +22,13 @@ def client(served: ServedTes) -> tes.HTTPClient:
     return tes.HTTPClient(served.url, timeout=10)
 
 
-def run(served: ServedTes, task: tes.TesTask, timeout: float = 30.0) -> tes.TesTask:
+def run(served: ServedTes, task: tes.Task, timeout: float = 30.0) -> tes.Task:
     cli = client(served)
     task_id = cli.create_task(task)
     return wait_final(cli, task_id, timeout)
 
 
-def wait_final(cli: tes.HTTPClient, task_id: str, timeout: float = 30.0) -> tes.TesTask:
+def wait_final(cli: tes.HTTPClient, task_id: str, timeout: float = 30.0) -> tes.Task:
     result: dict[str, Any] = {}
 
     def done() -> bool:
@@ -47,7 +47,7 @@ def test_pytes_round_trip_with_inputs_and_outputs(local_tes: ServedTes) -> None:
     host_input = local_tes.work_dir.parent / "inputs" / "greeting.txt"
     host_input.write_text("hello from the host\n")
     out_url = (local_tes.storage_dir / "roundtrip" / "upper.txt").as_uri()
-    task = tes.TesTask(
+    task = tes.Task(
         name="roundtrip",
         tags={"suite": "local"},
         inputs=[
@@ -86,7 +86,7 @@ def test_sandbox_keeps_the_host_read_only(local_tes: ServedTes, tmp_path: Path) 
         "echo x > /etc/x; echo $?; cat /etc/shadow | wc -c; ls /root 2>&1 | head -1; "
         "echo ok > /tmp/scratch && cat /tmp/scratch"
     )
-    done = run(local_tes, tes.TesTask(executors=[sh(script)]))
+    done = run(local_tes, tes.Task(executors=[sh(script)]))
     assert done.state == "COMPLETE", done.logs
     lines = done.logs[0].logs[0].stdout.splitlines()
     assert lines[0] != "0" and lines[1] != "0" and lines[2] != "0", lines
@@ -96,7 +96,7 @@ def test_sandbox_keeps_the_host_read_only(local_tes: ServedTes, tmp_path: Path) 
 
 
 def test_stdin_volumes_and_env(local_tes: ServedTes) -> None:
-    task = tes.TesTask(
+    task = tes.Task(
         inputs=[tes.Input(content="b\na\n", path="/data/lines")],
         volumes=["/vol/shared"],
         executors=[
@@ -120,7 +120,7 @@ def test_missing_bubblewrap_says_how_to_install(tmp_path: Path) -> None:
 
 
 def test_file_inputs_outside_allowed_dirs_are_refused(local_tes: ServedTes) -> None:
-    task = tes.TesTask(
+    task = tes.Task(
         inputs=[tes.Input(url="file:///etc/shadow", path="/data/shadow")],
         executors=[sh("cat /data/shadow")],
     )
@@ -129,7 +129,7 @@ def test_file_inputs_outside_allowed_dirs_are_refused(local_tes: ServedTes) -> N
     error = info.value.response.json()["error"]
     assert error.startswith("inputs[0].url: file:///etc/shadow is outside the directories")
     assert local_tes.storage_dir.resolve().as_uri() in error
-    out = tes.TesTask(
+    out = tes.Task(
         outputs=[tes.Output(url="file:///etc/evil", path="/data/o")],
         executors=[sh("echo x > /data/o")],
     )
@@ -139,11 +139,11 @@ def test_file_inputs_outside_allowed_dirs_are_refused(local_tes: ServedTes) -> N
 
 
 def test_ignore_error_and_executor_error(local_tes: ServedTes) -> None:
-    task = tes.TesTask(executors=[sh("exit 3", ignore_error=True), sh("echo after")])
+    task = tes.Task(executors=[sh("exit 3", ignore_error=True), sh("echo after")])
     done = run(local_tes, task)
     assert done.state == "COMPLETE"
     assert [e.exit_code for e in done.logs[0].logs] == [3, 0]
-    task = tes.TesTask(executors=[sh("echo bad >&2; exit 4"), sh("echo never")])
+    task = tes.Task(executors=[sh("echo bad >&2; exit 4"), sh("echo never")])
     done = run(local_tes, task)
     assert done.state == "EXECUTOR_ERROR"
     assert [e.exit_code for e in done.logs[0].logs] == [4]
@@ -156,7 +156,7 @@ def test_wildcard_directory_and_stream_outputs(local_tes: ServedTes) -> None:
         "mkdir -p /out/d/sub; echo 1 > /out/a.txt; echo 22 > /out/b.txt; echo no > /out/c.log; "
         "echo deep > /out/d/sub/x; echo to-stdout"
     )
-    task = tes.TesTask(
+    task = tes.Task(
         outputs=[
             tes.Output(url=(base / "txt").as_uri(), path="/out/*.txt", path_prefix="/out/"),
             tes.Output(url=(base / "dir").as_uri(), path="/out/d", type="DIRECTORY"),
@@ -178,7 +178,7 @@ def test_wildcard_directory_and_stream_outputs(local_tes: ServedTes) -> None:
 
 def test_output_symlink_escaping_the_task_is_refused(local_tes: ServedTes) -> None:
     target = (local_tes.storage_dir / "escape").as_uri()
-    task = tes.TesTask(
+    task = tes.Task(
         outputs=[tes.Output(url=target, path="/out/link")],
         executors=[sh("ln -s /etc/hostname /out/link")],
     )
@@ -188,7 +188,7 @@ def test_output_symlink_escaping_the_task_is_refused(local_tes: ServedTes) -> No
 
 
 def test_missing_output_is_a_system_error(local_tes: ServedTes) -> None:
-    task = tes.TesTask(
+    task = tes.Task(
         outputs=[tes.Output(url=(local_tes.storage_dir / "m").as_uri(), path="/out/missing")],
         executors=[sh("true")],
     )
@@ -199,7 +199,7 @@ def test_missing_output_is_a_system_error(local_tes: ServedTes) -> None:
 
 def test_cancel_kills_a_running_sleep_within_2s(local_tes: ServedTes) -> None:
     cli = client(local_tes)
-    task_id = cli.create_task(tes.TesTask(executors=[sh("sleep 60; echo never")]))
+    task_id = cli.create_task(tes.Task(executors=[sh("sleep 60; echo never")]))
 
     def sleeping() -> bool:
         return ["sleep", "60"] in _descendants(local_tes.proc.pid)
@@ -257,7 +257,7 @@ def test_s3_inputs_and_outputs(serve_tes: Any, moto_s3: S3Server, tmp_path: Path
     s3.put_object(Bucket=moto_s3.bucket, Key="srv/dir/a/1.txt", Body=b"one\n")
     s3.put_object(Bucket=moto_s3.bucket, Key="srv/dir/2.txt", Body=b"two\n")
     served = serve_tes(runtime="local", env=moto_s3.env())
-    task = tes.TesTask(
+    task = tes.Task(
         inputs=[
             tes.Input(url=moto_s3.url("srv/in.txt"), path="/data/in.txt"),
             tes.Input(url=moto_s3.url("srv/dir"), path="/data/dir", type="DIRECTORY"),
@@ -274,7 +274,7 @@ def test_s3_inputs_and_outputs(serve_tes: Any, moto_s3: S3Server, tmp_path: Path
 def test_sigterm_shuts_down_cleanly_and_restart_marks_running_tasks(serve_tes: Any) -> None:
     served = serve_tes(runtime="noop", args=["--noop-delay", "60"])
     cli = client(served)
-    task_id = cli.create_task(tes.TesTask(name="long", executors=[sh("true")]))
+    task_id = cli.create_task(tes.Task(name="long", executors=[sh("true")]))
     wait_until(lambda: cli.get_task(task_id).state == "RUNNING", timeout=10, what="RUNNING")
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(timeout=10) == 0
@@ -289,7 +289,7 @@ def test_sigterm_shuts_down_cleanly_and_restart_marks_running_tasks(serve_tes: A
 def test_crash_restart_marks_running_tasks(serve_tes: Any) -> None:
     served = serve_tes(runtime="noop", args=["--noop-delay", "60"])
     cli = client(served)
-    task_id = cli.create_task(tes.TesTask(name="crash", executors=[sh("true")]))
+    task_id = cli.create_task(tes.Task(name="crash", executors=[sh("true")]))
     wait_until(lambda: cli.get_task(task_id).state == "RUNNING", timeout=10, what="RUNNING")
     # The RUNNING state rides on a write-behind commit: wait until it is on disk.
     wait_until(lambda: _stored_state(served, task_id) == "RUNNING", timeout=5, what="commit")
