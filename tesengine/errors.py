@@ -24,11 +24,13 @@ out of the public API untranslated::
     │       ├── ConnectError       no connection: nothing was sent (retried)
     │       ├── ConnectionLost     reset, closed or cut short after sending (retried)
     │       ├── ExchangeTimeout    no complete answer in time (retried)
+    │       │   └── DeadlineExceeded   ...within request_deadline, a trickling server
     │       └── ProtocolError      not HTTP: bad status line, header, redirect (not retried)
     ├── TaskFailed             a task ended in EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED
     ├── OutputMissing          an output was read that the task did not produce
     ├── TaskNotFound           no task of that id where it was looked up (the embedded store)
     ├── NotReady               the object cannot serve the call: closed, unbound or not started
+    ├── ReportError            a run report could not be written
     ├── StoreUnavailable       ``tesengine serve`` could not commit a task (HTTP 503)
     └── ServerError            a fault inside ``tesengine serve`` (start-up, a task's system log)
         ├── RuntimeUnavailable   the chosen runtime cannot run here (missing tool, no daemon)
@@ -57,6 +59,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLost",
     "ContentMismatch",
+    "DeadlineExceeded",
     "DigestError",
     "ExchangeTimeout",
     "ExecutorRefused",
@@ -68,6 +71,7 @@ __all__ = [
     "ObjectNotFound",
     "OutputMissing",
     "ProtocolError",
+    "ReportError",
     "ResponseTooLarge",
     "RuntimeUnavailable",
     "ServerError",
@@ -203,6 +207,14 @@ class ExchangeTimeout(TransportError, TimeoutError):
     """No complete answer in time: a socket timeout or the exchange's ``request_deadline``."""
 
 
+class DeadlineExceeded(ExchangeTimeout):
+    """One exchange (connect, send, headers and the whole body) outlasted its deadline.
+
+    A read timeout alone cannot catch a server that trickles a byte a
+    second; this can. It is a timeout, so it is retried like one.
+    """
+
+
 class ProtocolError(TransportError):
     """The reply is not valid HTTP (status line, headers, chunking) or redirects nowhere valid.
 
@@ -256,6 +268,10 @@ class NotReady(TesEngineError):
     facade whose loop did not start, or a blocking call made from that
     loop's own thread (it would deadlock).
     """
+
+
+class ReportError(TesEngineError):
+    """A run report (:mod:`tesengine.report`) could not be written."""
 
 
 class ServerError(TesEngineError):

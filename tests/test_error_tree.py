@@ -35,3 +35,16 @@ def test_no_module_raises_the_bare_base_class() -> None:
         if bare.search(line)
     ]
     assert offenders == []
+
+
+def test_every_public_error_class_lives_in_the_tree() -> None:
+    # The command line's own errors (usage, not-run) never reach an embedder.
+    names = "|".join(c.__name__ for c in _classes())
+    public = re.compile(rf"^class ([A-Z]\w*)\((?:\w+\.)?(?:{names})\)", re.M)
+    outside = [
+        f"{path.relative_to(PACKAGE)}: {match.group(1)}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "errors.py" and "cli" not in path.relative_to(PACKAGE).parts
+        for match in public.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert outside == []

@@ -16,9 +16,10 @@ filterable task table. It needs no network: CSS, script and data are inline.
 
 from __future__ import annotations
 
+from ..errors import ReportError
 from .html import render
 from .model import RunSnapshot, TaskRow, Transfers
-from .recorder import Counts, ReportError, RunRecorder, request_counts
+from .recorder import Counts, RunRecorder, request_counts
 
 __all__ = [
     "Counts",

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ..engine.events import EngineEvents, RunInfo, TransferProgress, emit
 from ..engine.run import TaskRun
-from ..errors import TaskFailed, TesEngineError, redact_url
+from ..errors import ReportError, TaskFailed, redact_url
 from ..tes import TesClient
 from ..tes.models import State
 from .html import render
@@ -52,10 +52,6 @@ def request_counts(client: object) -> Counts | None:
     if not isinstance(client, TesClient):
         return None
     return lambda: (client.counts.requests, client.counts.retries)
-
-
-class ReportError(TesEngineError):
-    """The report file could not be written."""
 
 
 @dataclass(slots=True, eq=False)  # rows are compared by identity

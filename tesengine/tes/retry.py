@@ -40,7 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import (
     ConnectError,
     ConnectionLost,
-    ExchangeTimeout,
+    DeadlineExceeded,
     TesUnavailable,
     TransportError,
     redact_url,
@@ -81,14 +81,6 @@ class RetryableStatus(Exception):
 
 class MalformedReply(Exception):
     """A 2xx reply whose JSON body does not parse (cut short on the way): worth another try."""
-
-
-class DeadlineExceeded(ExchangeTimeout):
-    """One exchange (connect, send, headers and the whole body) outlasted its deadline.
-
-    A read timeout alone cannot catch a server that trickles a byte a
-    second; this can. It is a timeout, so it is retried like one.
-    """
 
 
 def is_retryable(exc: BaseException) -> bool:
