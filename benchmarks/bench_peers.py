@@ -32,7 +32,7 @@ from typing import Any
 
 from benchmarks.bench_engine import start_server, stop
 
-RESULTS = Path(__file__).parent / "results" / "peers.json"
+RESULTS = Path(__file__).parent / "results"
 CLIENTS = ("sprocket", "tesengine")
 WDL = """version 1.2
 
@@ -211,7 +211,8 @@ def main(argv: list[str]) -> int:
     }
     print(json.dumps(result["median"], indent=2))
     if not args.no_save:
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        # one file per size: the 1,000- and 10,000-task runs are both in the README
+        (RESULTS / f"peers-{args.tasks}.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
