@@ -30,6 +30,7 @@ All methods block; they run in digest pool threads, serialised by a lock.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -84,7 +85,13 @@ _RANGE = (
 _SPAN = 16
 _DIR_LOOKUP = "SELECT names, stats, hexes, subdirs, digest FROM dirs WHERE dev = ? AND ino = ?"
 _TOP = 1 << 63
-_HEX = frozenset("0123456789abcdef")
+# A C-level scan: a frozenset's issuperset() of a directory's 12,800 hex characters measured slower.
+_hex_run = re.compile("[0-9a-f]*").fullmatch
+
+
+def _all_hex(text: object) -> bool:
+    """Whether a column read back is lowercase hex text (a corrupt row may hold anything)."""
+    return isinstance(text, str) and _hex_run(text) is not None
 
 
 def _signed(s: FileStat) -> tuple[int, ...]:
@@ -124,7 +131,7 @@ def _unpack(
     except (ValueError, UnicodeDecodeError, TypeError):
         return None
     count = len(listed)
-    if len(values) != 5 * count or len(hexes) != 64 * count or not _HEX.issuperset(hexes):
+    if len(values) != 5 * count or len(hexes) != 64 * count or not _all_hex(hexes):
         return None
     it = iter(values)
     fields: list[tuple[int, ...]] = list(zip(it, it, it, it, it, strict=True))
@@ -138,6 +145,8 @@ def _match(
 ) -> list[str | None]:
     """Each file's hex from ``row`` where all five stat fields match."""
     listed, fields, hexes = row
+    if listed == names and fields == stats:  # the warm case: nothing changed
+        return list(hexes)
     if listed == names:  # the usual case: the same files, listed in the same order
         return [h if f == s else None for f, s, h in zip(fields, stats, hexes, strict=True)]
     table = dict(zip(listed, zip(fields, hexes, strict=True), strict=True))
@@ -227,7 +236,7 @@ class DigestCache:
         found = _match(row, names, stats)
         exact = len(row[0]) == len(names) and None not in found
         stored = rows[0][4]
-        held = exact and rows[0][3] == subdirs and len(stored) == 64 and _HEX.issuperset(stored)
+        held = exact and rows[0][3] == subdirs and len(stored) == 64 and _all_hex(stored)
         digest = stored if held else None
         return found, exact, digest
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .cache import DigestCache, subdir_names
-from .filehash import regular_stat
+from .filehash import regular_stat, regular_stats_in
 from .plan import changed_rows, node_hex, node_stat
 from .walk import DirNode, FileNode
 
@@ -36,9 +36,7 @@ class CachedDigests:
         The files of ``folder`` are looked for in its directory row first
         (one query for the directory), then, for those it lacks, one by one.
         """
-        for node in nodes:
-            if node.stat is None:
-                node.stat = regular_stat(node.path)
+        _stat_all(nodes, folder)
         stats = [node_stat(n) for n in nodes]
         if folder is not None:
             names = [n.name for n in nodes]
@@ -66,3 +64,16 @@ class CachedDigests:
     def remember_tree(self, tree: DirNode) -> None:
         """Store the rows of ``tree``'s directories that are new or changed."""
         self._cache.store_dirs(changed_rows(tree))
+
+
+def _stat_all(nodes: Sequence[FileNode], folder: DirNode | None) -> None:
+    """Give every node its stat: the files of ``folder`` in one pass if they can be."""
+    if folder is not None and all(n.stat is None for n in nodes):
+        stats = regular_stats_in(folder.path, [n.name for n in nodes])
+        if stats is not None:
+            for node, st in zip(nodes, stats, strict=True):
+                node.stat = st
+            return
+    for node in nodes:  # one by one, so that an error names its file
+        if node.stat is None:
+            node.stat = regular_stat(node.path)
