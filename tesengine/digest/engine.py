@@ -25,7 +25,10 @@ by directory and keeps feeding them. A warm run must still stat every
 file, since that is the only proof none changed, so its floor is one
 ``stat`` per file; the rest is the walk, one cache query per directory and
 a dictionary probe per file (a directory whose files and subdirectories
-all match reuses its stored digest instead of being recombined).
+all match reuses its stored digest instead of being recombined). The warm
+per-file steps run as C-level ``map`` passes (stat, match, set), not Python
+loops: measured, listing plus stat alone is ~1.3x that floor, the walk's
+node per file ~0.5x more, and a whole warm digest ~2.75x (it was 3.5x).
 """
 
 from __future__ import annotations
