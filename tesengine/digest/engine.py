@@ -52,7 +52,7 @@ from .lookup import CachedDigests
 from .plan import batches, file_entries, known, node_stat
 from .pool import DigestPool
 from .progress import DigestProgress, DigestStats, NullProgress, default_cache_dir
-from .walk import DirNode, FileNode, combine, iter_files, reuse_digests, scan, stat_path
+from .walk import DirNode, FileNode, combine, iter_dirs, reuse_digests, scan, stat_path
 
 if TYPE_CHECKING:
     from ..config import BackendConfig
@@ -177,11 +177,11 @@ class Digester(AsyncClosing):
         tree, _ = await asyncio.gather(
             self._pool.run(scan, root), self._pool.run(self._lookup.open)
         )
-        files = [f for _, f in iter_files(tree)]
-        self._progress.files_found(len(files))
+        count = sum(len(d.files) for d in iter_dirs(tree))  # not a list of every file
+        self._progress.files_found(count)
         report = self._threadsafe_report()
         feed = ProcFeed(self._exec, report)
-        walk = partial(self._exec.look_up_tree, tree, len(files), feed, report)
+        walk = partial(self._exec.look_up_tree, tree, count, feed, report)
         try:
             rest = await self._pool.run_stoppable(walk)
             await self._hash_all(rest, look_up=False)
