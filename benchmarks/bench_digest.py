@@ -233,9 +233,10 @@ def _make_tree(root: Path, count: int) -> list[str]:
 def _settle() -> None:
     """Write back what was just written, before anything is timed.
 
-    Without it the kernel flushes the fresh data (320 MiB of tree, or the
-    2 GiB file) while the first runs are timed, and they vary with how far
-    it has got: that was most of the 0.94x-1.29x spread of the cold tree.
+    Without it the kernel may still be flushing the fresh data (320 MiB of
+    tree, or the 2 GiB file and its delete) while the first runs are timed.
+    It narrowed the spread somewhat, not wholly: most of what is left is
+    b3sum's mapped reads (see ``_tree``).
     """
     os.sync()
 
