@@ -27,9 +27,10 @@ from .walk import DirNode, FileNode, iter_dirs
 
 __all__ = ["HashExecutor", "ProcFeed", "Report"]
 
-#: Cached files are reported in runs of this many: each report wakes the event
-#: loop's thread, which then contends for the GIL with the walk, whose every
-#: stat releases it (a report per directory measured ~50% slower when warm).
+#: Cached files are reported in runs of this many, not per directory: each
+#: report wakes the event loop's thread, which then contends for the GIL with
+#: the walk, whose every stat releases it (the gain was within this machine's
+#: noise; it is kept because it cannot cost more).
 REPORT_FILES = 4096
 #: Hands nodes that have their digests to the event loop (thread-safe).
 Report = Callable[[list[FileNode]], None]
