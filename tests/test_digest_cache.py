@@ -387,3 +387,30 @@ def test_lookup_needs_all_five_fields_to_match(tmp_path: Path, inos: list[int]) 
     mixed = [changed[0], stats[1], *_stats([inos[2]], dev=8), stats[3]]
     assert cache.lookup_files(mixed) == [None, f"{1:064x}", None, f"{3:064x}"]
     cache.close()
+
+
+@pytest.mark.parametrize("field", FileStat._fields)
+async def test_a_warm_directory_row_misses_a_change_in_any_one_field(
+    tmp_path: Path, field: str
+) -> None:
+    # On disk no change moves one field alone (a rewrite moves ctime too), so
+    # the real stats of a warm directory are read back with one field moved.
+    root = tmp_path / "tree"
+    root.mkdir()
+    names = [f"f{i}" for i in range(4)]
+    for name in names:
+        (root / name).write_bytes(name.encode())
+    await run(tmp_path / "c", root)
+    st = root.stat()
+    stats = [FileStat.of((root / n).stat()) for n in names]
+    cache = DigestCache(tmp_path / "c")
+    try:
+        hexes, exact, digest = cache.lookup_dir((st.st_dev, st.st_ino), names, stats, b"")
+        assert exact and digest is not None
+        assert hexes == [b3hex(n.encode()) for n in names]
+        moved = [*stats[:2], stats[2]._replace(**{field: getattr(stats[2], field) + 1}), stats[3]]
+        found, exact, digest = cache.lookup_dir((st.st_dev, st.st_ino), names, moved, b"")
+    finally:
+        cache.close()
+    assert found == [hexes[0], hexes[1], None, hexes[3]]
+    assert (exact, digest) == (False, None)

@@ -389,3 +389,36 @@ async def test_digest_files_refuses_a_directory_and_names_it(
     (tmp_path / "sub").mkdir()
     with pytest.raises(DigestError, match=r"sub: is a directory, not a file$"):
         await digester.digest_files([tmp_path / "f", tmp_path / "sub"])
+
+
+def test_stats_in_a_directory_match_one_stat_each_or_are_none(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).write_bytes(name.encode())
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    got = filehash.regular_stats_in(str(tmp_path), ["a", "b", "link"])
+    assert got == [filehash.regular_stat(str(tmp_path / n)) for n in ("a", "b", "link")]
+    # Anything amiss leaves it to the per-file stat, whose errors name the file.
+    assert filehash.regular_stats_in(str(tmp_path), ["a", "gone"]) is None
+    assert filehash.regular_stats_in(str(tmp_path), ["a", "sub"]) is None
+    assert filehash.regular_stats_in(str(tmp_path / "gone"), ["a"]) is None
+
+
+async def test_a_file_gone_between_walk_and_stat_is_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    for name in ("a", "b"):
+        (root / name).write_bytes(name.encode())
+    scan = engine.scan
+
+    def scan_then_remove(where: str) -> Any:
+        tree = scan(where)
+        (root / "b").unlink()
+        return tree
+
+    monkeypatch.setattr(engine, "scan", scan_then_remove)
+    async with Digester(cache_dir=tmp_path / "c") as d:
+        with pytest.raises(DigestError, match="tree/b: cannot read: No such file"):
+            await d.digest(root)

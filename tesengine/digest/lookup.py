@@ -6,14 +6,20 @@ Blocking (stat calls and SQLite); runs in digest pool threads. The
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter
 
 from .cache import DigestCache, subdir_names
-from .filehash import regular_stat
+from .filehash import FileStat, regular_stat, regular_stats_in
 from .plan import changed_rows, node_hex, node_stat
 from .walk import DirNode, FileNode
 
 __all__ = ["CachedDigests"]
+
+_NAME = attrgetter("name")
+_STAT = attrgetter("stat")
 
 
 class CachedDigests:
@@ -36,12 +42,9 @@ class CachedDigests:
         The files of ``folder`` are looked for in its directory row first
         (one query for the directory), then, for those it lacks, one by one.
         """
-        for node in nodes:
-            if node.stat is None:
-                node.stat = regular_stat(node.path)
-        stats = [node_stat(n) for n in nodes]
+        stats = _stat_all(nodes, folder)
         if folder is not None:
-            names = [n.name for n in nodes]
+            names = list(map(_NAME, nodes))
             subdirs = subdir_names(d.name for d in folder.dirs)
             known, folder.current, folder.cached_hex = self._cache.lookup_dir(
                 folder.key, names, stats, subdirs
@@ -51,6 +54,10 @@ class CachedDigests:
                 known = [k or r for k, r in zip(known, rows, strict=True)]
         else:
             known = self._cache.lookup_files(stats)
+        if None not in known:  # the warm case, in C: no Python step per file
+            deque(map(setattr, nodes, repeat("hex"), known), maxlen=0)
+            deque(map(setattr, nodes, repeat("cached"), repeat(True)), maxlen=0)
+            return []
         misses = []
         for node, cached in zip(nodes, known, strict=True):
             if cached is None:
@@ -66,3 +73,16 @@ class CachedDigests:
     def remember_tree(self, tree: DirNode) -> None:
         """Store the rows of ``tree``'s directories that are new or changed."""
         self._cache.store_dirs(changed_rows(tree))
+
+
+def _stat_all(nodes: Sequence[FileNode], folder: DirNode | None) -> list[FileStat]:
+    """Give every node its stat: the files of ``folder`` in one pass if they can be."""
+    if folder is not None and not any(map(_STAT, nodes)):
+        stats = regular_stats_in(folder.path, list(map(_NAME, nodes)))
+        if stats is not None:
+            deque(map(setattr, nodes, repeat("stat"), stats), maxlen=0)
+            return stats
+    for node in nodes:  # one by one, so that an error names its file
+        if node.stat is None:
+            node.stat = regular_stat(node.path)
+    return [node_stat(n) for n in nodes]
