@@ -128,7 +128,7 @@ def test_a_link_to_a_host_file_is_named_as_a_link_and_not_followed(local_tes: Se
 def test_links_inside_a_directory_output_are_named_when_it_looks_empty(
     local_tes: ServedTes, target: str
 ) -> None:
-    url, _name = _dest(local_tes)
+    url, name = _dest(local_tes)
     script = f"mkdir -p /out/real && echo hi > /out/real/f && ln -s {target} /out/d/real"
     doc = run(
         local_tes,
@@ -138,5 +138,32 @@ def test_links_inside_a_directory_output_are_named_when_it_looks_empty(
         },
     )
     logs = system_logs(doc)
+    assert doc["state"] == "COMPLETE", logs
+    assert "holds no file, nothing was uploaded (/out/d/real is a symbolic link" in logs
+    assert not (local_tes.storage_dir / name).exists()
+
+
+def test_an_empty_directory_output_completes_uploading_nothing(local_tes: ServedTes) -> None:
+    # Sprocket declares every task's work directory a DIRECTORY output; Funnel
+    # completes a task that left it empty (a warning), and so does this server.
+    url, name = _dest(local_tes)
+    missing_url, missing = _dest(local_tes)
+    doc = run(
+        local_tes,
+        {
+            "executors": [sh("mkdir -p /out/d/empty/deeper")],
+            "outputs": [{"name": "work", "path": "/out/d", "url": url, "type": "DIRECTORY"}],
+        },
+    )
+    assert doc["state"] == "COMPLETE", system_logs(doc)
+    assert "output 'work' (/out/d): the directory holds no file" in system_logs(doc)
+    assert doc["logs"][-1]["outputs"] == []
+    assert not (local_tes.storage_dir / name).exists()
+    # a FILE output the task did not write still fails, naming it
+    doc = run(
+        local_tes,
+        {"executors": [sh("true")], "outputs": [{"path": "/out/f", "url": missing_url}]},
+    )
     assert doc["state"] == "SYSTEM_ERROR"
-    assert "the task did not produce it (it holds no file: /out/d/real is a symbolic link" in logs
+    assert "(/out/f): the task did not produce it" in system_logs(doc)
+    assert not (local_tes.storage_dir / missing).exists()

@@ -12,8 +12,10 @@ What may be touched is decided in :mod:`.access` (also checked at create
 time); ``file://`` and plain http(s) inputs are read by :mod:`.fetch`,
 which never follows a link out of the allowed roots and never connects to
 a non-public address unless the server allows it. A declared output the
-task did not produce (a missing file, a directory with no file in it) is
-:class:`MissingOutput`, naming the output.
+task did not produce (a missing file or directory) is :class:`MissingOutput`,
+naming the output. A directory output the task left empty uploads nothing
+and is noted in the system logs, as Funnel does (Sprocket declares every
+task's work directory an output, and many tasks write nothing there).
 """
 
 from __future__ import annotations
@@ -166,7 +168,9 @@ async def push_outputs(
     root: Path, doc: dict[str, Any], io: Storage | None, allowed: AllowedDirs
 ) -> list[dict[str, Any]]:
     """Upload every output; return the output file logs (one per file)."""
-    files = await asyncio.to_thread(_collect_outputs, root, doc, allowed)
+    files, notes = await asyncio.to_thread(_collect_outputs, root, doc, allowed)
+    for note in notes:
+        _note(doc, note)
     logs: list[dict[str, Any]] = []
     for item in files:
         try:
@@ -188,20 +192,28 @@ class _OutputFile:
     size: int
 
 
-def _collect_outputs(root: Path, doc: dict[str, Any], allowed: AllowedDirs) -> list[_OutputFile]:
-    """Every file to upload, checked: inside the task's root, to an allowed place."""
+def _collect_outputs(
+    root: Path, doc: dict[str, Any], allowed: AllowedDirs
+) -> tuple[list[_OutputFile], list[str]]:
+    """Every file to upload, checked: inside the task's root, to an allowed place.
+
+    Also the notes for the system logs (a directory output left empty).
+    """
     real_root = Path(os.path.realpath(root))
-    files = []
+    files: list[_OutputFile] = []
+    notes: list[str] = []
     for i, output in enumerate(doc.get("outputs", ())):
         field = f"outputs[{i}] ({output['path']})"
-        for container, url in _output_files(root, output, _output_label(output, i)):
+        for container, url in _output_files(root, output, _output_label(output, i), notes):
             real = output_source(real_root, container, field)
             target = _output_target(url, allowed, field)
             files.append(_OutputFile(field, container, real, url, target, real.stat().st_size))
-    return files
+    return files, notes
 
 
-def _output_files(root: Path, output: dict[str, Any], field: str) -> Iterator[tuple[str, str]]:
+def _output_files(
+    root: Path, output: dict[str, Any], field: str, notes: list[str]
+) -> Iterator[tuple[str, str]]:
     """(container path, URL) of each file an output stands for."""
     path, url = output["path"], output["url"]
     if has_wildcard(path):
@@ -213,9 +225,10 @@ def _output_files(root: Path, output: dict[str, Any], field: str) -> Iterator[tu
         return
     if not os.path.lexists(host_path(root, path)):
         raise MissingOutput(f"{field}: the task did not produce it")
-    # The server creates a DIRECTORY output's folder before the task runs,
-    # so "produced" means the task put at least one file in it.
-    yield from _file_or_tree(root, path, url, field if output.get("type") == "DIRECTORY" else "")
+    # The server creates a DIRECTORY output's folder before the task runs, so
+    # an empty one is not an error: the task may have had nothing to write.
+    empty = notes if output.get("type") == "DIRECTORY" else None
+    yield from _file_or_tree(root, path, url, field, empty)
 
 
 def _output_label(output: dict[str, Any], index: int) -> str:
@@ -224,20 +237,20 @@ def _output_label(output: dict[str, Any], index: int) -> str:
 
 
 def _file_or_tree(
-    root: Path, container: str, url: str, must_hold: str = ""
+    root: Path, container: str, url: str, field: str = "", empty: list[str] | None = None
 ) -> Iterator[tuple[str, str]]:
-    """The file, or every file of the tree; ``must_hold``: the output that needs one."""
+    """The file, or every file of the tree; a tree with no file is noted in ``empty``."""
     source = resolve_in_task(root, container).host  # links read as the task sees them
     if not source.is_dir():
         yield container, url
         return
     rels, linked = tree_files(root, source, container)
-    if not rels and must_hold:
-        note = linked and (
-            f" (it holds no file: {linked} is a symbolic link to a directory,"
+    if not rels and empty is not None:
+        why = linked and (
+            f" ({linked} is a symbolic link to a directory,"
             " and links inside a directory output are not followed)"
         )
-        raise MissingOutput(f"{must_hold}: the task did not produce it{note}")
+        empty.append(f"{field}: the directory holds no file, nothing was uploaded{why}")
     for rel in rels:
         yield f"{container.rstrip('/')}/{rel}", join_url(url, rel)
 

@@ -147,7 +147,7 @@ async def test_urls_the_server_can_never_access_are_400_at_create(local_tes: Ser
 
 async def test_missing_outputs_fail_naming_the_output(local_tes: ServedTes) -> None:
     storage = local_tes.storage_dir
-    for kind, path in (("FILE", "/out/x"), ("DIRECTORY", "/out/dir")):
+    for kind, path in (("FILE", "/out/x"), ("FILE", "/out/sub/y")):
         body = {
             "outputs": [
                 {
@@ -169,12 +169,12 @@ async def test_missing_outputs_fail_naming_the_output(local_tes: ServedTes) -> N
 
 async def test_engine_names_the_missing_output(local_tes: ServedTes, tmp_path: Path) -> None:
     config = file_config(local_tes.url, local_tes.storage_dir, tmp_path / "cache")
-    task = Task("nodir", [Executor("debian:stable", ["true"])], outputs={"d": "/out/dir/"})
+    task = Task("nofile", [Executor("debian:stable", ["true"])], outputs={"d": "/out/x.txt"})
     async with TesBackend(config) as backend:
         with pytest.raises(TaskFailed) as info:
             await (await backend.submit(task))
     assert "SYSTEM_ERROR" in str(info.value)
-    assert "output 'd' (/out/dir): the task did not produce it" in str(info.value)
+    assert "output 'd' (/out/x.txt): the task did not produce it" in str(info.value)
 
 
 async def test_url_and_content_together_is_valid_and_content_wins(local_tes: ServedTes) -> None:
