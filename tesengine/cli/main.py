@@ -160,16 +160,6 @@ def _setup_logging(verbosity: int, *, quiet: bool = False) -> None:
 
     level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbosity, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # Known defect, cause not yet found: on Ctrl-C, asyncio's child watcher
-    # sometimes finds a cancelled sandbox's exit status already collected and
-    # says so. The executor was being killed anyway, so the line only breaks
-    # the interrupted display; it is still shown with -v.
-    if verbosity == 0:
-        logging.getLogger("asyncio").addFilter(_not_unknown_child)
-
-
-def _not_unknown_child(record: object) -> bool:
-    return not str(getattr(record, "msg", "")).startswith("Unknown child process pid")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -47,8 +47,12 @@ async def run_process(
         code = await proc.wait()
     except asyncio.CancelledError:
         _kill_group(proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        if proc.returncode is None:
+            # Not proc.kill(): Popen.send_signal polls first, and that poll
+            # reaps a child the group kill has just ended, behind asyncio's
+            # child watcher ("Unknown child process pid", exit code 255).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(proc.pid, signal.SIGKILL)
         await asyncio.shield(proc.wait())
         raise
     # Anything the executor left running in its group goes with it.
