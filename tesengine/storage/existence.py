@@ -1,0 +1,112 @@
+"""Planning batched existence checks (a FindMissingBlobs for object stores).
+
+Object stores have no "which of these keys are missing?" call, but a listing
+returns up to 1,000 keys a request, and content addresses are uniformly
+spread hex. So a large batch of keys under one prefix (``<inputs>/file/``)
+is cheaper decided by listing the shards (leading hex digits) the batch
+touches than by one HEAD per key. This module is pure: it decides which
+shards to list, when a listing of a shard may stop, and merges what the
+listings saw; the I/O lives in the stager.
+
+Semantics match HEAD exactly: a key seen in a listing is present with the
+size the listing gives, exactly what HEAD would have returned; a key the
+listing could not decide (its shard was not listed) is left to HEAD.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+PAGE = 1000  # keys a listing request returns (S3, Azure and GCS alike)
+HEX = "0123456789abcdef"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one batch is checked: ``shards`` to list, ``heads`` to HEAD."""
+
+    shards: tuple[str, ...]
+    heads: tuple[str, ...]
+    reason: str
+
+    @property
+    def lists(self) -> bool:
+        return bool(self.shards)
+
+
+def shard_width(namespace: int, batch: int) -> int:
+    """Hex digits per shard: enough shards that each is about one page.
+
+    More shards than the batch has keys would list shards no key needs,
+    so the width never makes more shards than keys.
+    """
+    if namespace <= PAGE:
+        return 0
+    want = math.ceil(math.log(namespace / PAGE, 16))
+    cap = max(0, int(math.log(max(batch, 1), 16)))
+    return max(1, min(want, cap, 4))
+
+
+def list_cost(namespace: int, width: int, touched: int) -> int:
+    """Requests to list ``touched`` shards of ``width`` digits, whole."""
+    per_shard = namespace / (16**width)
+    return touched * max(1, math.ceil(per_shard / PAGE))
+
+
+def plan(keys: Iterable[str], namespace: int, *, min_batch: int = 64) -> Plan:
+    """Choose HEADs or shard listings for ``keys`` (lowercase hex names).
+
+    ``namespace`` is an estimate of how many keys live under the prefix
+    (e.g. from one page of one shard, times the shard count). A batch
+    below ``min_batch`` always uses HEADs: a listing cannot beat a few
+    requests made at once. Otherwise listing is chosen when its cost, in
+    requests, is below the number of keys.
+    """
+    wanted = sorted(set(keys))
+    if len(wanted) < min_batch:
+        return Plan((), tuple(wanted), f"small batch ({len(wanted)} < {min_batch})")
+    width = shard_width(namespace, len(wanted))
+    shards = tuple(sorted({k[:width] for k in wanted}))
+    cost = list_cost(namespace, width, len(shards))
+    if cost >= len(wanted):
+        return Plan((), tuple(wanted), f"listing costs {cost} >= {len(wanted)} HEADs")
+    return Plan(shards, (), f"{len(shards)} shards, ~{cost} list requests for {len(wanted)}")
+
+
+def estimate_namespace(first_page: int, width: int, *, truncated: bool) -> int:
+    """Estimate keys under the prefix from one page of one shard of ``width``."""
+    if not truncated:
+        return first_page * 16**width
+    return max(first_page, PAGE) * 2 * 16**width  # at least a page more in that shard
+
+
+def shard_done(wanted: Iterable[str], decided: Mapping[str, int | None], last: str) -> bool:
+    """True once every wanted key of a shard is decided by keys up to ``last``.
+
+    Listings come in lexical order, so a wanted key below or at ``last``
+    that was not seen is absent: the shard can stop there.
+    """
+    return all(k in decided or k <= last for k in wanted)
+
+
+def merge(
+    wanted: Iterable[str], seen: Mapping[str, int], listed_up_to: Mapping[str, str | None]
+) -> dict[str, int | None]:
+    """Decide each wanted key from listings: size if seen, None if absent.
+
+    ``listed_up_to`` maps a shard to the last key its listing reached, or
+    None when the shard was listed to its end. A key whose shard was not
+    listed that far is left out: the caller HEADs it.
+    """
+    out: dict[str, int | None] = {}
+    for key in wanted:
+        if key in seen:
+            out[key] = seen[key]
+            continue
+        for shard, last in listed_up_to.items():
+            if key.startswith(shard) and (last is None or key <= last):
+                out[key] = None
+                break
+    return out

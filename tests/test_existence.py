@@ -1,0 +1,45 @@
+"""Pure planning of batched existence checks."""
+
+from tesengine.storage.existence import estimate_namespace, merge, plan, shard_done, shard_width
+
+
+def _keys(n: int) -> list[str]:
+    return [f"{i * 2654435761 % 16**8:08x}" + "0" * 56 for i in range(n)]
+
+
+def test_small_batch_uses_heads() -> None:
+    p = plan(_keys(10), 100_000)
+    assert not p.lists and len(p.heads) == 10 and "small batch" in p.reason
+
+
+def test_large_batch_over_large_namespace_lists_shards() -> None:
+    p = plan(_keys(10_000), 100_000)
+    assert p.lists and not p.heads
+    assert len(p.shards) <= 256  # at most 2 hex digits for 100,000 keys
+
+
+def test_listing_not_chosen_when_dearer_than_heads() -> None:
+    p = plan(_keys(100), 10_000_000, min_batch=10)
+    assert not p.lists and "HEADs" in p.reason
+
+
+def test_width_bounds() -> None:
+    assert shard_width(500, 10_000) == 0
+    assert shard_width(100_000, 10_000) == 2
+    assert shard_width(100_000, 20) == 1
+
+
+def test_estimate() -> None:
+    assert estimate_namespace(400, 1, truncated=False) == 6400
+    assert estimate_namespace(1000, 1, truncated=True) > 16_000
+
+
+def test_merge_decides_seen_absent_and_leaves_unlisted() -> None:
+    wanted = ["a1", "a2", "a9", "b1"]
+    got = merge(wanted, {"a1": 5}, {"a": "a5"})
+    assert got == {"a1": 5, "a2": None}  # a9 past the listing, b1 not listed: HEAD
+
+
+def test_shard_done() -> None:
+    assert shard_done(["a1", "a3"], {"a1": 1}, "a4")
+    assert not shard_done(["a1", "a9"], {"a1": 1}, "a4")
