@@ -51,7 +51,7 @@ def shard_width(namespace: int, batch: int) -> int:
 
 def list_cost(namespace: int, width: int, touched: int) -> int:
     """Requests to list ``touched`` shards of ``width`` digits, whole."""
-    per_shard = namespace / (16**width)
+    per_shard = namespace / _count(width)
     return touched * max(1, math.ceil(per_shard / PAGE))
 
 
@@ -78,8 +78,8 @@ def plan(keys: Iterable[str], namespace: int, *, min_batch: int = 64) -> Plan:
 def estimate_namespace(first_page: int, width: int, *, truncated: bool) -> int:
     """Estimate keys under the prefix from one page of one shard of ``width``."""
     if not truncated:
-        return first_page * 16**width
-    return max(first_page, PAGE) * 2 * 16**width  # at least a page more in that shard
+        return first_page * _count(width)
+    return max(first_page, PAGE) * 2 * _count(width)  # at least a page more in that shard
 
 
 def shard_done(wanted: Iterable[str], decided: Mapping[str, int | None], last: str) -> bool:
@@ -110,3 +110,8 @@ def merge(
                 out[key] = None
                 break
     return out
+
+
+def _count(width: int) -> int:
+    """Shards of ``width`` hex digits (an int, where ``16**width`` types as Any)."""
+    return 1 << (4 * width)
