@@ -6,7 +6,8 @@ spread hex. So a large batch of keys under one prefix (``<inputs>/file/``)
 is cheaper decided by listing the shards (leading hex digits) the batch
 touches than by one HEAD per key. This module is pure: it decides which
 shards to list, when a listing of a shard may stop, and merges what the
-listings saw; the I/O lives in the stager.
+listings saw. Not yet used: the stager still sends one HEAD per input
+(wiring it in, with listing I/O and tests on real stores, is issue 18).
 
 Semantics match HEAD exactly: a key seen in a listing is present with the
 size the listing gives, exactly what HEAD would have returned; a key the
