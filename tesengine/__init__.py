@@ -108,6 +108,7 @@ _EXPORTS: dict[str, str] = {
             "StageResult",
             "Stager",
             "Storage",
+            "StorageLike",
         ),
         "storage",
     ),
@@ -164,6 +165,7 @@ __all__ = [
     "Storage",
     "StorageConfig",
     "StorageError",
+    "StorageLike",
     "Task",
     "TaskClient",
     "TaskFailed",
@@ -286,6 +288,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly
         Stager,
         StageResult,
         Storage,
+        StorageLike,
     )
     from .tes import (
         State,

@@ -25,7 +25,7 @@ from .._closing import AsyncClosing
 from ..config import Config, load_config
 from ..digest import Digester
 from ..errors import NotReady
-from ..storage import Stager, Storage
+from ..storage import Stager, Storage, StorageLike
 from ..tes import TesClient
 from ..tes import models as wire
 from ..testing import poll_interval
@@ -78,7 +78,7 @@ class TesBackend(AsyncClosing):
         events: EngineEvents | None = None,
         progress: TransferProgress | None = None,
         client: TaskClient | None = None,
-        storage: Storage | None = None,
+        storage: StorageLike | None = None,
         status: StatusSource | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -90,7 +90,7 @@ class TesBackend(AsyncClosing):
         #: What this backend created, closed in reverse order; injected parts are the caller's.
         self._owned: list[Callable[[], Awaitable[None]]] = []
         self.client: TaskClient = client or self._own(TesClient.from_config(config))
-        self.storage = storage or self._own(Storage(config.storage))
+        self.storage: StorageLike = storage or self._own(Storage(config.storage))
         self.digester = self._own(Digester.from_config(config.backend, progress=progress))
         self.stager = Stager(
             self.storage,

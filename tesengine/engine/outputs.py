@@ -28,7 +28,7 @@ from ..singleflight import SingleFlight
 from ..storage.urls import join_url, parse_url, safe_relpath
 
 if TYPE_CHECKING:
-    from ..storage import ObjectInfo, Storage
+    from ..storage import ObjectInfo, StorageLike
 
 
 class OutputReader(Protocol):
@@ -127,7 +127,7 @@ async def _copy(source: Path, dest: Path) -> Path:
 class OutputCache:
     """Downloads outputs once into ``root`` and reuses them while unchanged."""
 
-    def __init__(self, storage: Storage, root: Path) -> None:
+    def __init__(self, storage: StorageLike, root: Path) -> None:
         self._storage = storage
         self._root = root
         self._flights: SingleFlight[str, Path] = SingleFlight()

@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
         ("NullStagingProgress", "StageResult", "StagingProgress", "StagingStats"), ".reports"
     ),
     **dict.fromkeys(("MARKER_PREFIX", "Stager"), ".staging"),
+    "StorageLike": ".protocol",
     **dict.fromkeys(("Location", "is_url", "join_url", "parse_url"), ".urls"),
 }
 
@@ -42,6 +43,7 @@ __all__ = [
     "StagingProgress",
     "StagingStats",
     "Storage",
+    "StorageLike",
     "is_url",
     "join_url",
     "parse_url",
@@ -51,6 +53,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 if TYPE_CHECKING:  # what type checkers see: the same names, eagerly
     from .ops import ObjectInfo, Storage
+    from .protocol import StorageLike
     from .reports import NullStagingProgress, StageResult, StagingProgress, StagingStats
     from .staging import MARKER_PREFIX, Stager
     from .urls import Location, is_url, join_url, parse_url

@@ -44,7 +44,8 @@ from ..digest import Digest, Digester, FileEntry
 from ..errors import ContentMismatch, ObjectNotFound, redact_url
 from ..singleflight import SingleFlight
 from ..thread_limits import ThreadLimit
-from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE, Storage
+from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE
+from .protocol import StorageLike
 from .reports import NullStagingProgress, StageResult, StagingProgress, StagingStats
 from .urls import is_url, join_url, parse_url
 from .verify import ByteBudget, VerifiedChunks, read_verified
@@ -76,7 +77,7 @@ class Stager:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: StorageLike,
         digester: Digester,
         inputs_url: str,
         *,

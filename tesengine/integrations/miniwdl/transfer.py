@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...storage import Storage
+from ...storage import StorageLike
 from .paths import UrlMemory
 
 
@@ -34,7 +34,7 @@ class Fetch:
         return self.work_dir / rest if head == "work" and rest else None
 
 
-async def fetch_outputs(storage: Storage, memory: UrlMemory, fetch: Fetch) -> int:
+async def fetch_outputs(storage: StorageLike, memory: UrlMemory, fetch: Fetch) -> int:
     """Download the work directory, stdout and stderr; returns the number of files."""
     jobs = []
     async for rel, info in storage.walk(fetch.url):  # decoded names; '..' refused
@@ -46,12 +46,12 @@ async def fetch_outputs(storage: Storage, memory: UrlMemory, fetch: Fetch) -> in
 
 
 async def _one(
-    storage: Storage, memory: UrlMemory, url: str, dest: Path, origin: tuple[str, str]
+    storage: StorageLike, memory: UrlMemory, url: str, dest: Path, origin: tuple[str, str]
 ) -> None:
     await storage.download(url, dest)
     await asyncio.to_thread(memory.remember, dest, *origin)
 
 
-async def read_small(storage: Storage, url: str) -> str:
+async def read_small(storage: StorageLike, url: str) -> str:
     """The text of a small object (the recorded exit code)."""
     return (await storage.read_bytes(url)).decode("utf-8", "replace")
