@@ -115,18 +115,27 @@ DirRow = tuple[tuple[int, int], Sequence[str], Sequence[FileStat], Sequence[str]
 
 def subdir_names(names: Iterable[str]) -> bytes:
     """The names of a directory's subdirectories, as a row keeps them."""
-    return "\0".join(sorted(names)).encode("utf-8")
+    return _joined(sorted(names))
+
+
+def _joined(names: Iterable[str]) -> bytes:
+    # NUL never occurs in a file name, so it separates them.
+    return "\0".join(names).encode("utf-8")
+
+
+def _split_hexes(hexes: str) -> list[str]:
+    """A row's hex column, one 64-character digest per file."""
+    return [hexes[i : i + 64] for i in range(0, len(hexes), 64)]
 
 
 def _pack(
     names: Sequence[str], stats: Sequence[FileStat], hexes: Sequence[str]
 ) -> tuple[bytes, bytes, str] | None:
-    # NUL never occurs in a file name, so it separates them.
     try:
         packed = array("q", chain.from_iterable(stats)).tobytes()
     except OverflowError:
         return None
-    return "\0".join(names).encode("utf-8"), packed, "".join(hexes)
+    return _joined(names), packed, "".join(hexes)
 
 
 def _unpack(
@@ -143,7 +152,7 @@ def _unpack(
         return None
     it = iter(values)
     fields: list[tuple[int, ...]] = list(zip(it, it, it, it, it, strict=True))
-    return listed, fields, [hexes[i : i + 64] for i in range(0, 64 * count, 64)]
+    return listed, fields, _split_hexes(hexes)
 
 
 def _same(
@@ -155,7 +164,7 @@ def _same(
     compared in one C-level comparison, not a Python step per file.
     """
     stored_names, stored_stats, hexes = row
-    if stored_names != "\0".join(names).encode("utf-8"):
+    if stored_names != _joined(names):
         return None
     try:
         # tolist() and list() run in C; packing the live stats measured twice as slow
@@ -165,7 +174,7 @@ def _same(
         return None
     if len(hexes) != 64 * len(names) or not _all_hex(hexes):
         return None
-    return [hexes[i : i + 64] for i in range(0, len(hexes), 64)]
+    return list[str | None](_split_hexes(hexes))  # the type lookup_dir returns
 
 
 def _match(
