@@ -51,9 +51,11 @@ FILE_IO_THREADS = 4
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LAST_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-_limiters: weakref.WeakKeyDictionary[AbstractEventLoop, anyio.CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
-)
+# Per loop: the queue a call waits in, then the threads it runs on (two, so
+# the deadline can start after the wait and not include it).
+_limiters: weakref.WeakKeyDictionary[
+    AbstractEventLoop, tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]
+] = weakref.WeakKeyDictionary()
 
 
 def _parts(container: str) -> list[str]:
@@ -169,12 +171,15 @@ def read_tail(root: Path, container: str, limit: int) -> str:
         return f.read(limit).decode("utf-8", errors="replace")
 
 
-def _limiter() -> anyio.CapacityLimiter:
+def _limiters_for_loop() -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
     loop = get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None:
-        limiter = _limiters[loop] = anyio.CapacityLimiter(FILE_IO_THREADS)
-    return limiter
+    pair = _limiters.get(loop)
+    if pair is None:
+        pair = _limiters[loop] = (
+            anyio.CapacityLimiter(FILE_IO_THREADS),
+            anyio.CapacityLimiter(FILE_IO_THREADS),
+        )
+    return pair
 
 
 async def in_file_pool(
@@ -182,17 +187,22 @@ async def in_file_pool(
 ) -> T:
     """Run ``func(*args)`` in the bounded task-file pool; give up after ``seconds``.
 
-    On timeout or cancellation the thread is abandoned (its slot freed), so
-    one hung file system call cannot hold a task, the pool or the loop.
+    The deadline starts once a worker slot is free: time spent queued behind
+    other tasks' file I/O (10,000 tasks finishing at once) is not the task's
+    fault, so only a call that itself hangs is refused. On timeout or
+    cancellation the thread is abandoned (its slot freed), so one hung file
+    system call cannot hold a task, the pool or the loop.
     """
-    try:
-        with anyio.fail_after(seconds):
-            return await anyio.to_thread.run_sync(
-                func, *args, limiter=_limiter(), abandon_on_cancel=True
-            )
-    except TimeoutError:
-        name = getattr(func, "__name__", "file operation")
-        raise UnsafePath(f"{name} on the task's files took over {seconds:g} s") from None
+    gate, threads = _limiters_for_loop()
+    async with gate:
+        try:
+            with anyio.fail_after(seconds):
+                return await anyio.to_thread.run_sync(
+                    func, *args, limiter=threads, abandon_on_cancel=True
+                )
+        except TimeoutError:
+            name = getattr(func, "__name__", "file operation")
+            raise UnsafePath(f"{name} on the task's files took over {seconds:g} s") from None
 
 
 def close_quietly(*fds: int | None) -> None:
