@@ -145,6 +145,20 @@ async def test_end_to_end_local_inputs_and_lazy_outputs(local_env: Env, tmp_path
     assert [s for _, s in recorder.states][-1] is State.COMPLETE
 
 
+async def test_empty_directory_output_lists_empty_and_downloads_empty(local_env: Env) -> None:
+    async with local_env.backend() as backend:
+        run = await backend.submit(
+            Task(name="empty", executors=[sh("mkdir -p /out/none")], outputs={"d": "/out/none/"})
+        )
+        result = await run
+        assert result.state is State.COMPLETE
+        empty = result.directory("d")
+        assert await empty.list() == []
+        local = await empty.download()
+        assert local.is_dir()
+        assert list(local.iterdir()) == []
+
+
 async def test_output_feeds_next_task_by_url(local_env: Env, tmp_path: Path) -> None:
     recorder = Recorder([], [])
     async with local_env.backend(events=recorder) as backend:

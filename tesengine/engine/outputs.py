@@ -77,7 +77,11 @@ class RemoteDirectory:
         return redact_repr(self)  # the URL may carry a SAS or a signature
 
     async def list(self) -> list[RemoteFile]:
-        """Every file under the directory, as lazy :class:`RemoteFile` values."""
+        """Every file under the directory, as lazy :class:`RemoteFile` values.
+
+        An empty directory output lists as ``[]`` (object stores keep no
+        empty directories), as does a prefix nothing was ever written under.
+        """
         return [file async for _, file in self.walk()]
 
     async def walk(self) -> AsyncIterator[tuple[str, RemoteFile]]:
@@ -172,16 +176,16 @@ class OutputCache:
 
     async def _fetch_directory(self, url: str) -> Path:
         slot = self._root / "dirs" / _digest(url)
+        await anyio.Path(slot).mkdir(parents=True, exist_ok=True)  # an empty output too
         for rel, info in await self._walk(url):
             cached = await self.fetch_file(info.url)
             await _copy(cached, slot / rel)
         return slot
 
     async def _walk(self, url: str) -> list[tuple[str, ObjectInfo]]:
-        found = [entry async for entry in self._storage.walk(url)]
-        if not found:
-            raise OutputMissing(f"no output at {redact_url(url)}: the task did not produce it")
-        return found
+        # Object stores hold no empty directories: an empty directory output
+        # (a COMPLETE task's declared outputs all exist) lists as nothing.
+        return [entry async for entry in self._storage.walk(url)]
 
     async def _head(self, url: str) -> ObjectInfo:
         try:
