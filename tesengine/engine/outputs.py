@@ -176,8 +176,9 @@ class OutputCache:
 
     async def _fetch_directory(self, url: str) -> Path:
         slot = self._root / "dirs" / _digest(url)
+        entries = await self._walk(url)  # a refused listing leaves nothing behind
         await anyio.Path(slot).mkdir(parents=True, exist_ok=True)  # an empty output too
-        for rel, info in await self._walk(url):
+        for rel, info in entries:
             cached = await self.fetch_file(info.url)
             await _copy(cached, slot / rel)
         return slot
