@@ -1,6 +1,13 @@
 """Pure planning of batched existence checks."""
 
-from tesengine.storage.existence import estimate_namespace, merge, plan, shard_done, shard_width
+from tesengine.storage.existence import (
+    estimate_from_page,
+    estimate_namespace,
+    merge,
+    plan,
+    shard_done,
+    shard_width,
+)
 
 
 def _keys(n: int) -> list[str]:
@@ -29,6 +36,17 @@ def test_width_bounds() -> None:
     assert shard_width(100_000, 20) == 1
 
 
+def test_estimate_from_a_page_reads_the_density() -> None:
+    page = [f"{i * 16**8 // 20_000:08x}" for i in range(10_000, 11_000)]  # 1,000 of 20,000
+    assert 19_000 < estimate_from_page(page, "8", complete=False) < 21_000
+    assert estimate_from_page(page[:10], "8", complete=True) == 20  # half the space held 10
+    assert estimate_from_page([], "8", complete=True) == 0
+
+
+def test_merge_covers_ranges_past_their_start_only() -> None:
+    assert merge(["8", "80", "9"], {}, [("8", "85")]) == {"80": None}  # "8" is not past "8"
+
+
 def test_estimate() -> None:
     assert estimate_namespace(400, 1, truncated=False) == 6400
     assert estimate_namespace(1000, 1, truncated=True) > 16_000
@@ -36,7 +54,7 @@ def test_estimate() -> None:
 
 def test_merge_decides_seen_absent_and_leaves_unlisted() -> None:
     wanted = ["a1", "a2", "a9", "b1"]
-    got = merge(wanted, {"a1": 5}, {"a": "a5"})
+    got = merge(wanted, {"a1": 5}, [("a", "a5")])
     assert got == {"a1": 5, "a2": None}  # a9 past the listing, b1 not listed: HEAD
 
 

@@ -6,18 +6,19 @@ spread hex. So a large batch of keys under one prefix (``<inputs>/file/``)
 is cheaper decided by listing the shards (leading hex digits) the batch
 touches than by one HEAD per key. This module is pure: it decides which
 shards to list, when a listing of a shard may stop, and merges what the
-listings saw. Not yet used: the stager still sends one HEAD per input
-(wiring it in, with listing I/O and tests on real stores, is issue 18).
+listings saw (:mod:`tesengine.storage.existence_io` does the listing).
 
 Semantics match HEAD exactly: a key seen in a listing is present with the
-size the listing gives, exactly what HEAD would have returned; a key the
-listing could not decide (its shard was not listed) is left to HEAD.
+size the listing gives, exactly what HEAD would have returned; a listing
+that started past ``after`` and reached ``last`` (in key order) shows every
+key in ``(after, last]``, so a wanted key in that range that it did not
+show is absent; a key no listing covered is left to HEAD.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 PAGE = 1000  # keys a listing request returns (S3, Azure and GCS alike)
@@ -37,17 +38,18 @@ class Plan:
         return bool(self.shards)
 
 
-def shard_width(namespace: int, batch: int) -> int:
+def shard_width(namespace: int, batch: int, max_width: int = 4) -> int:
     """Hex digits per shard: enough shards that each is about one page.
 
     More shards than the batch has keys would list shards no key needs,
-    so the width never makes more shards than keys.
+    so the width never makes more shards than keys. ``max_width`` 0 means
+    one listing of the whole prefix (a store that ignores list offsets).
     """
-    if namespace <= PAGE:
+    if namespace <= PAGE or max_width <= 0:
         return 0
     want = math.ceil(math.log(namespace / PAGE, 16))
     cap = max(0, int(math.log(max(batch, 1), 16)))
-    return max(1, min(want, cap, 4))
+    return max(1, min(want, cap, max_width))
 
 
 def list_cost(namespace: int, width: int, touched: int) -> int:
@@ -56,19 +58,21 @@ def list_cost(namespace: int, width: int, touched: int) -> int:
     return touched * max(1, math.ceil(per_shard / PAGE))
 
 
-def plan(keys: Iterable[str], namespace: int, *, min_batch: int = 64) -> Plan:
+def plan(keys: Iterable[str], namespace: int, *, min_batch: int = 64, max_width: int = 4) -> Plan:
     """Choose HEADs or shard listings for ``keys`` (lowercase hex names).
 
     ``namespace`` is an estimate of how many keys live under the prefix
     (e.g. from one page of one shard, times the shard count). A batch
     below ``min_batch`` always uses HEADs: a listing cannot beat a few
     requests made at once. Otherwise listing is chosen when its cost, in
-    requests, is below the number of keys.
+    requests, is below the number of keys. ``max_width`` bounds the shard
+    width (0: list the prefix from its start, the one listing that needs
+    no offset).
     """
     wanted = sorted(set(keys))
     if len(wanted) < min_batch:
         return Plan((), tuple(wanted), f"small batch ({len(wanted)} < {min_batch})")
-    width = shard_width(namespace, len(wanted))
+    width = shard_width(namespace, len(wanted), max_width)
     shards = tuple(sorted({k[:width] for k in wanted}))
     cost = list_cost(namespace, width, len(shards))
     if cost >= len(wanted):
@@ -83,6 +87,23 @@ def estimate_namespace(first_page: int, width: int, *, truncated: bool) -> int:
     return max(first_page, PAGE) * 2 * _count(width)  # at least a page more in that shard
 
 
+def estimate_from_page(names: Sequence[str], after: str, *, complete: bool) -> int:
+    """Estimate keys under the prefix from one page listed from past ``after``.
+
+    Content addresses are uniform hex, so the share of the key space a
+    page spans gives the density: 1,000 keys spanning 1/100 of it means
+    about 100,000. A ``complete`` page (the listing ended) holds every key
+    past ``after``.
+    """
+    start = _fraction(after)
+    if complete:
+        return math.ceil(len(names) / max(1.0 - start, 1e-9))
+    span = _fraction(names[-1]) - start if names else 0.0
+    if span <= 0:  # names that are not hex: no density to read
+        return estimate_namespace(len(names), 1, truncated=True)
+    return math.ceil(len(names) / span)
+
+
 def shard_done(wanted: Iterable[str], decided: Mapping[str, int | None], last: str) -> bool:
     """True once every wanted key of a shard is decided by keys up to ``last``.
 
@@ -93,24 +114,32 @@ def shard_done(wanted: Iterable[str], decided: Mapping[str, int | None], last: s
 
 
 def merge(
-    wanted: Iterable[str], seen: Mapping[str, int], listed_up_to: Mapping[str, str | None]
+    wanted: Iterable[str], seen: Mapping[str, int], ranges: Iterable[tuple[str, str | None]]
 ) -> dict[str, int | None]:
     """Decide each wanted key from listings: size if seen, None if absent.
 
-    ``listed_up_to`` maps a shard to the last key its listing reached, or
-    None when the shard was listed to its end. A key whose shard was not
-    listed that far is left out: the caller HEADs it.
+    ``ranges`` holds ``(after, last)`` per listing: it started past
+    ``after`` and reached ``last`` in key order (None: to the end). A key
+    no range covers is left out: the caller HEADs it.
     """
+    spans = list(ranges)
     out: dict[str, int | None] = {}
     for key in wanted:
         if key in seen:
             out[key] = seen[key]
-            continue
-        for shard, last in listed_up_to.items():
-            if key.startswith(shard) and (last is None or key <= last):
-                out[key] = None
-                break
+        elif any(after < key and (last is None or key <= last) for after, last in spans):
+            out[key] = None
     return out
+
+
+def _fraction(name: str) -> float:
+    """Where a hex name sits in the key space, from 0 to 1 (by its leading digits)."""
+    digits = ""
+    for char in name[:8]:
+        if char not in HEX:
+            break
+        digits += char
+    return int(digits.ljust(8, "0"), 16) / 16**8 if digits else 0.0
 
 
 def _count(width: int) -> int:

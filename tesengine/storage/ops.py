@@ -38,13 +38,18 @@ if TYPE_CHECKING:
     from aiofiles.threadpool.binary import AsyncBufferedIOBase
     from obstore import ObjectMeta, PutMode
 
-__all__ = ["MULTIPART_THRESHOLD", "ObjectInfo", "Storage"]
+__all__ = ["MULTIPART_THRESHOLD", "ObjectInfo", "Page", "Storage"]
+
+#: One listing request's ``(name relative to the prefix, size)`` pairs, in key order.
+Page = list[tuple[str, int]]
 
 #: Larger bodies go up as multipart uploads (bounded memory); smaller as one PUT.
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
 PART_CONCURRENCY = 4
 _READ_CHUNK = 1024 * 1024
+_PAGE = 1000  # keys a listing request returns
+_ORDERED = frozenset({"s3", "gs", "az", "memory"})
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
 
 
@@ -217,6 +222,36 @@ class Storage(AsyncClosing):
                 self.requests += 1
                 for meta in batch:
                     yield _info(loc, meta)
+
+    def lists_in_order(self, prefix_url: str) -> bool:
+        """True when listings under ``prefix_url`` come in key order and honour an offset.
+
+        Object stores (S3, GCS, Azure) list in lexical key order; a local
+        folder walks its directories in no particular order.
+        """
+        return parse_url(prefix_url).provider in _ORDERED
+
+    async def list_pages(
+        self, prefix_url: str, *, start_after: str | None = None
+    ) -> AsyncIterator[Page]:
+        """Pages of ``(name, size)`` under the folder ``prefix_url``, in key order.
+
+        ``name`` is the key relative to the prefix; with ``start_after`` (a
+        name) the listing starts past it, on the server (S3 ``start-after``,
+        Azure ``startFrom``). Each page is one listing request (S3 and GCS
+        return 1,000 keys a request; Azure's requests of 5,000 are split).
+        Stopping iteration stops the requests. A store that ignores the
+        offset returns names at or before it: the caller checks.
+        """
+        loc, store = self.locate(prefix_url)
+        root = loc.key.rstrip("/")
+        cut = len(root) + 1 if root else 0
+        offset = f"{root}/{start_after}" if root and start_after else start_after
+        with translate("LIST", loc):
+            stream = obstore.list(store, root or None, offset=offset, chunk_size=_PAGE)
+            async for batch in stream:
+                self.requests += 1
+                yield [(meta["path"][cut:], int(meta["size"])) for meta in batch]
 
     async def walk(self, prefix_url: str) -> AsyncIterator[tuple[str, ObjectInfo]]:
         """Every object of the directory ``prefix_url``, with its decoded relative path.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .ops import ObjectInfo
@@ -53,7 +53,28 @@ class StorageLike(Protocol):
         ...
 
 
+@runtime_checkable
+class OrderedListing(Protocol):
+    """Optional: listings in key order from an offset, for batched existence checks.
+
+    A :class:`StorageLike` that also has these methods lets a
+    :class:`~tesengine.storage.Stager` decide a large batch of inputs by
+    listing instead of one HEAD each; without them it sends HEADs.
+    """
+
+    def lists_in_order(self, prefix_url: str) -> bool:
+        """True when :meth:`list_pages` under ``prefix_url`` comes in key order."""
+        ...
+
+    def list_pages(
+        self, prefix_url: str, *, start_after: str | None = None
+    ) -> AsyncIterator[list[tuple[str, int]]]:
+        """Pages (one request each) of ``(name relative to the prefix, size)``."""
+        ...
+
+
 if TYPE_CHECKING:  # the concrete storage must stay a StorageLike
     from .ops import Storage
 
     _: type[StorageLike] = Storage
+    _ordered: type[OrderedListing] = Storage

@@ -63,6 +63,10 @@ class StagingStats:
     files_uploaded: int = 0
     files_skipped: int = 0
     bytes_uploaded: int = 0
+    #: Batches whose existence checks were decided by listing instead of HEADs.
+    list_plans: int = 0
+    #: Why the last large batch was listed or HEADed (also logged at DEBUG).
+    last_plan: str = ""
 
     @property
     def requests(self) -> int:

@@ -34,9 +34,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
 
 import anyio
 
@@ -44,8 +43,10 @@ from ..digest import Digest, Digester, FileEntry
 from ..errors import ContentMismatch, ObjectNotFound, redact_url
 from ..singleflight import SingleFlight
 from ..thread_limits import ThreadLimit
+from ._together import run_all as _all
+from .existence_io import ExistenceLister
 from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE
-from .protocol import StorageLike
+from .protocol import OrderedListing, StorageLike
 from .reports import NullStagingProgress, StageResult, StagingProgress, StagingStats
 from .urls import is_url, join_url, parse_url
 from .verify import ByteBudget, VerifiedChunks, read_verified
@@ -69,7 +70,6 @@ UPLOAD_THREADS = 4
 #: Files are digested in chunks of up to this many, while earlier ones are checked.
 _DIGEST_CHUNK = 2048
 _FIRST_DIGEST_CHUNK = 256
-T = TypeVar("T")
 
 
 class Stager:
@@ -100,6 +100,9 @@ class Stager:
         self._limit: asyncio.Semaphore | None = None
         self._known: set[str] = set()
         self._flights: SingleFlight[str, bool] = SingleFlight()
+        # Large batches are decided by listing, where the storage can list in order.
+        self._files = self._lister("file")
+        self._markers = self._lister(MARKER_PREFIX, "directory")
 
     async def stage(self, path_or_url: str | os.PathLike[str]) -> StageResult:
         """Stage one input; a URL is returned untouched, without any request."""
@@ -118,7 +121,7 @@ class Stager:
         directories = [p for p in local if p in dirs]
         files = [p for p in local if p not in dirs]
         by_dir, by_file = map(
-            iter, await _all([_each(self._stage_directory, directories), self._stage_files(files)])
+            iter, await _all([self._stage_directories(directories), self._stage_files(files)])
         )
         return [
             StageResult(str(i), str(i), "url", uploaded=False)
@@ -142,6 +145,9 @@ class Stager:
         chunks, and the workers start on the first chunk while the next
         is digested. A path given twice, or two paths with one content,
         make one request; only the first of them reports ``uploaded``.
+        A large batch is digested whole first, then decided by listing
+        (:mod:`~tesengine.storage.existence_io`); what a listing could not
+        decide is HEADed by the workers, as a small batch is.
         """
         if not files:
             return []
@@ -150,6 +156,9 @@ class Stager:
         uploaded: dict[str, bool] = {}
         queue: asyncio.Queue[tuple[str, Path, str] | None] = asyncio.Queue()
         workers = min(self._concurrency, len(files))
+        batched = self._files is not None and self._files.worth_listing(len(files))
+        pending: list[tuple[str, Path, str]] = []
+        listed: dict[str, int | None] = {}
 
         async def digest_all() -> None:
             for chunk in _chunks(files):
@@ -160,14 +169,18 @@ class Stager:
                     urls.append(url)
                     if url not in first:
                         first.add(url)
-                        queue.put_nowait((url, path, digest.hex))
+                        (pending.append if batched else queue.put_nowait)((url, path, digest.hex))
+            if self._files is not None and pending:
+                listed.update(await self._files.decide(self._unknown(pending)))
+            for job in pending:
+                queue.put_nowait(job)
             for _ in range(workers):
                 queue.put_nowait(None)
 
         async def worker() -> None:
             while (job := await queue.get()) is not None:
                 url, path, hex_ = job
-                uploaded[url] = await self._stage_file(url, path, hex_)
+                uploaded[url] = await self._stage_file(url, path, hex_, listed)
 
         await _all([digest_all(), *(worker() for _ in range(workers))])
         results = []
@@ -176,26 +189,26 @@ class Stager:
             results.append(StageResult(str(path), url, "file", done))
         return results
 
-    async def _stage_file(self, url: str, path: Path, hex_: str) -> bool:
-        return await self._once(url, lambda: self._ensure_file(url, path, hex_))
+    async def _stage_file(
+        self, url: str, path: Path, hex_: str, listed: Mapping[str, int | None]
+    ) -> bool:
+        return await self._once(url, lambda: self._ensure_file(url, path, hex_, listed))
 
-    async def _ensure_file(self, url: str, path: Path, hex_: str) -> bool:
-        async with self._slot():
-            self.stats.heads += 1
-            try:
-                found = await self.storage.head(url)
-            except ObjectNotFound:
-                found = None
+    async def _ensure_file(
+        self, url: str, path: Path, hex_: str, listed: Mapping[str, int | None]
+    ) -> bool:
+        # A listing's answer is what a HEAD would have said (size, or absent).
+        found = listed[hex_] if hex_ in listed else await self._head_size(url)
         if found is None:
             return await self._upload(url, path, hex_)
         # An object at the address is trusted without download, but only if it
         # at least has the right size: anyone who can write the storage could
         # have put something else there.
         size = (await anyio.Path(path).stat()).st_size
-        if found.size != size:
+        if found != size:
             where = redact_url(url)
             raise ContentMismatch(
-                f"{where} already exists with {found.size} bytes, but {path} has {size}: "
+                f"{where} already exists with {found} bytes, but {path} has {size}: "
                 "the object at this content address is not this file; refusing to use it "
                 "(delete it, or check who else writes to this storage)",
                 url=where,
@@ -203,6 +216,14 @@ class Stager:
         self.stats.files_skipped += 1
         self._progress.file_skipped(url, size)
         return False
+
+    async def _head_size(self, url: str) -> int | None:
+        async with self._slot():
+            self.stats.heads += 1
+            try:
+                return (await self.storage.head(url)).size
+            except ObjectNotFound:
+                return None
 
     async def _upload(self, url: str, path: Path, hex_: str) -> bool:
         """Upload ``path`` to ``url``, verified against ``hex_``; True if written."""
@@ -237,21 +258,42 @@ class Stager:
 
     # -- directories ---------------------------------------------------------
 
-    async def _stage_directory(self, path: Path) -> StageResult:
-        # One walk gives both the digest and the files to upload if it is absent.
-        digest, entries = await self.digester.digest_tree(path)
+    async def _stage_directories(self, paths: list[Path]) -> list[StageResult]:
+        """Stage directories; many at once have their markers decided by listing."""
+        # One walk each gives both the digest and the files to upload if absent.
+        trees = await _all([self.digester.digest_tree(p) for p in paths])
+        listed: dict[str, int | None] = {}
+        if self._markers is not None and self._markers.worth_listing(len(trees)):
+            jobs = [(self.marker_url(d), p, d.hex) for p, (d, _) in zip(paths, trees, strict=True)]
+            listed = await self._markers.decide(self._unknown(jobs))
+        stages = [
+            self._stage_directory(p, d, e, listed) for p, (d, e) in zip(paths, trees, strict=True)
+        ]
+        return await _all(stages)
+
+    async def _stage_directory(
+        self, path: Path, digest: Digest, entries: list[FileEntry], listed: Mapping[str, int | None]
+    ) -> StageResult:
         url = join_url(self.inputs_url, digest.key)
         marker = self.marker_url(digest)
-        uploaded = await self._once(marker, lambda: self._ensure_directory(digest, entries))
+        work = lambda: self._ensure_directory(digest, entries, listed)  # noqa: E731
+        uploaded = await self._once(marker, work)
         return StageResult(str(path), url, "directory", uploaded)
 
-    async def _ensure_directory(self, digest: Digest, entries: list[FileEntry]) -> bool:
+    async def _ensure_directory(
+        self, digest: Digest, entries: list[FileEntry], listed: Mapping[str, int | None]
+    ) -> bool:
         marker = self.marker_url(digest)
-        async with self._slot():
-            self.stats.heads += 1
-            if await self.storage.exists(marker):
-                self._progress.file_skipped(marker, -1)
-                return False
+        # Present only when the marker is (a listing's answer counts as a HEAD's).
+        if digest.hex in listed:
+            has_marker = listed[digest.hex] is not None
+        else:
+            async with self._slot():
+                self.stats.heads += 1
+                has_marker = await self.storage.exists(marker)
+        if has_marker:
+            self._progress.file_skipped(marker, -1)
+            return False
         base = join_url(self.inputs_url, digest.key)
         present = await self._listing(base)
         missing: list[FileEntry] = []
@@ -289,6 +331,17 @@ class Stager:
             await self.storage.put_bytes(marker, json.dumps(body).encode(), create_only=True)
 
     # -- plumbing -------------------------------------------------------------
+
+    def _lister(self, *parts: str) -> ExistenceLister | None:
+        """Batched existence checks under ``<inputs>/<parts>``, if the storage can list."""
+        if not isinstance(self.storage, OrderedListing):
+            return None
+        prefix = join_url(self.inputs_url, *parts)
+        return ExistenceLister(self.storage, prefix, self._slot, self.stats)
+
+    def _unknown(self, jobs: list[tuple[str, Path, str]]) -> set[str]:
+        """Names of ``jobs`` (url, path, name) not yet known present to this stager."""
+        return {name for url, _, name in jobs if url not in self._known}
 
     async def _once(self, url: str, work: Callable[[], Awaitable[bool]]) -> bool:
         """Run ``work`` for ``url`` unless it is known present or already running.
@@ -331,22 +384,3 @@ def _path(item: str | os.PathLike[str]) -> Path:
 
 def _directories(paths: list[Path]) -> list[Path]:
     return [p for p in paths if p.is_dir()]
-
-
-async def _each(
-    stage: Callable[[Path], Coroutine[Any, Any, StageResult]], paths: list[Path]
-) -> list[StageResult]:
-    return await _all([stage(p) for p in paths])
-
-
-async def _all(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run ``coros`` concurrently; the first failure cancels the rest and is raised as is."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(c) for c in coros]
-    except BaseExceptionGroup as failed:
-        first = failed.exceptions[0]
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from first.__cause__
-    return [task.result() for task in tasks]

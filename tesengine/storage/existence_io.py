@@ -1,0 +1,165 @@
+"""Listing I/O for batched existence checks: which of many names are under a prefix.
+
+:class:`ExistenceLister` decides a batch of hex names under one prefix
+(``<inputs>/file`` or ``<inputs>/complete/directory``) with the plan of
+:mod:`tesengine.storage.existence`: one page listed from the middle of the
+key space estimates how many keys the prefix holds (and checks that the
+store honours a list offset), then the shards the batch touches are listed
+concurrently, each stopping once its last wanted name is passed. What no
+listing decided is left out of the answer: the caller HEADs it.
+
+A listing is only trusted in the order it promises: a page whose names
+are not increasing, or start at or before the offset asked for, proves
+nothing about absence (its names are still present), and a store seen to
+ignore the offset is listed from the start instead (one shard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass, field
+
+from ._together import run_all
+from .existence import PAGE, estimate_from_page, merge, plan
+from .protocol import OrderedListing
+from .reports import StagingStats
+
+__all__ = ["MIN_BATCH", "ExistenceLister"]
+
+log = logging.getLogger(__name__)
+
+#: Batches smaller than this are checked with HEADs: a listing cannot beat
+#: a few requests made at once.
+MIN_BATCH = 64
+_PROBE_AFTER = "8"  # the middle of the hex key space
+
+
+@dataclass(slots=True)
+class _Listed:
+    """What the listings of one batch saw: present names and the ranges covered."""
+
+    wanted: frozenset[str]
+    seen: dict[str, int] = field(default_factory=dict)
+    ranges: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def take(self, page: list[tuple[str, int]], after: str) -> str | None:
+        """Record ``page`` (listed past ``after``); its last name, or None if out of order."""
+        self.seen.update((n, s) for n, s in page if n in self.wanted)
+        previous = after
+        for name, _ in page:
+            if name <= previous:
+                return None  # not the promised order: the page shows presence only
+            previous = name
+        return previous
+
+
+class ExistenceLister:
+    """Decides batches of names under ``prefix_url`` by listing (see the module doc)."""
+
+    def __init__(
+        self,
+        storage: OrderedListing,
+        prefix_url: str,
+        slot: Callable[[], asyncio.Semaphore],
+        stats: StagingStats,
+        *,
+        min_batch: int = MIN_BATCH,
+    ) -> None:
+        self.storage = storage
+        self.prefix_url = prefix_url
+        self.min_batch = min_batch
+        self._slot = slot
+        self._stats = stats
+        self._offsets_work: bool | None = None  # unknown until a listing shows it
+
+    def worth_listing(self, count: int) -> bool:
+        """True when a batch of ``count`` names may be decided by listing."""
+        return count >= self.min_batch and self.storage.lists_in_order(self.prefix_url)
+
+    async def decide(self, names: Collection[str]) -> dict[str, int | None]:
+        """Size of each name a listing showed, None for each it showed absent.
+
+        Names left out were not decided (a small batch, a listing dearer
+        than HEADs, a store out of order): the caller sends a HEAD for each.
+        """
+        if not self.worth_listing(len(names)):
+            return {}
+        listed = _Listed(frozenset(names))
+        namespace = await self._probe(listed)
+        rest = [n for n in listed.wanted if not _covered(n, listed.ranges)]
+        width = 4 if self._offsets_work else 0
+        chosen = plan(rest, namespace, min_batch=1, max_width=width)
+        self._stats.last_plan = chosen.reason
+        log.debug(
+            "existence of %d names under %s: namespace ~%d, %s",
+            len(names), self.prefix_url, namespace, chosen.reason,
+        )  # fmt: skip
+        if chosen.lists:
+            self._stats.list_plans += 1
+            by_shard: dict[str, list[str]] = {}
+            for name in rest:
+                by_shard.setdefault(name[: len(chosen.shards[0])], []).append(name)
+            await run_all([self._shard(s, max(by_shard[s]), listed) for s in chosen.shards])
+        return merge(listed.wanted, listed.seen, listed.ranges)
+
+    async def _probe(self, listed: _Listed) -> int:
+        """List one page from the middle: an estimate of the namespace, and an order check."""
+        async with self._slot():
+            page = await self._first_page(_PROBE_AFTER)
+        last = listed.take(page, _PROBE_AFTER)
+        complete = len(page) < PAGE
+        if self._offsets_work is None and page:
+            self._offsets_work = last is not None
+        if last is None:  # the offset was ignored: this page is from the start
+            names = [n for n, _ in page]
+            return estimate_from_page(names, names[0] if names else "", complete=complete)
+        listed.ranges.append((_PROBE_AFTER, None if complete else last))
+        return estimate_from_page([n for n, _ in page], _PROBE_AFTER, complete=complete)
+
+    async def _first_page(self, after: str) -> list[tuple[str, int]]:
+        self._stats.lists += 1  # a request even when the listing is empty
+        pages = self.storage.list_pages(self.prefix_url, start_after=after)
+        try:
+            async for page in pages:
+                return page
+            return []
+        finally:
+            await _close(pages)
+
+    async def _shard(self, shard: str, last_wanted: str, listed: _Listed) -> None:
+        """List ``shard`` until past ``last_wanted``, recording what is covered."""
+        after = shard
+        async with self._slot():
+            self._stats.lists += 1  # the first request, even when it returns nothing
+            pages = self.storage.list_pages(self.prefix_url, start_after=after or None)
+            try:
+                async for page in pages:
+                    if after != shard:
+                        self._stats.lists += 1
+                    last = listed.take(page, after)
+                    if last is None:
+                        if after:
+                            self._offsets_work = False  # list from the start next time
+                        return  # out of order: the rest of this shard goes to HEAD
+                    if len(page) < PAGE:
+                        break  # the last page
+                    listed.ranges.append((after, last))
+                    if last >= last_wanted:
+                        return
+                    after = last
+                listed.ranges.append((after, None))  # listed to the end
+            finally:
+                await _close(pages)
+
+
+async def _close(pages: AsyncIterator[object]) -> None:
+    """Stop a listing early: an async generator sends no more requests once closed."""
+    close = getattr(pages, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _covered(name: str, ranges: list[tuple[str, str | None]]) -> bool:
+    return any(after < name and (last is None or name <= last) for after, last in ranges)
