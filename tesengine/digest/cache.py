@@ -11,7 +11,7 @@ none changed. Otherwise it is recombined from the files' cached digests.
 
 The files of a tree are kept one row per directory (keyed by the
 directory's device and inode): the names, the five stat fields and the hex
-of all its files, packed. A warm tree then costs one query per directory
+of all its files, packed (:mod:`.dir_rows`). A warm tree then costs one query per directory
 and a dictionary probe per file; each file must still match all five
 fields of its own stat. Files not found there (new, moved, or digested
 one by one) are looked up in the per-file table.
@@ -29,21 +29,19 @@ All methods block; they run in digest pool threads, serialised by a lock.
 
 from __future__ import annotations
 
-import binascii
 import logging
 import sqlite3
 import threading
 import time
-from array import array
 from collections.abc import Iterable, Sequence
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from .._sqlite import Schema, connect, write_transaction
+from .dir_rows import DirRow, all_hex, match_row, pack_row, same_row, unpack_row
 from .filehash import FileStat
 
-__all__ = ["CACHE_FILE", "MAX_AGE", "SCHEMA_VERSION", "DigestCache", "DirRow", "subdir_names"]
+__all__ = ["CACHE_FILE", "MAX_AGE", "SCHEMA_VERSION", "DigestCache"]
 
 log = logging.getLogger("tesengine.digest")
 
@@ -88,110 +86,11 @@ _DIR_LOOKUP = "SELECT names, stats, hexes, subdirs, digest FROM dirs WHERE dev =
 _TOP = 1 << 63
 
 
-def _all_hex(text: object) -> bool:
-    """Whether a column read back is lowercase hex text (a corrupt row may hold anything).
-
-    Decoding and re-encoding runs in C: a frozenset's issuperset() of a
-    directory's 12,800 hex characters cost more than its stats when warm.
-    """
-    if not isinstance(text, str):
-        return False
-    try:
-        return binascii.unhexlify(text).hex() == text
-    except (binascii.Error, ValueError):
-        return False
-
-
 def _signed(s: FileStat) -> tuple[int, ...]:
     # SQLite integers are signed 64-bit; some filesystems use the top bit of ino.
     if s.dev < _TOP and s.ino < _TOP:
         return s
     return tuple(v - (1 << 64) if v >= _TOP else v for v in s)
-
-
-#: (key, file names, their stats, their hexes, :func:`subdir_names`, directory hex)
-DirRow = tuple[tuple[int, int], Sequence[str], Sequence[FileStat], Sequence[str], bytes, str]
-
-
-def subdir_names(names: Iterable[str]) -> bytes:
-    """The names of a directory's subdirectories, as a row keeps them."""
-    return _joined(sorted(names))
-
-
-def _joined(names: Iterable[str]) -> bytes:
-    # NUL never occurs in a file name, so it separates them.
-    return "\0".join(names).encode("utf-8")
-
-
-def _split_hexes(hexes: str) -> list[str]:
-    """A row's hex column, one 64-character digest per file."""
-    return [hexes[i : i + 64] for i in range(0, len(hexes), 64)]
-
-
-def _pack(
-    names: Sequence[str], stats: Sequence[FileStat], hexes: Sequence[str]
-) -> tuple[bytes, bytes, str] | None:
-    try:
-        packed = array("q", chain.from_iterable(stats)).tobytes()
-    except OverflowError:
-        return None
-    return _joined(names), packed, "".join(hexes)
-
-
-def _unpack(
-    names: bytes, stats: bytes, hexes: str
-) -> tuple[list[str], list[tuple[int, ...]], list[str]] | None:
-    """Names, stat fields and hexes of a directory row; None if it does not parse."""
-    try:
-        listed = names.decode("utf-8").split("\0")
-        values = array("q", stats)
-    except (ValueError, UnicodeDecodeError, TypeError):
-        return None
-    count = len(listed)
-    if len(values) != 5 * count or len(hexes) != 64 * count or not _all_hex(hexes):
-        return None
-    it = iter(values)
-    fields: list[tuple[int, ...]] = list(zip(it, it, it, it, it, strict=True))
-    return listed, fields, _split_hexes(hexes)
-
-
-def _same(
-    row: tuple[bytes, bytes, str], names: Sequence[str], stats: Sequence[FileStat]
-) -> list[str | None] | None:
-    """The hexes of a row that holds exactly ``names`` with exactly ``stats``, or None.
-
-    The warm case: the names, and all five stat fields of every file, each
-    compared in one C-level comparison, not a Python step per file.
-    """
-    stored_names, stored_stats, hexes = row
-    if stored_names != _joined(names):
-        return None
-    try:
-        # tolist() and list() run in C; packing the live stats measured twice as slow
-        if array("q", stored_stats).tolist() != list(chain.from_iterable(stats)):
-            return None
-    except (ValueError, TypeError):
-        return None
-    if len(hexes) != 64 * len(names) or not _all_hex(hexes):
-        return None
-    return list[str | None](_split_hexes(hexes))  # the type lookup_dir returns
-
-
-def _match(
-    row: tuple[list[str], list[tuple[int, ...]], list[str]],
-    names: Sequence[str],
-    stats: Sequence[FileStat],
-) -> list[str | None]:
-    """Each file's hex from ``row`` where all five stat fields match."""
-    listed, fields, hexes = row
-    if listed == names:  # the usual case: the same files, listed in the same order
-        return [h if f == s else None for f, s, h in zip(fields, stats, hexes, strict=True)]
-    table = dict(zip(listed, zip(fields, hexes, strict=True), strict=True))
-    get = table.get
-    return [
-        None if (e := get(n)) is None or e[0] != s else e[1]
-        for n, s in zip(names, stats, strict=True)
-    ]
 
 
 class DigestCache:
@@ -260,7 +159,7 @@ class DigestCache:
 
         Also whether the row is exact (every file found, and no other), and
         if so, and the directory has the subdirectories ``subdirs`` (see
-        :func:`subdir_names`), the directory digest stored with the row: it
+        :func:`.dir_rows.subdir_names`), the directory digest stored with the row: it
         holds if every subdirectory's does.
         """
         misses: list[str | None] = [None] * len(names)
@@ -269,16 +168,16 @@ class DigestCache:
         rows = self._query(_DIR_LOOKUP, key)
         if not rows:
             return misses, False, None
-        found = _same(rows[0][:3], names, stats)
+        found = same_row(rows[0][:3], names, stats)
         exact = found is not None
         if found is None:
-            row = _unpack(*rows[0][:3])
+            row = unpack_row(*rows[0][:3])
             if row is None:
                 return misses, False, None
-            found = _match(row, names, stats)
+            found = match_row(row, names, stats)
             exact = len(row[0]) == len(names) and None not in found
         stored = rows[0][4]
-        held = exact and rows[0][3] == subdirs and len(stored) == 64 and _all_hex(stored)
+        held = exact and rows[0][3] == subdirs and len(stored) == 64 and all_hex(stored)
         digest = stored if held else None
         return found, exact, digest
 
@@ -288,7 +187,7 @@ class DigestCache:
         rows: list[tuple[object, ...]] = []
         loose: list[tuple[FileStat, str]] = []
         for key, names, stats, hexes, subdirs, digest in dirs:
-            packed = _pack(names, stats, hexes) if max(key) < _TOP else None
+            packed = pack_row(names, stats, hexes) if max(key) < _TOP else None
             if packed is None:
                 loose += zip(stats, hexes, strict=True)  # values SQLite cannot pack: one by one
             else:

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from itertools import repeat
 from operator import attrgetter
 
-from .cache import DigestCache, subdir_names
+from .cache import DigestCache
+from .dir_rows import subdir_names
 from .filehash import FileStat, regular_stat, regular_stats_in
 from .plan import changed_rows, node_hex, node_stat
 from .walk import DirNode, FileNode

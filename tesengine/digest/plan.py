@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import DirRow, subdir_names
+from .dir_rows import DirRow, subdir_names
 from .filehash import FileStat
 from .layout import Digest, FileEntry
 from .walk import DirNode, FileNode, combine, iter_dirs, iter_files
