@@ -110,3 +110,23 @@ async def test_a_non_task_is_named_too(server: LocalTesServer, tmp_path: Path) -
     async with _backend(server.url, tmp_path) as backend:
         with pytest.raises(InvalidTask, match=r"tasks\[1\]: expected a Task, got dict"):
             await backend.submit_many([_task("a"), {"name": "b"}])  # type: ignore[list-item]
+
+
+async def test_validation_has_its_own_threads(tmp_path: Path) -> None:
+    """submit_many's validation runs even while anyio's shared default limiter is all taken."""
+    import anyio
+    import anyio.to_thread
+
+    shared = tmp_path / "in.txt"
+    shared.write_text("x")
+    default = anyio.to_thread.current_default_thread_limiter()
+    total, someone_else = default.total_tokens, object()
+    default.total_tokens = 1
+    await default.acquire_on_behalf_of(someone_else)
+    try:
+        with anyio.fail_after(10):  # waits until then if validation queued on `default`
+            (plan,) = await validation.validate_all_off_loop([_task("a", inputs={"/in/x": shared})])
+    finally:
+        default.release_on_behalf_of(someone_else)
+        default.total_tokens = total
+    assert [i.local for i in plan.local] == [shared.absolute()]

@@ -19,8 +19,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
-import anyio.to_thread
-
 from .._closing import AsyncClosing
 from ..config import Config, load_config
 from ..digest import Digester
@@ -44,7 +42,7 @@ from .request import (
 )
 from .run import Submission, TaskRun
 from .spec import Task
-from .validate import Plan, validate, validate_all
+from .validate import Plan, validate, validate_all_off_loop
 
 log = logging.getLogger("tesengine.engine")
 
@@ -148,7 +146,7 @@ class TesBackend(AsyncClosing):
         tasks already created are cancelled and that error is raised.
         """
         self._check_open()
-        plans = await anyio.to_thread.run_sync(validate_all, list(tasks))
+        plans = await validate_all_off_loop(tasks)
         staged = await self._stage(plans)
         limit = asyncio.Semaphore(self.config.backend.max_concurrency)
 

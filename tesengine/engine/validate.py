@@ -18,14 +18,27 @@ from pathlib import Path
 from ..errors import InvalidTask
 from ..redact import redact_repr
 from ..storage.urls import URL_SCHEMES, scheme_problem
+from ..thread_limits import ThreadLimit
 from .outputs import RemoteDirectory, RemoteFile
 from .spec import InputSource, Task
 
-__all__ = ["URL_SCHEMES", "LocalInput", "OutputDecl", "Plan", "UrlInput", "validate"]
+__all__ = [
+    "URL_SCHEMES",
+    "LocalInput",
+    "OutputDecl",
+    "Plan",
+    "UrlInput",
+    "validate",
+    "validate_all",
+    "validate_all_off_loop",
+]
 
 # URL_SCHEMES, the schemes an input may name, is the storage registry (TES
 # servers fetch these themselves); re-exported for the command line.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Validation's own thread budget (one thread per submit_many call at a time):
+# its stat calls never wait behind anyio's shared default limiter, nor hold it.
+_THREADS = ThreadLimit(4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +122,11 @@ def validate_all(tasks: Sequence[Task]) -> list[Plan]:
         head = f"{len(problems)} of {len(tasks)} tasks are invalid; none was submitted:"
         raise InvalidTask("\n  ".join([head, *problems]))
     return plans
+
+
+async def validate_all_off_loop(tasks: Sequence[Task]) -> list[Plan]:
+    """:func:`validate_all` in a validation worker thread: no ``stat`` on the event loop."""
+    return await _THREADS.run(validate_all, list(tasks))
 
 
 def _check_executors(task: Task, where: str) -> None:
