@@ -9,15 +9,17 @@ re-exported here, and ``__all__`` lists it in sorted order::
         run = await backend.submit(Task(name="hi", executors=[Executor("alpine", ["echo", "hi"])]))
         result = await run
 
-Importing it is cheap: no submodule (and not even :mod:`typing`) is loaded
-until a name is first used (PEP 562 ``__getattr__``), so the command line and
+Importing it is cheap: no submodule but :mod:`._lazy` (and not even :mod:`typing`)
+is loaded until a name is first used (PEP 562 ``__getattr__``), so the command line and
 ``import tesengine.errors`` do not pay ~0.6 s for aiohttp, pydantic and obstore.
 ``__version__`` comes from the installed package's metadata, also on first use.
 """
 
+from ._lazy import lazy_exports
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 
-#: Public name -> the submodule that defines it.
+#: Public name -> the submodule that defines it (relative to this package).
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -31,7 +33,7 @@ _EXPORTS: dict[str, str] = {
             "StorageConfig",
             "load_config",
         ),
-        "config",
+        ".config",
     ),
     **dict.fromkeys(
         (
@@ -39,21 +41,21 @@ _EXPORTS: dict[str, str] = {
             "BasicAuth",
             "BearerToken",
         ),
-        "auth",
+        ".auth",
     ),
     **dict.fromkeys(
         (
             "Digest",
             "Digester",
         ),
-        "digest",
+        ".digest",
     ),
     **dict.fromkeys(
         (
             "embedded_backend",
             "embedded_config",
         ),
-        "local_runs",
+        ".local_runs",
     ),
     **dict.fromkeys(
         (
@@ -74,7 +76,7 @@ _EXPORTS: dict[str, str] = {
             "TesBackend",
             "TransferProgress",
         ),
-        "engine",
+        ".engine",
     ),
     **dict.fromkeys(
         (
@@ -101,7 +103,7 @@ _EXPORTS: dict[str, str] = {
             "TransportError",
             "UnsafeReply",
         ),
-        "errors",
+        ".errors",
     ),
     **dict.fromkeys(
         (
@@ -110,7 +112,7 @@ _EXPORTS: dict[str, str] = {
             "Storage",
             "StorageLike",
         ),
-        "storage",
+        ".storage",
     ),
     **dict.fromkeys(
         (
@@ -118,7 +120,7 @@ _EXPORTS: dict[str, str] = {
             "TesClient",
             "View",
         ),
-        "tes",
+        ".tes",
     ),
 }
 
@@ -189,24 +191,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """Import the submodule that defines ``name`` on first use (PEP 562)."""
-    if name == "__version__":
-        value: object = _version()
-    elif name in _EXPORTS:
-        from importlib import import_module
-
-        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    else:
-        raise AttributeError(f"module 'tesengine' has no attribute {name!r}")
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -214,6 +198,9 @@ def _version() -> str:
         return version("tesengine")
     except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
         return "0+unknown"
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__, {"__version__": _version})
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, eagerly

@@ -18,22 +18,11 @@ from tesengine.cli import json_out
 from tesengine.cli.main import SUBCOMMANDS
 from tesengine.tes import models as wire
 from tests.fixtures.tes_server import ServedTes
-from tests.support import config_file, user_env, wait_until
+from tests.support import CLI_SCRIPT, config_file, user_env, wait_until
+from tests.support import installed_cli as cli
 from tests.test_cli_errors import post_task
 
-TESENGINE = str(Path(sys.executable).parent / "tesengine")
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TESENGINE, *args],
-        cwd=cwd,
-        env=user_env(cwd / "cache"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+(TESENGINE,) = CLI_SCRIPT
 
 
 def test_version() -> None:
@@ -126,7 +115,8 @@ def test_import_tesengine_is_lazy_and_complete(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], env=user_env(), capture_output=True, text=True, check=True
     )
-    assert result.stdout.split() == ["tesengine"]  # not aiohttp, pydantic, even typing
+    # not aiohttp, pydantic, even typing or importlib
+    assert sorted(result.stdout.split()) == ["tesengine", "tesengine._lazy"]
     assert tesengine.__all__ == sorted(tesengine.__all__)
     assert set(tesengine.__all__) == {*tesengine._EXPORTS, "__version__"}
     assert _type_checking_imports() == tesengine._EXPORTS  # what mypy sees is what you get
@@ -138,13 +128,13 @@ def test_import_tesengine_is_lazy_and_complete(tmp_path: Path) -> None:
 
 
 def _type_checking_imports() -> dict[str, str]:
-    """Name -> submodule, from the ``if TYPE_CHECKING:`` imports of tesengine/__init__.py."""
+    """Name -> submodule (``.config``), from the TYPE_CHECKING imports of tesengine/__init__.py."""
     tree = ast.parse(Path(tesengine.__file__).read_text())
     (block,) = [
         n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
     ]
     return {
-        alias.name: node.module or ""
+        alias.name: "." * node.level + (node.module or "")
         for node in block.body
         if isinstance(node, ast.ImportFrom)
         for alias in node.names

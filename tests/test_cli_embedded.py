@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import user_env, wait_until
+from tests.support import run_cli, user_env, wait_until
 
 PYTHON = sys.executable
 
@@ -33,15 +33,7 @@ def root_of(tmp_path: Path) -> Path:
 
 
 def tesengine(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "tesengine", *args],
-        cwd=tmp_path,
-        env=env_of(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(*args, cwd=tmp_path, env=env_of(tmp_path), timeout=timeout)
 
 
 def start(tmp_path: Path, *args: str, log: str) -> subprocess.Popen[bytes]:

@@ -8,7 +8,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -21,24 +20,10 @@ from tesengine.tes import TesClient, retry
 from tesengine.tes import models as wire
 from tesengine.tes.retry import RetryPolicy
 from tests.fixtures.tes_server import ServedTes
-from tests.support import config_file, free_port, user_env
+from tests.support import CLI_SCRIPT, config_file, free_port, user_env
+from tests.support import installed_cli as cli
 
-TESENGINE = str(Path(sys.executable).parent / "tesengine")
-
-
-def cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """The installed ``tesengine`` command, as a fresh user runs it."""
-    return subprocess.run(
-        [TESENGINE, *args],
-        cwd=cwd,
-        env=env or user_env(cwd / "cache"),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+(TESENGINE,) = CLI_SCRIPT
 
 
 def one_line(result: subprocess.CompletedProcess[str], status: int = 2) -> str:

@@ -16,7 +16,7 @@ import sys
 import termios
 from pathlib import Path
 
-from tests.support import user_env, wait_until
+from tests.support import run_cli, user_env, wait_until
 from tests.test_cli_embedded import running
 
 COLUMNS = 72
@@ -124,15 +124,7 @@ def test_ctrl_c_clears_the_line_and_says_how_many_were_cancelled(tmp_path: Path)
 
 
 def piped_run(tmp_path: Path, tasks: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tesengine", "run", "--file", str(tasks)],
-        cwd=tmp_path,
-        env=user_env(tmp_path / "cache"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli("run", "--file", str(tasks), cwd=tmp_path)
 
 
 def test_piped_progress_is_plain_lines(tmp_path: Path) -> None:

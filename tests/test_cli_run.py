@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.tes_server import ServedTes, bwrap_available
-from tests.support import REPO
+from tests.support import REPO, run_cli
 from tests.support import user_env as support_user_env
 
 README = REPO / "README.md"
@@ -29,20 +29,6 @@ def readme_command(name: str) -> str:
 def user_env(tmp_path: Path) -> dict[str, str]:
     """A fresh user: empty cache and no tesengine configuration."""
     return support_user_env(tmp_path / "cache")
-
-
-def tesengine(
-    *args: str, cwd: Path, env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tesengine", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def write_config(tmp_path: Path, served: ServedTes) -> Path:
@@ -86,7 +72,7 @@ def test_run_one_task_with_flags_and_json(tmp_path: Path, local_tes: ServedTes) 
     config = write_config(tmp_path, local_tes)
     data = tmp_path / "in.txt"
     data.write_text("one two three\n")
-    result = tesengine(
+    result = run_cli(
         "run", "--config", str(config), "--json", "--name", "wc",
         "--input", f"{data}=/in/in.txt", "--output", "n=/out/n.txt",
         "--env", "GREETING=hi", "--download", str(tmp_path / "dl"),
@@ -102,18 +88,18 @@ def test_run_one_task_with_flags_and_json(tmp_path: Path, local_tes: ServedTes) 
     assert task["stdout"] == "hi\n" and task["stderr"] == ""
     assert task["downloads"]["n"] == str(tmp_path / "dl" / "wc" / "n.txt")
     assert Path(task["downloads"]["n"]).read_text().strip() == "3"
-    logs = tesengine(
+    logs = run_cli(
         "logs", task["id"], "--config", str(config), cwd=tmp_path, env=user_env(tmp_path)
     )
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.startswith("hi\n")  # the log alone; its headers go to stderr
     assert "== executor 0 stdout ==" in logs.stderr
-    status = tesengine(
+    status = run_cli(
         "status", task["id"], "--config", str(config), cwd=tmp_path, env=user_env(tmp_path)
     )
     assert status.returncode == 0
     assert f"{task['id']}  COMPLETE  wc" in status.stdout
-    listed = tesengine(
+    listed = run_cli(
         "list", "--config", str(config), "--name-prefix", "wc", cwd=tmp_path, env=user_env(tmp_path)
     )
     assert listed.returncode == 0
@@ -122,7 +108,7 @@ def test_run_one_task_with_flags_and_json(tmp_path: Path, local_tes: ServedTes) 
 
 def test_failed_task_exit_1_with_reason(tmp_path: Path, local_tes: ServedTes) -> None:
     config = write_config(tmp_path, local_tes)
-    result = tesengine(
+    result = run_cli(
         "run", "--config", str(config), "--name", "fails",
         "--", "sh", "-c", "echo 'it went wrong' >&2; exit 7",
         cwd=tmp_path, env=user_env(tmp_path),
@@ -159,9 +145,9 @@ def test_cancel_command(tmp_path: Path, serve_tes: object) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as reply:
         task_id = json.load(reply)["id"]
-    result = tesengine("cancel", task_id, "--config", str(config), cwd=tmp_path, env=env)
+    result = run_cli("cancel", task_id, "--config", str(config), cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    status = tesengine("status", task_id, "--config", str(config), "--json", cwd=tmp_path, env=env)
+    status = run_cli("status", task_id, "--config", str(config), "--json", cwd=tmp_path, env=env)
     assert json.loads(status.stdout)["tasks"][0]["state"] in ("CANCELED", "CANCELING")
 
 
@@ -177,7 +163,7 @@ def test_cancel_command(tmp_path: Path, serve_tes: object) -> None:
     ],
 )
 def test_bad_usage_exit_2_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
-    result = tesengine(*args, cwd=tmp_path, env=user_env(tmp_path))
+    result = run_cli(*args, cwd=tmp_path, env=user_env(tmp_path))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert expected in result.stderr
@@ -186,14 +172,14 @@ def test_bad_usage_exit_2_one_line(tmp_path: Path, args: list[str], expected: st
 
 def test_invalid_task_exit_2_nothing_submitted(tmp_path: Path, noop_tes: ServedTes) -> None:
     config = write_config(tmp_path, noop_tes)
-    result = tesengine(
+    result = run_cli(
         "run", "--config", str(config), "--name", "never-submitted",
         "--input", f"{tmp_path / 'absent.txt'}=/in/x", "--", "true",
         cwd=tmp_path, env=user_env(tmp_path),
     )  # fmt: skip
     assert result.returncode == 2
     assert "inputs['/in/x']: local path does not exist" in result.stderr
-    listed = tesengine(
+    listed = run_cli(
         "list", "--config", str(config), "--name-prefix", "never", cwd=tmp_path,
         env=user_env(tmp_path),
     )  # fmt: skip
@@ -206,14 +192,14 @@ def test_task_file_errors_name_the_key(tmp_path: Path) -> None:
         '[[tasks]]\nname = "a"\ncommand = ["true"]\n'
         '[[tasks]]\nname = "b"\ncommand = ["true"]\ninputs = { "/in" = { from = "a.outputs.x" } }\n'
     )
-    result = tesengine("run", "--file", str(bad), cwd=tmp_path, env=user_env(tmp_path))
+    result = run_cli("run", "--file", str(bad), cwd=tmp_path, env=user_env(tmp_path))
     assert result.returncode == 2
     assert "tasks[1].inputs./in.from: task 'a' has no output 'x'" in result.stderr
 
 
 def embedded(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``tesengine ARGS`` with no configuration: the embedded default."""
-    return tesengine(*args, cwd=tmp_path, env=user_env(tmp_path))
+    return run_cli(*args, cwd=tmp_path, env=user_env(tmp_path))
 
 
 def test_single_task_prints_its_stdout_and_stderr(tmp_path: Path) -> None:
@@ -272,7 +258,7 @@ def test_configured_local_server_also_says_images_are_ignored(
     tmp_path: Path, local_tes: ServedTes
 ) -> None:
     config = write_config(tmp_path, local_tes)
-    result = tesengine(
+    result = run_cli(
         "run", "--config", str(config), "--image", "busybox", "--", "true",
         cwd=tmp_path, env=user_env(tmp_path),
     )  # fmt: skip

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tesengine import ConfigError, load_config
 from tesengine.config import find_config_file, is_loopback
-from tests.support import user_env
+from tests.support import run_cli
 
 # DESIGN.md's block with its placeholders filled in; comments kept verbatim.
 SEED = """\
@@ -238,18 +236,6 @@ def test_secrets_never_shown(tmp_path: Path, debug_logs: pytest.LogCaptureFixtur
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     assert "hunter2-secret" not in str(info.value)
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tesengine.cli.main", *args],
-        cwd=cwd,
-        env=user_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_cli_config_check_and_show(tmp_path: Path) -> None:

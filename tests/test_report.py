@@ -26,15 +26,14 @@ from tesengine.report import (
 from tesengine.server import LocalTesServer
 from tests.faults.procs import PYTHON, clean_env, server_states, write_sprocket_toml
 from tests.fixtures.tes_server import ServedTes
-from tests.support import file_config, stop_process, wait_until
+from tests.support import file_config, run_cli, stop_process, wait_until
 from tests.support.report import report_data, tasks_by_name
-from tests.test_cli_run import tesengine
 
 FAILING = 'echo "first line"; echo "it broke: no such sample" >&2; exit 3'
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return tesengine("run", *args, cwd=cwd, env=clean_env(cwd), timeout=240)
+def tesengine_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli("run", *args, cwd=cwd, env=clean_env(cwd), timeout=240)
 
 
 def test_report_of_a_failing_run_shows_every_outcome(local_tes: ServedTes, tmp_path: Path) -> None:
@@ -50,7 +49,7 @@ def test_report_of_a_failing_run_shows_every_outcome(local_tes: ServedTes, tmp_p
         'inputs = { "/in/o" = { from = "bad.outputs.o" } }\n'
     )
     report = tmp_path / "run.html"
-    result = run_cli(
+    result = tesengine_run(
         "--config", str(config), "-f", str(tasks), "--report", str(report), cwd=tmp_path
     )
     assert result.returncode == 1, result.stderr
@@ -193,7 +192,7 @@ def test_ten_thousand_tasks_stay_under_five_megabytes() -> None:
 
 def test_report_in_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
     where = tmp_path / "no-such-dir" / "run.html"
-    result = run_cli("--report", str(where), "--", "true", cwd=tmp_path)
+    result = tesengine_run("--report", str(where), "--", "true", cwd=tmp_path)
     assert result.returncode == 2
     assert f"--report {where}: not a file in an existing directory" in result.stderr
     assert "Traceback" not in result.stderr

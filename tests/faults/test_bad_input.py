@@ -19,8 +19,8 @@ from tesengine.config import load_config
 from tesengine.errors import ConfigError, DigestError, InvalidTask, TesApiError, TesEngineError
 from tesengine.server import LocalTesServer
 from tests.faults.conftest import full_only, make_config
-from tests.faults.procs import PYTHON, clean_env, write_sprocket_toml
-from tests.support import require
+from tests.faults.procs import clean_env, write_sprocket_toml
+from tests.support import require, run_cli
 
 
 @dataclass
@@ -189,15 +189,7 @@ async def test_html_instead_of_json_is_a_clear_error(tmp_path: Path, fast_retrie
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "tesengine", *args],
-        cwd=tmp_path,
-        env=clean_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, cwd=tmp_path, env=clean_env(tmp_path), timeout=60)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.tes_server import ServedTes
-from tests.test_cli_run import tesengine, user_env, write_config
+from tests.support import run_cli
+from tests.test_cli_run import user_env, write_config
 
 
 @pytest.mark.parametrize("name", ["../../escape", "/tmp/abs-escape", "..", "a/b"])
@@ -16,7 +17,7 @@ def test_task_name_cannot_lead_downloads_out_of_the_directory(
 ) -> None:
     config = write_config(tmp_path, noop_tes)
     dest = tmp_path / "deep" / "dl"
-    result = tesengine(
+    result = run_cli(
         "run", "--config", str(config), "--name", name, "--output", "k=/out/authorized_keys",
         "--download", str(dest), "--", "true",
         cwd=tmp_path, env=user_env(tmp_path),
@@ -26,7 +27,7 @@ def test_task_name_cannot_lead_downloads_out_of_the_directory(
     # Refused before anything was submitted or written.
     assert not list(tmp_path.rglob("authorized_keys"))
     assert not Path("/tmp/abs-escape").exists()
-    listed = tesengine("list", "--config", str(config), cwd=tmp_path, env=user_env(tmp_path))
+    listed = run_cli("list", "--config", str(config), cwd=tmp_path, env=user_env(tmp_path))
     assert name not in listed.stdout
 
 
@@ -37,7 +38,7 @@ def test_task_file_name_cannot_lead_downloads_out(tmp_path: Path, noop_tes: Serv
         '[[tasks]]\nname = "ok"\ncommand = ["true"]\n'
         '[[tasks]]\nname = "../up"\ncommand = ["true"]\noutputs = { k = "/out/k" }\n'
     )
-    result = tesengine(
+    result = run_cli(
         "run", "--config", str(config), "--file", str(tasks), "--download", "dl",
         cwd=tmp_path, env=user_env(tmp_path),
     )  # fmt: skip

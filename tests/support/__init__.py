@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from tesengine.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
+#: ``python -m tesengine``: the command line from this source tree.
+CLI_MODULE = (sys.executable, "-m", "tesengine")
+#: The installed ``tesengine`` console script, as a user types it.
+CLI_SCRIPT = (str(Path(sys.executable).parent / "tesengine"),)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -100,6 +104,35 @@ def user_env(cache_home: Path | None = None) -> dict[str, str]:
     if cache_home is not None:
         env["XDG_CACHE_HOME"] = str(cache_home)
     return env
+
+
+def run_cli(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    command: tuple[str, ...] = CLI_MODULE,
+) -> subprocess.CompletedProcess[str]:
+    """``tesengine ARGS`` in ``cwd``, as a fresh user runs it; a non-zero exit is returned.
+
+    ``env`` defaults to :func:`user_env` with a private cache in ``cwd/cache``.
+    """
+    return subprocess.run(
+        [*command, *args],
+        cwd=cwd,
+        env=env if env is not None else user_env(cwd / "cache"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def installed_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """:func:`run_cli` through the installed console script (``CLI_SCRIPT``)."""
+    return run_cli(*args, cwd=cwd, env=env, timeout=timeout, command=CLI_SCRIPT)
 
 
 def tes_spec_path() -> Path:
