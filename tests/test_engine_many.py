@@ -130,3 +130,26 @@ async def test_validation_has_its_own_threads(tmp_path: Path) -> None:
         default.release_on_behalf_of(someone_else)
         default.total_tokens = total
     assert [i.local for i in plan.local] == [shared.absolute()]
+
+
+async def test_one_submit_checks_local_inputs_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task with a local input is stat'ed in a worker thread; a URL-only one needs no thread."""
+    threads: list[int] = []
+    real = validation.validate
+
+    def spy(task: Task) -> validation.Plan:
+        threads.append(threading.get_ident())
+        return real(task)
+
+    monkeypatch.setattr(validation, "validate", spy)
+    local = tmp_path / "in.txt"
+    local.write_text("x")
+    plan = await validation.validate_off_loop(_task("a", inputs={"/in/x": local}))
+    await validation.validate_off_loop(_task("b", inputs={"/in/x": "s3://bucket/key"}))
+    assert [i.local for i in plan.local] == [local.absolute()]
+    assert threads[0] != threading.get_ident()  # off the loop
+    assert threads[1] == threading.get_ident()  # no disk to touch: no thread hop
+    with pytest.raises(InvalidTask, match="expected a Task, got dict"):
+        await validation.validate_off_loop({"name": "c"})  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ from .request import (
 )
 from .run import Submission, TaskRun
 from .spec import Task
-from .validate import Plan, validate, validate_all_off_loop
+from .validate import Plan, validate_all_off_loop, validate_off_loop
 
 log = logging.getLogger("tesengine.engine")
 
@@ -126,12 +126,12 @@ class TesBackend(AsyncClosing):
         """Validate, stage and create ``task``; return its handle at once.
 
         Raises :class:`~tesengine.InvalidTask` before any upload or request
-        when the task is malformed. Validation stats local inputs on the
-        event loop (a few calls per task); for many tasks, :meth:`submit_many`
-        validates them all in one worker thread.
+        when the task is malformed. Local inputs are checked (``stat``) in a
+        worker thread, never on the event loop; for many tasks,
+        :meth:`submit_many` validates them all in one pass.
         """
         self._check_open()
-        plan = validate(task)
+        plan = await validate_off_loop(task)
         (staged,) = await self._stage([plan])
         return self._track(self._run(plan, staged, await self._create(plan, staged)))
 

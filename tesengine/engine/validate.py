@@ -31,6 +31,7 @@ __all__ = [
     "validate",
     "validate_all",
     "validate_all_off_loop",
+    "validate_off_loop",
 ]
 
 # URL_SCHEMES, the schemes an input may name, is the storage registry (TES
@@ -127,6 +128,24 @@ def validate_all(tasks: Sequence[Task]) -> list[Plan]:
 async def validate_all_off_loop(tasks: Sequence[Task]) -> list[Plan]:
     """:func:`validate_all` in a validation worker thread: no ``stat`` on the event loop."""
     return await _THREADS.run(validate_all, list(tasks))
+
+
+async def validate_off_loop(task: Task) -> Plan:
+    """:func:`validate` with no ``stat`` on the event loop.
+
+    A task with a local input is checked in a validation worker thread (a
+    ``stat`` on a network mount can block for seconds); one that names only
+    URLs touches no disk, and is checked at once without a thread hop.
+    """
+    if not isinstance(task, Task):
+        raise InvalidTask(f"expected a Task, got {type(task).__name__}")
+    if any(_names_a_local_path(source) for source in task.inputs.values()):
+        return await _THREADS.run(validate, task)
+    return validate(task)
+
+
+def _names_a_local_path(source: object) -> bool:
+    return isinstance(source, os.PathLike) or (isinstance(source, str) and "://" not in source)
 
 
 def _check_executors(task: Task, where: str) -> None:
