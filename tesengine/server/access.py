@@ -26,11 +26,11 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidTask, StorageError, redact_url
 from ..storage.urls import parse_url
+from .task_doc import TaskRequestDoc
 
 __all__ = ["AllowedDirs", "address_problem", "check_task_access", "host_problem"]
 
@@ -188,7 +188,7 @@ def _private_http(url: str, allowed: AllowedDirs) -> bool:
     return not allowed.allow_private_urls and _is_plain_http(url)
 
 
-def check_task_access(doc: dict[str, Any], allowed: AllowedDirs) -> None:
+def check_task_access(doc: TaskRequestDoc, allowed: AllowedDirs) -> None:
     """Refuse, at create time, a task naming a URL the server can never use.
 
     Raises :class:`InvalidTask` naming the field (``inputs[0].url``) and
@@ -198,7 +198,7 @@ def check_task_access(doc: dict[str, Any], allowed: AllowedDirs) -> None:
         raise InvalidTask(f"{field}: {problem}" if problem else f"{field}: {redact_url(url)}")
 
 
-def _problems(doc: dict[str, Any], allowed: AllowedDirs) -> Iterator[tuple[str, str, str]]:
+def _problems(doc: TaskRequestDoc, allowed: AllowedDirs) -> Iterator[tuple[str, str, str]]:
     for i, item in enumerate(doc.get("inputs", ())):
         if item.get("content") or "url" not in item:
             continue  # a non-empty content wins; the url is ignored
@@ -207,8 +207,8 @@ def _problems(doc: dict[str, Any], allowed: AllowedDirs) -> Iterator[tuple[str, 
             yield f"inputs[{i}].url", url, problem
         elif _private_http(url, allowed) and (problem := url_host_problem(url)):
             yield f"inputs[{i}].url", url, f"{redact_url(url)}: {problem} ({PRIVATE_HINT})"
-    for i, item in enumerate(doc.get("outputs", ())):
-        url = item["url"]
+    for i, output in enumerate(doc.get("outputs", ())):
+        url = output["url"]
         problem = allowed.local_problem(url, for_write=True) or allowed.protected_problem(url)
         if problem:
             yield f"outputs[{i}].url", url, problem

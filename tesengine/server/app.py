@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from .scheduler import Scheduler
 from .staging_io import AllowedDirs
 from .states import Event
 from .store import TaskRecord, TaskStore
+from .task_doc import TaskDoc
 from .task_request import validate_task
 from .views import matches, project
 
@@ -198,7 +200,7 @@ class TesService:
         record = await asyncio.shield(self._create(doc))
         return _json({"id": record.id})
 
-    def _note_clamped(self, doc: dict[str, Any]) -> None:
+    def _note_clamped(self, doc: TaskDoc) -> None:
         # More cores than the server has would wait forever: the task gets them all.
         cores = (doc.get("resources") or {}).get("cpu_cores")
         capacity = self.scheduler.capacity
@@ -209,7 +211,7 @@ class TesService:
                 f" CPU slots (--max-tasks); the task runs with all {capacity}",
             )
 
-    async def _create(self, doc: dict[str, Any]) -> TaskRecord:
+    async def _create(self, doc: TaskDoc) -> TaskRecord:
         record = await self.store.add(doc)
         self.scheduler.submit(record)
         return record
@@ -224,7 +226,7 @@ class TesService:
         """GET /tasks with filters and paging, newest first."""
         query = request.query
         q = validate_list_query(query, query.getall("tag_key", []), query.getall("tag_value", []))
-        tasks: list[dict[str, Any]] = []
+        tasks: list[Mapping[str, Any]] = []
         last_seq: int | None = None
         more = False
         for record in self.store.newest_first(q.after_seq):
@@ -264,7 +266,7 @@ class TesService:
             if not stopping:
                 move(self.store, record, Event.STOPPED)
 
-    async def _doc(self, record: TaskRecord, view: View) -> dict[str, Any]:
+    async def _doc(self, record: TaskRecord, view: View) -> TaskDoc:
         # Only FULL needs what a shrunk record keeps on disk.
         return await self.store.load(record) if view is View.FULL else record.summary
 

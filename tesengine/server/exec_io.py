@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .runtime.base import ExecSpec
 from .safe_open import UnsafePath, check_beneath, close_quietly, open_beneath, read_tail
+from .task_doc import ExecutorDoc
 
 __all__ = ["Streams", "open_streams", "read_tails"]
 
@@ -43,7 +43,7 @@ def open_streams(
     root: Path,
     logs_dir: Path,
     spec: ExecSpec,
-    executor: dict[str, Any],
+    executor: ExecutorDoc,
     stages: bool,
 ) -> Streams:
     """Check the binds and open the streams of executor ``spec`` (blocking: run in a thread)."""
@@ -68,8 +68,10 @@ def open_streams(
             else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         )
         places = []
-        for key in ("stdout", "stderr"):
-            container = executor.get(key)
+        for key, container in (
+            ("stdout", executor.get("stdout")),
+            ("stderr", executor.get("stderr")),
+        ):
             base, rel = (root, container) if container else (logs_dir, f"/{index}.{key}")
             opened.append(_open(base, rel, f"{field}.{key}", write=True))
             places.append((base, rel))

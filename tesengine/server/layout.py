@@ -10,15 +10,15 @@ ending as a bare ``IsADirectoryError`` in the system log.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from ..errors import InvalidTask
+from .task_doc import TaskRequestDoc
 from .task_request import has_wildcard
 
 __all__ = ["check_input_layout"]
 
 
-def check_input_layout(doc: dict[str, Any]) -> None:
+def check_input_layout(doc: TaskRequestDoc) -> None:
     """Raise :class:`InvalidTask` for a FILE input at a path the task uses as a directory."""
     dirs = set(_directories(doc))
     for i, item in enumerate(doc.get("inputs", ())):
@@ -37,14 +37,17 @@ def _norm(path: str) -> str:
     return "/" + path.strip("/")
 
 
-def _directories(doc: dict[str, Any]) -> Iterator[str]:
+def _directories(doc: TaskRequestDoc) -> Iterator[str]:
     yield "/tmp"  # noqa: S108 - the task's own /tmp, always a directory
     yield from (_norm(v) for v in doc.get("volumes", ()))
-    for key in ("inputs", "outputs"):
-        for item in doc.get(key, ()):
-            if item.get("type") == "DIRECTORY" and not item.get("content"):
-                yield _norm(item["path"])
-            yield from _ancestors(item["path"])
+    for item in doc.get("inputs", ()):
+        if item.get("type") == "DIRECTORY" and not item.get("content"):
+            yield _norm(item["path"])
+        yield from _ancestors(item["path"])
+    for output in doc.get("outputs", ()):  # an output has no content
+        if output.get("type") == "DIRECTORY":
+            yield _norm(output["path"])
+        yield from _ancestors(output["path"])
     for executor in doc.get("executors", ()):
         if executor.get("workdir"):
             yield _norm(executor["workdir"])

@@ -17,7 +17,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ..errors import TesEngineError
 from ..storage import Storage
@@ -28,6 +27,7 @@ from .safe_open import in_file_pool
 from .staging_io import AllowedDirs, fetch_inputs, push_outputs
 from .states import Event, advance
 from .store import TaskRecord, TaskStore
+from .task_doc import ExecutorLogDoc, TaskDoc, TaskLogDoc
 from .task_request import ValidTask
 from .task_tree import plan_mounts, prepare_dirs
 
@@ -65,10 +65,16 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_task_doc(valid: ValidTask) -> dict[str, Any]:
+def new_task_doc(valid: ValidTask) -> TaskDoc:
     """A stored task document for a validated request: id, QUEUED, creation time."""
-    doc: dict[str, Any] = {"id": uuid.uuid4().hex, "state": State.QUEUED.value}
-    doc |= {"creation_time": now(), **valid.doc}
+    # valid.doc holds TaskRequestDoc keys only (the strict model forbids any other), so
+    # none of the server's own: mypy cannot know that of a TypedDict unpacked here.
+    doc: TaskDoc = {
+        "id": uuid.uuid4().hex,
+        "state": State.QUEUED.value,
+        "creation_time": now(),
+        **valid.doc,  # type: ignore[typeddict-item]
+    }
     if valid.warnings:
         doc["logs"] = [{"logs": [], "outputs": [], "system_logs": list(valid.warnings)}]
     return doc
@@ -84,16 +90,15 @@ def move(store: TaskStore, record: TaskRecord, event: Event) -> State:
     return after
 
 
-def task_log(doc: dict[str, Any]) -> dict[str, Any]:
+def task_log(doc: TaskDoc) -> TaskLogDoc:
     """The task's (single) TaskLog, created on first use."""
     logs = doc.setdefault("logs", [])
     if not logs:
         logs.append({"logs": [], "outputs": []})
-    entry: dict[str, Any] = logs[-1]
-    return entry
+    return logs[-1]
 
 
-def add_system_log(doc: dict[str, Any], message: str) -> None:
+def add_system_log(doc: TaskDoc, message: str) -> None:
     """Append ``message`` to the task's system logs (FULL view only)."""
     task_log(doc).setdefault("system_logs", []).append(message)
 
@@ -175,7 +180,7 @@ async def _run(record: TaskRecord, svc: Services, root: Path, logs_dir: Path) ->
     _finish(svc, record, Event.SUCCEEDED)
 
 
-def _make_dirs(root: Path, doc: dict[str, Any], logs_dir: Path) -> None:
+def _make_dirs(root: Path, doc: TaskDoc, logs_dir: Path) -> None:
     prepare_dirs(root, doc)
     logs_dir.mkdir(parents=True, exist_ok=True)
 
@@ -199,14 +204,13 @@ async def _run_executor(
     executor = record.doc["executors"][spec.index]
     stages = svc.runtime.stages_files
     streams = await in_file_pool(open_streams, root, logs_dir, spec, executor, stages)
-    entry: dict[str, Any] = {"start_time": now()}
+    start_time = now()
     try:
         request = ExecRequest(spec, streams.stdin, streams.stdout, streams.stderr)
         code = await svc.runtime.run(request)
     finally:
         streams.close()
-    entry["end_time"] = now()
-    entry["exit_code"] = code
+    entry: ExecutorLogDoc = {"start_time": start_time, "end_time": now(), "exit_code": code}
     if stages:
         entry["stdout"], entry["stderr"] = await in_file_pool(read_tails, streams, TAIL_BYTES)
     task_log(record.doc)["logs"].append(entry)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from ..tes.models import State, View
-from .views import project
+from ..tes.models import State
+from .task_doc import TaskDoc
+from .views import basic_view
 
 __all__ = ["TaskRecord"]
 
@@ -27,20 +27,20 @@ class TaskRecord:
     def __init__(
         self,
         seq: int,
-        doc: dict[str, Any],
-        loader: Callable[[TaskRecord], dict[str, Any]] | None = None,
+        doc: TaskDoc,
+        loader: Callable[[TaskRecord], TaskDoc] | None = None,
         size: int = 0,
     ) -> None:
         self.seq = seq
         self.id = str(doc["id"])
-        self._full: dict[str, Any] | None = doc
-        self._light: dict[str, Any] | None = None
+        self._full: TaskDoc | None = doc
+        self._light: TaskDoc | None = None
         self._loader = loader
         self.pins = 0
         self.size = size
 
     @property
-    def doc(self) -> dict[str, Any]:
+    def doc(self) -> TaskDoc:
         """The full document; loaded from the database if only the summary is held."""
         if self._full is None:
             assert self._loader is not None
@@ -49,7 +49,7 @@ class TaskRecord:
         return self._full
 
     @property
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> TaskDoc:
         """The full document if in memory, else its BASIC view."""
         if self._full is not None:
             return self._full
@@ -69,10 +69,10 @@ class TaskRecord:
     def shrink(self) -> None:
         """Keep only the BASIC view in memory (the full document is in the database)."""
         if self._full is not None:
-            self._light = project(self._full, View.BASIC)
+            self._light = basic_view(self._full)
             self._full = None
 
-    def fill(self, doc: dict[str, Any]) -> None:
+    def fill(self, doc: TaskDoc) -> None:
         """Hold ``doc`` (read back from the database) as the full document."""
         if self._full is None:
             self._full = doc

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..tes.models import State
 from .store import TaskRecord
+from .task_doc import TaskDoc
 
 __all__ = ["Scheduler"]
 
@@ -48,7 +49,7 @@ class Scheduler:
         self._queue.append((record, self.slots(record.summary)))
         self._pump()
 
-    def slots(self, doc: dict[str, Any]) -> int:
+    def slots(self, doc: TaskDoc) -> int:
         """The slots a task document takes: its ``cpu_cores``, within 1..capacity."""
         cores = (doc.get("resources") or {}).get("cpu_cores") or 1
         return min(max(1, int(cores)), self.capacity)

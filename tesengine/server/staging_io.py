@@ -27,7 +27,6 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -37,6 +36,7 @@ from ..storage import Storage
 from ..storage.urls import join_url, parse_url
 from .access import AllowedDirs, local_raw_path, url_host_problem
 from .fetch import FetchRefused, copy_local_file, copy_local_tree, fetch_http, resolve_check
+from .task_doc import InputDoc, OutputDoc, OutputFileLogDoc, TaskDoc
 from .task_links import output_source, resolve_in_task, tree_files
 from .task_request import has_wildcard
 from .task_tree import host_path
@@ -54,9 +54,7 @@ def _write_text(dest: Path, text: str) -> None:
     dest.write_text(text, encoding="utf-8")
 
 
-async def fetch_inputs(
-    root: Path, doc: dict[str, Any], io: Storage | None, allowed: AllowedDirs
-) -> None:
+async def fetch_inputs(root: Path, doc: TaskDoc, io: Storage | None, allowed: AllowedDirs) -> None:
     """Write ``content`` inputs and download URL inputs into ``root``."""
     for i, item in enumerate(doc.get("inputs", ())):
         dest = host_path(root, item["path"])
@@ -85,13 +83,13 @@ async def fetch_inputs(
 
 
 async def _fetch_one(
-    item: dict[str, Any],
+    item: InputDoc,
     dest: Path,
     io: Storage | None,
     allowed: AllowedDirs,
     *,
     field: str,
-    doc: dict[str, Any],
+    doc: TaskDoc,
 ) -> None:
     url, directory = item["url"], item.get("type") == "DIRECTORY"
     await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
@@ -143,7 +141,7 @@ def _plain_http(url: str) -> bool:
     return parse_url(url).provider == "http"
 
 
-def _note(doc: dict[str, Any], message: str) -> None:
+def _note(doc: TaskDoc, message: str) -> None:
     """A line in the task's system logs (and the server's log)."""
     log.warning("task %s: %s", doc.get("id"), message)
     logs = doc.setdefault("logs", [])
@@ -165,13 +163,13 @@ async def _download_tree(io: Storage, url: str, dest: Path, *, get: _Getter | No
 
 
 async def push_outputs(
-    root: Path, doc: dict[str, Any], io: Storage | None, allowed: AllowedDirs
-) -> list[dict[str, Any]]:
+    root: Path, doc: TaskDoc, io: Storage | None, allowed: AllowedDirs
+) -> list[OutputFileLogDoc]:
     """Upload every output; return the output file logs (one per file)."""
     files, notes = await asyncio.to_thread(_collect_outputs, root, doc, allowed)
     for note in notes:
         _note(doc, note)
-    logs: list[dict[str, Any]] = []
+    logs: list[OutputFileLogDoc] = []
     for item in files:
         try:
             await _need(io, item.field).put_file(item.target, item.source)
@@ -193,7 +191,7 @@ class _OutputFile:
 
 
 def _collect_outputs(
-    root: Path, doc: dict[str, Any], allowed: AllowedDirs
+    root: Path, doc: TaskDoc, allowed: AllowedDirs
 ) -> tuple[list[_OutputFile], list[str]]:
     """Every file to upload, checked: inside the task's root, to an allowed place.
 
@@ -212,7 +210,7 @@ def _collect_outputs(
 
 
 def _output_files(
-    root: Path, output: dict[str, Any], field: str, notes: list[str]
+    root: Path, output: OutputDoc, field: str, notes: list[str]
 ) -> Iterator[tuple[str, str]]:
     """(container path, URL) of each file an output stands for."""
     path, url = output["path"], output["url"]
@@ -231,7 +229,7 @@ def _output_files(
     yield from _file_or_tree(root, path, url, field, empty)
 
 
-def _output_label(output: dict[str, Any], index: int) -> str:
+def _output_label(output: OutputDoc, index: int) -> str:
     """``output 'NAME' (/out/x)``: how messages name an output."""
     return f"output {output.get('name') or f'outputs[{index}]'!r} ({output['path']})"
 

@@ -27,11 +27,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ..errors import StoreUnavailable, TaskStoreError
 from ..tes.models import SUBMISSION_TAG
 from .record import TaskRecord
+from .task_doc import TaskDoc
 from .taskdb import StoredRow, TaskDb, trim_heap, tune_heap
 
 __all__ = ["TaskRecord", "TaskStore"]
@@ -110,7 +110,7 @@ class TaskStore:
         """The committed record with ``task_id``, if any."""
         return self._by_id.get(task_id)
 
-    async def add(self, doc: dict[str, Any]) -> TaskRecord:
+    async def add(self, doc: TaskDoc) -> TaskRecord:
         """Store a new task and return once it is committed.
 
         Raises :class:`StoreUnavailable` when the commit fails; the task is
@@ -155,7 +155,7 @@ class TaskStore:
         for i in range(end - 1, -1, -1):
             yield self._ordered[i]
 
-    async def load(self, record: TaskRecord) -> dict[str, Any]:
+    async def load(self, record: TaskRecord) -> TaskDoc:
         """The full document of ``record``, read back in a worker thread if needed."""
         if not record.loaded:
             doc = await asyncio.to_thread(self._read_back, record)
@@ -218,7 +218,7 @@ class TaskStore:
         if tag:
             self._by_submission.setdefault(tag, record)
 
-    def _read_back(self, record: TaskRecord) -> dict[str, Any]:
+    def _read_back(self, record: TaskRecord) -> TaskDoc:
         assert self._db is not None, "TaskStore.open() was not called"
         row = self._db.read(record.seq)
         if row is None:
@@ -333,7 +333,7 @@ class TaskStore:
             self._cached_bytes -= held[1]
 
 
-def _tag(doc: dict[str, Any]) -> str | None:
+def _tag(doc: TaskDoc) -> str | None:
     tags = doc.get("tags")
     value = tags.get(SUBMISSION_TAG) if isinstance(tags, dict) else None
     return value if isinstance(value, str) and value else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, cast
 
 from pydantic import (
     AfterValidator,
@@ -35,6 +35,7 @@ from ..errors import InvalidTask
 from ..storage.urls import scheme_problem
 from ..tes.models import READ_ONLY_TASK_FIELDS, FileType
 from ..validation_errors import problems
+from .task_doc import ResourcesDoc, TaskRequestDoc
 
 __all__ = [
     "WILDCARD_CHARS",
@@ -271,7 +272,7 @@ class TaskRequest(_Strict):
 class ValidTask:
     """A validated task document (known keys only) and warnings for its system log."""
 
-    doc: dict[str, Any]
+    doc: TaskRequestDoc
     warnings: tuple[str, ...]
 
 
@@ -289,12 +290,13 @@ def validate_task(body: object, *, backend_parameters: frozenset[str] = frozense
         request = TaskRequest.model_validate(writable)
     except ValidationError as exc:
         raise InvalidTask(_describe(exc)) from None
-    doc = request.model_dump(mode="json", exclude_none=True)
+    # The one cast of a request: the strict models above have the same fields as TaskRequestDoc.
+    doc = cast(TaskRequestDoc, request.model_dump(mode="json", exclude_none=True))
     warnings = _keep_supported(doc.get("resources"), backend_parameters)
     return ValidTask(doc, warnings)
 
 
-def _keep_supported(resources: dict[str, Any] | None, supported: frozenset[str]) -> tuple[str, ...]:
+def _keep_supported(resources: ResourcesDoc | None, supported: frozenset[str]) -> tuple[str, ...]:
     """Drop unsupported backend parameters from ``resources``; the warnings to log."""
     params: Mapping[str, str] = (resources or {}).get("backend_parameters") or {}
     unknown = sorted(k for k in params if k.lower() not in supported)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ..errors import StagingError
 from .runtime.base import Mount
+from .task_doc import TaskDoc
 from .task_request import before_wildcard, has_wildcard
 
 __all__ = ["MAX_INPUT_BINDS", "host_path", "plan_mounts", "prepare_dirs"]
@@ -45,7 +45,7 @@ def _top(container: str) -> str:
 MAX_INPUT_BINDS = 256
 
 
-def plan_mounts(root: Path, doc: dict[str, Any], reserved: frozenset[str]) -> tuple[Mount, ...]:
+def plan_mounts(root: Path, doc: TaskDoc, reserved: frozenset[str]) -> tuple[Mount, ...]:
     """Writable binds of each top-level directory the task names, then read-only inputs.
 
     ``/tmp`` is always bound (from the task's root, not the host). A path
@@ -68,7 +68,7 @@ def plan_mounts(root: Path, doc: dict[str, Any], reserved: frozenset[str]) -> tu
     return tuple(mounts)
 
 
-def _input_binds(doc: dict[str, Any]) -> list[str]:
+def _input_binds(doc: TaskDoc) -> list[str]:
     """Container paths to bind read-only (outermost first) so that every input is covered."""
     paths = sorted({"/" + "/".join(_segments(i["path"])) for i in doc.get("inputs", ())})
     if len(paths) > MAX_INPUT_BINDS:
@@ -91,7 +91,7 @@ def _group(path: str, writable: frozenset[str]) -> str:
     return path
 
 
-def _writable_dirs(doc: dict[str, Any]) -> frozenset[str]:
+def _writable_dirs(doc: TaskDoc) -> frozenset[str]:
     """Container directories the task must be able to write in."""
     dirs = {"/tmp", *doc.get("volumes", ())}  # noqa: S108 - the task's own /tmp
     for output in doc.get("outputs", ()):
@@ -113,11 +113,11 @@ def _writable_dirs(doc: dict[str, Any]) -> frozenset[str]:
     return frozenset(d.rstrip("/") for d in dirs if d.rstrip("/"))
 
 
-def _container_paths(doc: dict[str, Any]) -> Iterator[str]:
+def _container_paths(doc: TaskDoc) -> Iterator[str]:
     for item in doc.get("inputs", ()):
         yield item["path"]
-    for item in doc.get("outputs", ()):
-        yield item["path"]
+    for output in doc.get("outputs", ()):
+        yield output["path"]
     yield from doc.get("volumes", ())
     for executor in doc["executors"]:
         for key in ("workdir", "stdin", "stdout", "stderr"):
@@ -125,7 +125,7 @@ def _container_paths(doc: dict[str, Any]) -> Iterator[str]:
                 yield executor[key]
 
 
-def prepare_dirs(root: Path, doc: dict[str, Any]) -> None:
+def prepare_dirs(root: Path, doc: TaskDoc) -> None:
     """Create the directories executors expect: volumes, workdirs, output parents."""
     (root / "tmp").mkdir(parents=True, exist_ok=True)
     for volume in doc.get("volumes", ()):

@@ -20,9 +20,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._sqlite import Schema, connect, write_transaction
+from .task_doc import TaskDoc
 
 __all__ = ["StoredRow", "TaskDb", "trim_heap", "tune_heap"]
 
@@ -44,7 +45,7 @@ class StoredRow:
     """One readable row: its sequence number, parsed document and JSON size."""
 
     seq: int
-    doc: dict[str, Any]
+    doc: TaskDoc
     size: int
 
 
@@ -120,7 +121,7 @@ class TaskDb:
         self._reader.close()
 
 
-def _parse(text: object) -> tuple[dict[str, Any] | None, str]:
+def _parse(text: object) -> tuple[TaskDoc | None, str]:
     """The document in a row, or None and why it cannot be used."""
     try:
         doc = json.loads(text) if isinstance(text, str | bytes) else None
@@ -132,7 +133,9 @@ def _parse(text: object) -> tuple[dict[str, Any] | None, str]:
         return None, "no task id"
     if not isinstance(doc.get("state"), str):
         return None, "no task state"
-    return doc, ""
+    # The one cast of a stored row: the server wrote it from a TaskDoc. Only id and state
+    # are checked here (State.parse reads a string outside StateName as UNKNOWN).
+    return cast(TaskDoc, doc), ""
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number

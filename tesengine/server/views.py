@@ -7,42 +7,59 @@ change, so the stored record is never mutated by a response.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ..tes.models import State, View
+from .task_doc import ExecutorLogDoc, InputDoc, TaskDoc, TaskLogDoc
 
-__all__ = ["matches", "project"]
+__all__ = ["basic_view", "matches", "project"]
 
 
-def project(doc: Mapping[str, Any], view: View | str) -> dict[str, Any]:
+def project(doc: Mapping[str, Any], view: View | str) -> Mapping[str, Any]:
     """``doc`` as the spec's ``view`` defines it.
 
     MINIMAL: id and state only. BASIC: everything except executor stdout and
     stderr, input content and system_logs. FULL: everything. ``view`` may be
-    the wire string (the CLI's embedded task source holds one).
+    the wire string (the CLI's embedded task source holds one, and passes
+    the documents it reads from a run's database itself).
     """
     view = View(view)
     if view is View.MINIMAL:
         return {"id": doc["id"], "state": doc["state"]}
     if view is View.FULL:
         return dict(doc)
-    out = dict(doc)
+    # A stored document: the server's own, or one the CLI read from a run's database.
+    return basic_view(cast(TaskDoc, doc))
+
+
+def basic_view(doc: TaskDoc) -> TaskDoc:
+    """``doc`` without what only the FULL view shows (copies of the changed containers)."""
+    out: TaskDoc = {**doc}
     if "inputs" in doc:
-        out["inputs"] = [_without(item, ("content",)) for item in doc["inputs"]]
+        out["inputs"] = [_no_content(item) for item in doc["inputs"]]
     if "logs" in doc:
         out["logs"] = [_basic_log(log) for log in doc["logs"]]
     return out
 
 
-def _basic_log(log: Mapping[str, Any]) -> dict[str, Any]:
-    out = _without(log, ("system_logs",))
-    out["logs"] = [_without(item, ("stdout", "stderr")) for item in log.get("logs", ())]
+def _no_content(item: InputDoc) -> InputDoc:
+    out: InputDoc = {**item}
+    out.pop("content", None)
     return out
 
 
-def _without(item: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    drop = frozenset(keys)
-    return {k: v for k, v in item.items() if k not in drop}
+def _basic_log(log: TaskLogDoc) -> TaskLogDoc:
+    out: TaskLogDoc = {**log}
+    out.pop("system_logs", None)
+    out["logs"] = [_no_tails(item) for item in log.get("logs", ())]
+    return out
+
+
+def _no_tails(item: ExecutorLogDoc) -> ExecutorLogDoc:
+    out: ExecutorLogDoc = {**item}
+    out.pop("stdout", None)
+    out.pop("stderr", None)
+    return out
 
 
 def matches(
