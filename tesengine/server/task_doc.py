@@ -13,8 +13,8 @@ Documents come in at two boundaries, each cast once: a validated CreateTask
 body (:mod:`.task_request`) and a row read back from SQLite (:mod:`.taskdb`).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: Python 3.11 does not see ``Required`` in a
+# string annotation, and ``__required_keys__`` (read by the tests) would then be empty.
 from typing import Literal, Required, TypedDict
 
 __all__ = [
