@@ -64,6 +64,8 @@ class Proxy:
     list_status: int | None = None  # answer listings with this error status
     max_page_size: int | None = None  # answer larger pages with 400
     hidden: set[str] = field(default_factory=set)
+    full_listed_as: str | None = None  # answer listings' view=FULL with this view
+    listed_stdout: str | None = None  # listings show this stdout tail (unlike GETs)
     seen: list[Seen] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     session: aiohttp.ClientSession | None = None
@@ -81,6 +83,8 @@ class Proxy:
             if self.max_page_size is not None and size > self.max_page_size:
                 return web.json_response({"error": "page_size too large"}, status=400)
             query = [(k, v) for k, v in query if not (self.strip_tags and k.startswith("tag_"))]
+            if self.full_listed_as is not None and ("view", "FULL") in query:
+                query = [(k, v) for k, v in query if k != "view"] + [("view", self.full_listed_as)]
             if self.page_size is not None:
                 query = [(k, v) for k, v in query if k != "page_size"]
                 query.append(("page_size", str(self.page_size)))
@@ -97,6 +101,12 @@ class Proxy:
         if seen.is_list and self.hidden and status == 200:
             doc = json.loads(body)
             doc["tasks"] = [t for t in doc["tasks"] if t["id"] not in self.hidden]
+            body = json.dumps(doc).encode()
+        if seen.is_list and self.listed_stdout is not None and status == 200:
+            doc = json.loads(body)
+            for attempt in (a for t in doc["tasks"] for a in t.get("logs") or []):
+                for executor in attempt.get("logs") or []:
+                    executor["stdout"] = self.listed_stdout
             body = json.dumps(doc).encode()
         return web.Response(body=body, status=status, content_type="application/json")
 
@@ -191,13 +201,21 @@ async def test_states_propagate_and_completions_resolve_from_listings(tmp_path: 
         assert all(seen[-1] is State.COMPLETE for seen in states.by_task.values())
         assert len(states.by_task) == 20
         assert r.proxy.gets("MINIMAL") == []  # no poller read a state on its own
-        assert len(r.proxy.gets("FULL")) == 20  # one FULL view per finished task
+        # FULL views of COMPLETE tasks come from listings; one GET checked the first
+        assert len(r.proxy.gets("FULL")) == 1
+        assert all(result.exit_codes == (0,) and result.end_time for result in results)
         probe, sample, *walks = r.proxy.lists()
         assert probe.arg("tag_value") != backend.run_tag  # a random tag: must list nothing
         assert (sample.arg("view"), sample.arg("tag_value")) == ("BASIC", backend.run_tag)
         assert walks and all(s.arg("tag_value") == backend.run_tag for s in walks)
-        assert all((s.arg("view"), s.arg("page_size")) == ("MINIMAL", "2047") for s in walks)
+        minimal = [s for s in walks if s.arg("view") == "MINIMAL"]
+        finals = [s for s in walks if s.arg("view") == "FULL"]
+        assert minimal and all(s.arg("page_size") == "2047" for s in minimal)
+        assert finals and len(finals) < 20  # fewer listings than the GETs they replace
+        assert all((s.arg("state"), s.arg("page_size")) == ("COMPLETE", "256") for s in finals)
+        assert len(minimal) + len(finals) == len(walks)
         assert not backend._status.refreshing  # type: ignore[attr-defined]
+        assert not backend._status._finals  # type: ignore[attr-defined]  # every view taken
 
 
 async def test_listing_cost_is_pages_not_tasks(tmp_path: Path) -> None:
@@ -238,6 +256,31 @@ async def test_server_ignoring_tag_filters_falls_back_to_per_task(tmp_path: Path
         assert len(r.proxy.lists()) == 1  # only the probe with a random tag
         assert r.proxy.lists()[0].arg("tag_value") != backend.run_tag
         assert {s.task_id for s in r.proxy.gets("MINIMAL")} == {run.id for run in runs}
+
+
+@pytest.mark.parametrize(
+    "unlike",
+    [{"full_listed_as": "MINIMAL"}, {"listed_stdout": "listed"}, {"full_listed_as": "BASIC"}],
+)
+async def test_server_listing_less_than_full_views_costs_gets_not_results(
+    tmp_path: Path, unlike: dict[str, str]
+) -> None:
+    (tmp_path / "full").mkdir()
+    async with rig(tmp_path / "full", delay=0.05) as r, r.backend() as backend:
+        runs = [await backend.submit(task(f"t{i}")) for i in range(6)]
+        expected = await asyncio.gather(*runs)
+    async with rig(tmp_path, delay=0.05, **unlike) as r:
+        async with r.backend() as backend:
+            runs = [await backend.submit(task(f"t{i}")) for i in range(6)]
+            results = await asyncio.gather(*runs)
+            assert backend.polling == "batch"
+        if unlike != {"full_listed_as": "BASIC"}:  # noop tasks' BASIC views equal their FULL
+            assert len(r.proxy.gets("FULL")) == 6  # every FULL view was read by its own GET
+    for got, want in zip(results, expected, strict=True):
+        assert (got.state, got.exit_codes) == (want.state, want.exit_codes)
+        assert got.exit_codes == (0,)
+        tails = [(e.stdout, e.stderr) for e in got.executors]
+        assert tails == [(e.stdout, e.stderr) for e in want.executors]
 
 
 async def test_server_refusing_listing_falls_back_to_per_task(tmp_path: Path) -> None:
@@ -321,7 +364,7 @@ async def test_batch_mode_skips_the_probe(tmp_path: Path) -> None:
             result = await (await backend.submit(task("t")))
         assert result.state is State.COMPLETE
         assert {s.arg("tag_value") for s in r.proxy.lists()} == {backend.run_tag}
-        assert all(s.arg("view") == "MINIMAL" for s in r.proxy.lists())
+        assert "BASIC" not in {s.arg("view") for s in r.proxy.lists()}  # no sample listed
 
 
 async def test_per_task_mode_does_one_get_per_poll(tmp_path: Path) -> None:

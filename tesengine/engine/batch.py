@@ -5,7 +5,9 @@ per interval, :class:`BatchStatus` walks ``GET /tasks?view=MINIMAL&tag_key=
 tesengine-run&tag_value=<tag>&page_size=2047`` (following page tokens) for each
 run tag with a waiting poller, and hands every poller its task's state: the
 server sees O(tasks / page size) requests per interval instead of O(tasks).
-The FULL view is still read once per finished task, by its poller. A poller
+The FULL views of tasks a walk sees COMPLETE are then read from listings too
+(:mod:`.finals`); only failed tasks, and any a listing missed, cost a FULL
+GET each, by their own poller. A poller
 whose task is listed in the state it already knows is not woken: it waits
 for the next walk, so an interval where nothing changes costs the client
 little more than parsing the pages.
@@ -38,9 +40,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from ..errors import TesApiError, TesUnavailable
+from ..errors import TesApiError, TesError, TesUnavailable
 from ..tes.models import MAX_PAGE_SIZE, ListTasksResponse, State, TesTask, View
 from ..tes.query import StatePage, TaskQuery
+from .finals import read_finals
 from .poller import PerTaskStatus, Sleep, StatusSource, jittered
 from .request import RUN_TAG
 
@@ -78,6 +81,7 @@ class _Waiter:
     future: asyncio.Future[State | None]
     interval: float
     known: State
+    completed: bool = False  # listed COMPLETE: answered after its FULL view is read
 
 
 class BatchStatus:
@@ -98,6 +102,8 @@ class BatchStatus:
         self._tags: dict[str, str] = {}  # watched task id -> its run tag
         self._waiters: dict[str, _Waiter] = {}  # waiting for the next walk
         self._walking: dict[str, _Waiter] = {}  # being answered by the current walk
+        self._finals: dict[str, TesTask] = {}  # FULL views listed, until their poller takes them
+        self._listed_full: bool | None = None  # listed FULL views match GETs; None: not checked
         self._refresher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._next_tick = math.inf  # loop time of the next walk; inf: none scheduled
@@ -120,6 +126,7 @@ class BatchStatus:
 
     def unwatch(self, task_id: str) -> None:
         self._tags.pop(task_id, None)
+        self._finals.pop(task_id, None)
         if not self._tags:
             self._wake.set()  # an idle refresh loop ends now
 
@@ -130,7 +137,8 @@ class BatchStatus:
         return state if state is not None else await self._direct.read(task_id)
 
     async def full(self, task_id: str) -> TesTask:
-        return await self._direct.full(task_id)
+        listed = self._finals.pop(task_id, None)
+        return listed if listed is not None else await self._direct.full(task_id)
 
     async def aclose(self) -> None:
         """Stop the refresh loop; pollers still waiting are cancelled."""
@@ -208,6 +216,7 @@ class BatchStatus:
             for task_id, waiter in unchanged.items():
                 if not waiter.future.done():  # not cancelled meanwhile: wait for the next walk
                     self._waiters[task_id] = waiter
+        await self._answer_completed(batch)
         _release(w for i, w in batch.items() if i not in unchanged)  # the listing missed
 
     async def _probe(self, batch: Mapping[str, _Waiter]) -> None:
@@ -238,6 +247,43 @@ class BatchStatus:
         )
         return all((t.tags or {}).get(RUN_TAG) == tag for t in sample.tasks)
 
+    async def _answer_completed(self, batch: dict[str, _Waiter]) -> None:
+        """Read the FULL views of the tasks this walk saw COMPLETE, then wake their pollers."""
+        completed: dict[str, set[str]] = {}
+        for task_id, waiter in batch.items():
+            if waiter.completed and (tag := self._tags.get(task_id)) is not None:
+                completed.setdefault(tag, set()).add(task_id)
+        try:
+            for tag, wanted in completed.items():
+                if self._listed_full is False:
+                    break
+                found = await self._checked(await read_finals(self._client, tag, wanted))
+                # Only tasks still watched: one unwatched meanwhile would never be taken.
+                self._finals.update((i, t) for i, t in found.items() if i in self._tags)
+        finally:
+            for waiter in batch.values():
+                if waiter.completed and not waiter.future.done():
+                    waiter.future.set_result(State.COMPLETE)
+
+    async def _checked(self, found: dict[str, TesTask]) -> dict[str, TesTask]:
+        """``found``, once one of them proved equal to its own FULL GET (checked once).
+
+        A server may answer a listing's ``view=FULL`` with less (a BASIC view has
+        executors and logs but no stdout/stderr tails): such listings are not used.
+        """
+        if self._listed_full is not None or not found:
+            return found if self._listed_full else {}
+        task_id = next(iter(found))
+        try:
+            direct = await self._direct.full(task_id)
+        except TesError as exc:  # check again next time; these pollers GET their own
+            log.warning("reading a FULL view failed: %s", exc)
+            return {}
+        self._listed_full = direct == found[task_id]
+        if not self._listed_full:
+            log.info("TES server lists FULL views unlike it GETs them: one GET per task")
+        return {**found, task_id: direct} if self._listed_full else {task_id: direct}
+
     async def _walk(
         self, tag: str, waiters: dict[str, _Waiter], unchanged: dict[str, _Waiter]
     ) -> None:
@@ -265,6 +311,8 @@ class BatchStatus:
                     continue
                 if state is waiter.known:
                     unchanged[task_id] = waiter
+                elif state is State.COMPLETE:
+                    waiter.completed = True  # woken once its FULL view was listed
                 else:
                     waiter.future.set_result(state)
             token = page.next_page_token
