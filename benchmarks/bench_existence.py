@@ -316,7 +316,8 @@ async def _digest_warm(spec: dict[str, Any]) -> dict[str, Any]:
 
 async def _a_stage(spec: dict[str, Any]) -> dict[str, Any]:
     out = await _stage_timed(spec, _files(spec, "present"))
-    assert not out.pop("urls") and out["skipped"] == out["items"], out
+    assert not out.pop("urls"), "uploaded a file that was present"
+    assert out["skipped"] == out["items"], out
     return out
 
 

@@ -3,6 +3,7 @@
 from tesengine.storage.existence import (
     estimate_from_page,
     estimate_namespace,
+    guard_latency,
     merge,
     plan,
     shard_done,
@@ -61,3 +62,17 @@ def test_merge_decides_seen_absent_and_leaves_unlisted() -> None:
 def test_shard_done() -> None:
     assert shard_done(["a1", "a3"], {"a1": 1}, "a4")
     assert not shard_done(["a1", "a9"], {"a1": 1}, "a4")
+
+
+def test_listing_far_slower_than_heads_turns_into_heads() -> None:
+    keys = _keys(10_000)
+    listing = plan(keys, 100_000)
+    assert listing.lists and listing.cost == 256
+    # S3-like: a page costs about a HEAD; listing 256 pages beats 10,000 HEADs
+    assert guard_latency(listing, keys, 0.05, 0.02, rounds=32, margin=2.0) is listing
+    # rclone-like: a page reads the whole namespace (1.3 s); HEADs take 3 ms
+    heads = guard_latency(listing, keys, 1.3, 0.003, rounds=32, margin=2.0)
+    assert not heads.lists and heads.heads == tuple(sorted(keys))
+    assert heads.reason.startswith("listing ~10.40 s") and "10000 HEADs ~0.94 s" in heads.reason
+    small = plan(keys[:10], 100_000)
+    assert guard_latency(small, keys[:10], 9.0, 0.001, rounds=32, margin=2.0) is small

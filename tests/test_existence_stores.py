@@ -9,6 +9,7 @@ cannot list (it sends one HEAD per input, the reference behaviour).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,8 @@ from blake3 import blake3
 from tesengine.digest import Digester
 from tesengine.errors import ContentMismatch
 from tesengine.storage import Stager, join_url
-from tesengine.storage.ops import Page
+from tesengine.storage.ops import ObjectInfo, Page, Storage
+from tests.support import await_until
 from tests.test_storage_ops import Backend, backend
 from tests.test_storage_protocol import CountingStorage
 
@@ -79,7 +81,7 @@ async def test_listing_decides_like_heads_with_far_fewer_requests(
     await Stager(CountingStorage(backend.storage), digester, backend.base).stage_many(present)
 
     counting = ListingCountingStorage(backend.storage)
-    stager = Stager(counting, digester, backend.base)
+    stager = Stager(counting, digester, backend.base, list_margin=math.inf)
     results = await stager.stage_many(paths)
     expected = [join_url(backend.base, "file", blake3(p.read_bytes()).hexdigest()) for p in paths]
     assert [r.url for r in results] == expected
@@ -100,7 +102,7 @@ async def test_listing_decides_like_heads_with_far_fewer_requests(
     assert [(r.url, r.uploaded) for r in again] == [(u, False) for u in expected]
     assert heads.calls["head"] == FILES
     relisted = ListingCountingStorage(backend.storage)
-    third = await Stager(relisted, digester, backend.base).stage_many(paths)
+    third = await Stager(relisted, digester, backend.base, list_margin=math.inf).stage_many(paths)
     assert third == again and relisted.calls["head"] == 0
 
 
@@ -114,7 +116,7 @@ async def test_wrong_size_object_seen_in_a_listing_is_content_mismatch(
     await backend.storage.put_bytes(planted, b"not the file")
     counting = ListingCountingStorage(backend.storage)
     with pytest.raises(ContentMismatch, match="12 bytes") as listed:
-        await Stager(counting, digester, backend.base).stage_many(paths)
+        await Stager(counting, digester, backend.base, list_margin=math.inf).stage_many(paths)
     if backend.name != "file":
         assert counting.calls["pages"] >= 1 and counting.calls["head"] == 0, counting.calls
     with pytest.raises(ContentMismatch) as headed:
@@ -134,7 +136,7 @@ async def test_directory_markers_of_a_large_batch_are_listed(
         dirs.append(d)
     await Stager(CountingStorage(backend.storage), digester, backend.base).stage_many(dirs[:35])
     counting = ListingCountingStorage(backend.storage)
-    stager = Stager(counting, digester, backend.base)
+    stager = Stager(counting, digester, backend.base, list_margin=math.inf)
     results = await stager.stage_many(dirs)
     assert [r.uploaded for r in results] == [False] * 35 + [True] * 35
     heads = CountingStorage(backend.storage)
@@ -146,6 +148,65 @@ async def test_directory_markers_of_a_large_batch_are_listed(
         return
     assert counting.calls["exists"] == 0, counting.calls  # no marker was HEADed
     assert heads.calls["exists"] == 70
+
+
+class SlowListing(ListingCountingStorage):
+    """A store whose listing page comes only after ``heads_first`` HEADs were sent.
+
+    Like ``rclone serve s3``, which reads the whole namespace for every
+    listing request: a page takes many HEADs' time. HEADs past the first
+    ``heads_first`` wait for the page, so the count at the probe is exact.
+    """
+
+    def __init__(self, inner: Storage, heads_first: int) -> None:
+        super().__init__(inner)
+        self.heads_first = heads_first
+        self.listed = asyncio.Event()
+
+    async def head(self, url: str) -> ObjectInfo:
+        if self.calls["head"] >= self.heads_first:
+            await self.listed.wait()
+        return await super().head(url)
+
+    async def list_pages(
+        self, prefix_url: str, *, start_after: str | None = None
+    ) -> AsyncIterator[Page]:
+        await await_until(lambda: self.calls["head"] >= self.heads_first, what="HEADs first")
+        async for page in super().list_pages(prefix_url, start_after=start_after):
+            self.listed.set()
+            yield page
+
+
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)
+async def test_listing_far_slower_than_heads_is_headed_instead(
+    backend: Backend, digester: Digester, tmp_path: Path
+) -> None:
+    paths = _files(tmp_path / "in", FILES)
+    await _fill(backend, join_url(backend.base, "file"), FILLERS)
+    await Stager(CountingStorage(backend.storage), digester, backend.base).stage_many(paths[::2])
+    slow = SlowListing(backend.storage, heads_first=100)
+    stager = Stager(slow, digester, backend.base)
+    results = await stager.stage_many(paths)
+    assert [r.uploaded for r in results] == [i % 2 == 1 for i in range(FILES)]
+    # HEADs went out while the probe page was awaited, then for the rest the probe
+    # page did not cover: no shard was listed
+    assert stager.stats.list_plans == 0 and stager.stats.last_plan.startswith("listing ~")
+    assert (slow.calls["list_pages"], slow.calls["pages"]) == (1, 1), slow.calls
+    assert 100 < slow.calls["head"] < FILES and stager.stats.heads == slow.calls["head"]
+
+
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)
+async def test_names_all_headed_during_the_probe_need_no_plan(
+    backend: Backend, digester: Digester, tmp_path: Path
+) -> None:
+    paths = _files(tmp_path / "in", 100)
+    slow = SlowListing(backend.storage, heads_first=100)
+    slow.listed.set()  # HEADs never wait: all 100 go out before the probe page
+    stager = Stager(slow, digester, backend.base)
+    results = await stager.stage_many(paths)
+    assert all(r.uploaded for r in results)
+    assert (slow.calls["head"], slow.calls["list_pages"]) == (100, 1), slow.calls
+    assert stager.stats.list_plans == 0
 
 
 async def test_small_batch_sends_heads_and_no_listing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -311,12 +312,13 @@ async def test_stage_many_across_digest_chunks_keeps_order_and_dedups(
 ) -> None:
     # 600 files digest in two chunks; contents repeat across the chunk boundary
     paths = [write(tmp_path / f"f{i:03}", f"content {i % 400}".encode()) for i in range(600)]
-    stager = Stager(Storage(), digester, "memory://chunks/in", concurrency=8)
+    stager = Stager(Storage(), digester, "memory://chunks/in", concurrency=8, list_margin=math.inf)
     results = await stager.stage_many(paths)
     assert [r.source for r in results] == [str(p) for p in paths]
     assert [r.url.rsplit("/", 1)[1] for r in results] == [
         blake3(f"content {i % 400}".encode()).hexdigest() for i in range(600)
     ]
     assert [r.uploaded for r in results] == [True] * 400 + [False] * 200
-    # 400 names are a batch to list: a probe page and one listing of the empty prefix
+    # 400 names are a batch to list (always: no HEADs alongside the probe page): the
+    # probe page and one listing of the empty prefix
     assert (stager.stats.heads, stager.stats.lists, stager.stats.puts) == (0, 2, 400)

@@ -32,6 +32,8 @@ class Plan:
     shards: tuple[str, ...]
     heads: tuple[str, ...]
     reason: str
+    #: Listing requests the shards are expected to take.
+    cost: int = 0
 
     @property
     def lists(self) -> bool:
@@ -77,7 +79,32 @@ def plan(keys: Iterable[str], namespace: int, *, min_batch: int = 64, max_width:
     cost = list_cost(namespace, width, len(shards))
     if cost >= len(wanted):
         return Plan((), tuple(wanted), f"listing costs {cost} >= {len(wanted)} HEADs")
-    return Plan(shards, (), f"{len(shards)} shards, ~{cost} list requests for {len(wanted)}")
+    return Plan(shards, (), f"{len(shards)} shards, ~{cost} list requests for {len(wanted)}", cost)
+
+
+def guard_latency(
+    chosen: Plan, keys: Sequence[str], page_s: float, head_s: float, *, rounds: int, margin: float
+) -> Plan:
+    """``chosen``, or HEADs for ``keys`` when its listing would take ``margin`` x as long.
+
+    Listing is chosen for its request count on stores where a page costs
+    about what a HEAD does (S3, GCS, Azure). Some S3 servers instead read
+    the whole namespace for every listing request (``rclone serve s3``
+    takes over a second a page at 100,000 keys), so the latency of the
+    probe page (``page_s``) is weighed against a HEAD's (``head_s``), each
+    in rounds of ``rounds`` requests at once.
+    """
+    if not chosen.lists:
+        return chosen
+    listing = page_s * math.ceil(chosen.cost / max(1, rounds))
+    heads = head_s * math.ceil(len(keys) / max(1, rounds))
+    if listing <= margin * heads:
+        return chosen
+    reason = (
+        f"listing ~{listing:.2f} s (a page {page_s * 1e3:.0f} ms) > {margin:g} x"
+        f" {len(keys)} HEADs ~{heads:.2f} s (a HEAD {head_s * 1e3:.1f} ms)"
+    )
+    return Plan((), tuple(sorted(keys)), reason)
 
 
 def estimate_namespace(first_page: int, width: int, *, truncated: bool) -> int:

@@ -8,6 +8,12 @@ store honours a list offset), then the shards the batch touches are listed
 concurrently, each stopping once its last wanted name is passed. What no
 listing decided is left out of the answer: the caller HEADs it.
 
+While the probe is in flight the other request slots HEAD wanted names
+(they are decided either way), which also times a HEAD: a store whose
+listing is far slower than its HEADs (one that reads the whole namespace
+per listing request) is then HEADed instead
+(:func:`~tesengine.storage.existence.guard_latency`).
+
 A listing is only trusted in the order it promises: a page whose names
 are not increasing, or start at or before the offset asked for, proves
 nothing about absence (its names are still present), and a store seen to
@@ -18,21 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Collection
+import math
+import statistics
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from ._together import run_all
-from .existence import PAGE, estimate_from_page, merge, plan
+from .existence import PAGE, estimate_from_page, guard_latency, merge, plan
 from .protocol import OrderedListing
 from .reports import StagingStats
 
-__all__ = ["MIN_BATCH", "ExistenceLister"]
+__all__ = ["LIST_MARGIN", "MIN_BATCH", "ExistenceLister"]
 
 log = logging.getLogger(__name__)
 
 #: Batches smaller than this are checked with HEADs: a listing cannot beat
 #: a few requests made at once.
 MIN_BATCH = 64
+#: Listing is kept (for its few requests) unless expected this many times slower than HEADs.
+LIST_MARGIN = 2.0
 _PROBE_AFTER = "8"  # the middle of the hex key space
 
 
@@ -66,10 +77,18 @@ class ExistenceLister:
         stats: StagingStats,
         *,
         min_batch: int = MIN_BATCH,
+        head: Callable[[str], Awaitable[int | None]] | None = None,
+        concurrency: int = 32,
+        margin: float = LIST_MARGIN,
     ) -> None:
+        """``head`` sizes one name (None: absent) while the probe runs; ``margin``
+        ``math.inf`` always lists (and sends no HEAD alongside the probe)."""
         self.storage = storage
         self.prefix_url = prefix_url
         self.min_batch = min_batch
+        self.concurrency = concurrency
+        self.margin = margin
+        self._head = head if math.isfinite(margin) else None
         self._slot = slot
         self._stats = stats
         self._offsets_work: bool | None = None  # unknown until a listing shows it
@@ -87,10 +106,14 @@ class ExistenceLister:
         if not self.worth_listing(len(names)):
             return {}
         listed = _Listed(frozenset(names))
-        namespace = await self._probe(listed)
-        rest = [n for n in listed.wanted if not _covered(n, listed.ranges)]
+        headed: dict[str, int | None] = {}
+        namespace, page_s, head_s = await self._probe_hedged(listed, headed)
+        rest = [n for n in listed.wanted if n not in headed and not _covered(n, listed.ranges)]
         width = 4 if self._offsets_work else 0
         chosen = plan(rest, namespace, min_batch=1, max_width=width)
+        if head_s is not None:
+            rounds = self.concurrency
+            chosen = guard_latency(chosen, rest, page_s, head_s, rounds=rounds, margin=self.margin)
         self._stats.last_plan = chosen.reason
         log.debug(
             "existence of %d names under %s: namespace ~%d, %s",
@@ -102,7 +125,42 @@ class ExistenceLister:
             for name in rest:
                 by_shard.setdefault(name[: len(chosen.shards[0])], []).append(name)
             await run_all([self._shard(s, max(by_shard[s]), listed) for s in chosen.shards])
-        return merge(listed.wanted, listed.seen, listed.ranges)
+        return merge(listed.wanted, listed.seen, listed.ranges) | headed
+
+    async def _probe_hedged(
+        self, listed: _Listed, headed: dict[str, int | None]
+    ) -> tuple[int, float, float | None]:
+        """The probe, with HEADs in the other slots until it returns.
+
+        Returns the namespace estimate, the probe's latency and a HEAD's
+        (median; None when no HEAD was sent).
+        """
+        done = asyncio.Event()
+        todo = sorted(listed.wanted, reverse=True)
+        latencies: list[float] = []
+
+        probed: list[tuple[int, float]] = []
+
+        async def probe() -> None:
+            start = time.monotonic()
+            try:
+                probed.append((await self._probe(listed), time.monotonic() - start))
+            finally:
+                done.set()
+
+        async def hedge(head: Callable[[str], Awaitable[int | None]]) -> None:
+            while todo and not done.is_set():
+                name = todo.pop()
+                start = time.monotonic()
+                headed[name] = await head(name)
+                latencies.append(time.monotonic() - start)
+
+        hedges = [hedge(self._head) for _ in range(self.concurrency - 1)] if self._head else []
+        await run_all([probe(), *hedges])
+        (namespace, page_s), head_s = probed[0], None
+        if latencies:
+            head_s = statistics.median(latencies)
+        return namespace, page_s, head_s
 
     async def _probe(self, listed: _Listed) -> int:
         """List one page from the middle: an estimate of the namespace, and an order check."""

@@ -44,7 +44,7 @@ from ..errors import ContentMismatch, ObjectNotFound, redact_url
 from ..singleflight import SingleFlight
 from ..thread_limits import ThreadLimit
 from ._together import run_all as _all
-from .existence_io import ExistenceLister
+from .existence_io import LIST_MARGIN, ExistenceLister
 from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE
 from .protocol import OrderedListing, StorageLike
 from .reports import NullStagingProgress, StageResult, StagingProgress, StagingStats
@@ -85,7 +85,10 @@ class Stager:
         progress: StagingProgress | None = None,
         upload_memory: int = UPLOAD_MEMORY,
         upload_threads: int = UPLOAD_THREADS,
+        list_margin: float = LIST_MARGIN,
     ) -> None:
+        """``list_margin``: a large batch is HEADed instead of listed when listing is
+        expected that many times slower (``math.inf``: always list where possible)."""
         parse_url(inputs_url)  # fail early on an unusable URL
         self.storage = storage
         self.digester = digester
@@ -100,6 +103,7 @@ class Stager:
         self._limit: asyncio.Semaphore | None = None
         self._known: set[str] = set()
         self._flights: SingleFlight[str, bool] = SingleFlight()
+        self._list_margin = list_margin
         # Large batches are decided by listing, where the storage can list in order.
         self._files = self._lister("file")
         self._markers = self._lister(MARKER_PREFIX, "directory")
@@ -337,7 +341,22 @@ class Stager:
         if not isinstance(self.storage, OrderedListing):
             return None
         prefix = join_url(self.inputs_url, *parts)
-        return ExistenceLister(self.storage, prefix, self._slot, self.stats)
+        head = self._head_size if parts == ("file",) else self._marker_size
+        return ExistenceLister(
+            self.storage,
+            prefix,
+            self._slot,
+            self.stats,
+            head=lambda name: head(join_url(prefix, name)),
+            concurrency=self._concurrency,
+            margin=self._list_margin,
+        )
+
+    async def _marker_size(self, url: str) -> int | None:
+        """0 when the marker at ``url`` exists (its size is never checked), else None."""
+        async with self._slot():
+            self.stats.heads += 1
+            return 0 if await self.storage.exists(url) else None
 
     def _unknown(self, jobs: list[tuple[str, Path, str]]) -> set[str]:
         """Names of ``jobs`` (url, path, name) not yet known present to this stager."""
