@@ -82,27 +82,30 @@ def plan(keys: Iterable[str], namespace: int, *, min_batch: int = 64, max_width:
     return Plan(shards, (), f"{len(shards)} shards, ~{cost} list requests for {len(wanted)}", cost)
 
 
-def guard_latency(
-    chosen: Plan, keys: Sequence[str], page_s: float, head_s: float, *, rounds: int, margin: float
+def guard_probe(
+    chosen: Plan, keys: Sequence[str], heads: int, *, rounds: int, margin: float
 ) -> Plan:
-    """``chosen``, or HEADs for ``keys`` when its listing would take ``margin`` x as long.
+    """``chosen``, or HEADs for ``keys`` when HEADs outpace listing on this store.
 
     Listing is chosen for its request count on stores where a page costs
     about what a HEAD does (S3, GCS, Azure). Some S3 servers instead read
     the whole namespace for every listing request (``rclone serve s3``
-    takes over a second a page at 100,000 keys), so the latency of the
-    probe page (``page_s``) is weighed against a HEAD's (``head_s``), each
-    in rounds of ``rounds`` requests at once.
+    takes over a second a page at 100,000 keys, and its listings do not
+    run in parallel). ``heads`` HEADs finished while the probe page was
+    awaited, ``rounds`` at once: the listing's ``cost`` pages would take
+    about ``cost / rounds`` probe times, the HEADs of ``keys`` about
+    ``len(keys) / heads`` of them, and listing is kept unless that is
+    ``margin`` times longer.
     """
-    if not chosen.lists:
+    if not chosen.lists or heads <= 0:
         return chosen
-    listing = page_s * math.ceil(chosen.cost / max(1, rounds))
-    heads = head_s * math.ceil(len(keys) / max(1, rounds))
-    if listing <= margin * heads:
+    listing = chosen.cost / max(1, rounds)
+    heading = len(keys) / heads
+    if listing <= margin * heading:
         return chosen
     reason = (
-        f"listing ~{listing:.2f} s (a page {page_s * 1e3:.0f} ms) > {margin:g} x"
-        f" {len(keys)} HEADs ~{heads:.2f} s (a HEAD {head_s * 1e3:.1f} ms)"
+        f"{heads} HEADs done while one page was listed: the {len(keys)} left are"
+        f" ~{heading:.1f} pages' time, listing ~{chosen.cost} pages {rounds} at once ~{listing:.1f}"
     )
     return Plan((), tuple(sorted(keys)), reason)
 

@@ -9,10 +9,10 @@ concurrently, each stopping once its last wanted name is passed. What no
 listing decided is left out of the answer: the caller HEADs it.
 
 While the probe is in flight the other request slots HEAD wanted names
-(they are decided either way), which also times a HEAD: a store whose
-listing is far slower than its HEADs (one that reads the whole namespace
-per listing request) is then HEADed instead
-(:func:`~tesengine.storage.existence.guard_latency`).
+(they are decided either way), which also measures the store: one whose
+listing is far slower than its HEADs (it reads the whole namespace per
+listing request) is then HEADed instead
+(:func:`~tesengine.storage.existence.guard_probe`).
 
 A listing is only trusted in the order it promises: a page whose names
 are not increasing, or start at or before the offset asked for, proves
@@ -25,13 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import statistics
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from ._together import run_all
-from .existence import PAGE, estimate_from_page, guard_latency, merge, plan
+from .existence import PAGE, estimate_from_page, guard_probe, merge, plan
 from .protocol import OrderedListing
 from .reports import StagingStats
 
@@ -107,13 +105,13 @@ class ExistenceLister:
             return {}
         listed = _Listed(frozenset(names))
         headed: dict[str, int | None] = {}
-        namespace, page_s, head_s = await self._probe_hedged(listed, headed)
+        namespace, heads = await self._probe_hedged(listed, headed)
         rest = [n for n in listed.wanted if n not in headed and not _covered(n, listed.ranges)]
         width = 4 if self._offsets_work else 0
         chosen = plan(rest, namespace, min_batch=1, max_width=width)
-        if head_s is not None:
+        if heads:
             rounds = self.concurrency
-            chosen = guard_latency(chosen, rest, page_s, head_s, rounds=rounds, margin=self.margin)
+            chosen = guard_probe(chosen, rest, heads, rounds=rounds, margin=self.margin)
         self._stats.last_plan = chosen.reason
         log.debug(
             "existence of %d names under %s: namespace ~%d, %s",
@@ -129,38 +127,34 @@ class ExistenceLister:
 
     async def _probe_hedged(
         self, listed: _Listed, headed: dict[str, int | None]
-    ) -> tuple[int, float, float | None]:
+    ) -> tuple[int, int]:
         """The probe, with HEADs in the other slots until it returns.
 
-        Returns the namespace estimate, the probe's latency and a HEAD's
-        (median; None when no HEAD was sent).
+        Returns the namespace estimate and how many HEADs finished before
+        the probe page came back.
         """
         done = asyncio.Event()
         todo = sorted(listed.wanted, reverse=True)
-        latencies: list[float] = []
-
-        probed: list[tuple[int, float]] = []
+        probed: list[int] = []
+        finished = 0
 
         async def probe() -> None:
-            start = time.monotonic()
             try:
-                probed.append((await self._probe(listed), time.monotonic() - start))
+                probed.append(await self._probe(listed))
             finally:
                 done.set()
+                probed.append(finished)
 
         async def hedge(head: Callable[[str], Awaitable[int | None]]) -> None:
+            nonlocal finished
             while todo and not done.is_set():
                 name = todo.pop()
-                start = time.monotonic()
                 headed[name] = await head(name)
-                latencies.append(time.monotonic() - start)
+                finished += 1
 
         hedges = [hedge(self._head) for _ in range(self.concurrency - 1)] if self._head else []
         await run_all([probe(), *hedges])
-        (namespace, page_s), head_s = probed[0], None
-        if latencies:
-            head_s = statistics.median(latencies)
-        return namespace, page_s, head_s
+        return probed[0], probed[1]
 
     async def _probe(self, listed: _Listed) -> int:
         """List one page from the middle: an estimate of the namespace, and an order check."""
