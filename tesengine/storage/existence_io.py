@@ -108,7 +108,10 @@ class ExistenceLister:
         namespace, heads = await self._probe_hedged(listed, headed)
         rest = [n for n in listed.wanted if n not in headed and not _covered(n, listed.ranges)]
         width = 4 if self._offsets_work else 0
-        chosen = plan(rest, namespace, min_batch=1, max_width=width)
+        # Names the hedging HEADs left to decide: too few to be worth a listing
+        # go to HEAD too (without hedges the batch is committed to listing).
+        least = self.min_batch if headed else 1
+        chosen = plan(rest, namespace, min_batch=least, max_width=width)
         if heads:
             rounds = self.concurrency
             chosen = guard_probe(chosen, rest, heads, rounds=rounds, margin=self.margin)

@@ -342,15 +342,9 @@ class Stager:
             return None
         prefix = join_url(self.inputs_url, *parts)
         head = self._head_size if parts == ("file",) else self._marker_size
-        return ExistenceLister(
-            self.storage,
-            prefix,
-            self._slot,
-            self.stats,
-            head=lambda name: head(join_url(prefix, name)),
-            concurrency=self._concurrency,
-            margin=self._list_margin,
-        )
+        sizes = lambda name: head(join_url(prefix, name))  # noqa: E731
+        return ExistenceLister(self.storage, prefix, self._slot, self.stats, head=sizes,
+                               concurrency=self._concurrency, margin=self._list_margin)  # fmt: skip
 
     async def _marker_size(self, url: str) -> int | None:
         """0 when the marker at ``url`` exists (its size is never checked), else None."""
