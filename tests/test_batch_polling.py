@@ -411,6 +411,21 @@ async def test_failed_walk_falls_back_to_gets_for_that_tick(tmp_path: Path) -> N
         assert {s.task_id for s in r.proxy.gets("MINIMAL")} == {run.id for run in runs}
 
 
+async def test_one_failed_walk_leaves_the_waiters_to_the_next(tmp_path: Path) -> None:
+    """A listing that fails once costs no GET per task: the next walk answers them."""
+    async with rig(tmp_path, delay=3600) as r, r.backend(retries=0) as backend:
+        runs = [await backend.submit(task(f"t{i}")) for i in range(3)]
+        await r.proxy.until(lambda: backend.polling == "batch")
+        before = len(r.proxy.lists())
+        r.proxy.list_status = 503
+        await r.proxy.until(lambda: len(r.proxy.lists()) > before)  # that one is refused
+        r.proxy.list_status = None
+        after = len(r.proxy.lists())
+        await r.proxy.until(lambda: len(r.proxy.lists()) >= after + 2)  # two walks since
+        assert r.proxy.gets("MINIMAL") == []  # no poller asked on its own
+        assert backend.polling == "batch" and all(not run.done() for run in runs)
+
+
 async def test_a_known_state_keeps_the_waiter_asleep(tmp_path: Path) -> None:
     async with rig(tmp_path, delay=3600) as r, TesClient(r.url) as client:
         request = wire.TesTask(

@@ -52,6 +52,11 @@ __all__ = ["BatchStatus", "ListingClient", "Mode", "status_source"]
 log = logging.getLogger("tesengine.engine")
 
 _SAMPLE = 8  # tasks read in BASIC view to check that a tag filter holds
+# Walks in a row that may fail (after the client's own retries) while the
+# waiters keep waiting for the next one: releasing every waiter to its own
+# GET after one failure turns a server struggling to list 100,000 tasks
+# into 100,000 GETs, which only makes the next listing fail too.
+_FAILED_WALKS = 3
 
 Mode = Literal["probing", "batch", "per-task"]
 Polling = Literal["auto", "batch", "per-task"]
@@ -109,6 +114,7 @@ class BatchStatus:
         self._next_tick = math.inf  # loop time of the next walk; inf: none scheduled
         self._interval = math.inf  # the shortest interval a waiting poller asked for
         self._closed = False
+        self._failed_walks = 0  # walks in a row whose listing failed
 
     @property
     def mode(self) -> Mode:
@@ -298,13 +304,20 @@ class BatchStatus:
             try:
                 page = await self._page({RUN_TAG: tag}, token)
             except TesUnavailable as exc:
-                log.warning("listing tasks failed; one GET per waiting task this time: %s", exc)
+                self._failed_walks += 1
+                if self._failed_walks < _FAILED_WALKS:
+                    log.warning("listing tasks failed; asking again at the next walk: %s", exc)
+                    unchanged.update(waiters)  # the next walk answers them
+                else:
+                    self._failed_walks = 0
+                    log.warning("listing tasks failed again; one GET per waiting task: %s", exc)
                 return
             except TesApiError as exc:
                 log.warning("TES server refused listing tasks (%s): polling each task", exc)
                 self._mode = "per-task"
                 return
             pages += 1
+            self._failed_walks = 0
             for task_id, state in page.states:
                 waiter = waiters.pop(task_id, None)
                 if waiter is None or waiter.future.done():
