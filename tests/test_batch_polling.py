@@ -8,161 +8,18 @@ tag filters (as some servers do), hide tasks from listings, or shrink pages.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from tesengine import Executor, Task, TesBackend
-from tesengine.config import BackendConfig, Config
+from tesengine import Executor, Task
 from tesengine.engine.batch import BatchStatus
 from tesengine.engine.request import RUN_TAG
-from tesengine.server import LocalTesServer
 from tesengine.tes import State, TesClient
 from tesengine.tes import models as wire
-
-API = "/ga4gh/tes/v1"
-
-
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """One request as the server saw it."""
-
-    method: str
-    path: str
-    query: tuple[tuple[str, str], ...]
-
-    def arg(self, key: str) -> str | None:
-        return next((v for k, v in self.query if k == key), None)
-
-    @property
-    def is_list(self) -> bool:
-        return self.method == "GET" and self.path == f"{API}/tasks"
-
-    @property
-    def task_id(self) -> str | None:
-        prefix = f"{API}/tasks/"
-        if self.method == "GET" and self.path.startswith(prefix):
-            return self.path.removeprefix(prefix)
-        return None
-
-
-@dataclass
-class Proxy:
-    """Forwards to ``upstream`` and records every request it passes on."""
-
-    upstream: str
-    strip_tags: bool = False
-    page_size: int | None = None
-    list_status: int | None = None  # answer listings with this error status
-    max_page_size: int | None = None  # answer larger pages with 400
-    hidden: set[str] = field(default_factory=set)
-    full_listed_as: str | None = None  # answer listings' view=FULL with this view
-    listed_stdout: str | None = None  # listings show this stdout tail (unlike GETs)
-    seen: list[Seen] = field(default_factory=list)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    session: aiohttp.ClientSession | None = None
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        query = [(k, v) for k, v in request.query.items()]
-        seen = Seen(request.method, request.path, tuple(query))
-        async with self.changed:
-            self.seen.append(seen)
-            self.changed.notify_all()
-        if seen.is_list:
-            if self.list_status is not None:
-                return web.json_response({"error": "no listing now"}, status=self.list_status)
-            size = int(seen.arg("page_size") or 0)
-            if self.max_page_size is not None and size > self.max_page_size:
-                return web.json_response({"error": "page_size too large"}, status=400)
-            query = [(k, v) for k, v in query if not (self.strip_tags and k.startswith("tag_"))]
-            if self.full_listed_as is not None and ("view", "FULL") in query:
-                query = [(k, v) for k, v in query if k != "view"] + [("view", self.full_listed_as)]
-            if self.page_size is not None:
-                query = [(k, v) for k, v in query if k != "page_size"]
-                query.append(("page_size", str(self.page_size)))
-        assert self.session is not None
-        async with self.session.request(
-            request.method,
-            self.upstream + request.path,
-            params=query,
-            data=await request.read(),
-            headers={"Content-Type": request.content_type},
-        ) as reply:
-            body = await reply.read()
-            status = reply.status
-        if seen.is_list and self.hidden and status == 200:
-            doc = json.loads(body)
-            doc["tasks"] = [t for t in doc["tasks"] if t["id"] not in self.hidden]
-            body = json.dumps(doc).encode()
-        if seen.is_list and self.listed_stdout is not None and status == 200:
-            doc = json.loads(body)
-            for attempt in (a for t in doc["tasks"] for a in t.get("logs") or []):
-                for executor in attempt.get("logs") or []:
-                    executor["stdout"] = self.listed_stdout
-            body = json.dumps(doc).encode()
-        return web.Response(body=body, status=status, content_type="application/json")
-
-    async def until(self, check: Callable[[], bool], timeout: float = 60) -> None:
-        """Wait (on requests, not on a clock) until ``check()`` holds."""
-        async with asyncio.timeout(timeout), self.changed:
-            await self.changed.wait_for(check)
-
-    def lists(self, tag: str | None = None) -> list[Seen]:
-        return [s for s in self.seen if s.is_list and (tag is None or s.arg("tag_value") == tag)]
-
-    def gets(self, view: str, task_id: str | None = None) -> list[Seen]:
-        return [
-            s
-            for s in self.seen
-            if s.task_id and s.arg("view") == view and task_id in (None, s.task_id)
-        ]
-
-
-@dataclass
-class Rig:
-    server: LocalTesServer
-    proxy: Proxy
-    url: str
-    root: Path
-
-    def backend(self, events: Any = None, **kw: Any) -> TesBackend:
-        config = BackendConfig(
-            type="tes",
-            url=self.url,
-            inputs=(self.root / "inputs").as_uri(),
-            outputs=(self.root / "outputs").as_uri(),
-            interval=kw.pop("interval", 0.02),
-            cache_dir=self.root / "cache",
-            **kw,
-        )
-        return TesBackend(Config(backend_name="test", backend=config), events=events)
-
-
-@asynccontextmanager
-async def rig(tmp_path: Path, delay: float, **proxy: Any) -> AsyncIterator[Rig]:
-    storage = tmp_path / "storage"
-    storage.mkdir(exist_ok=True)
-    server = LocalTesServer(
-        tmp_path / "server", storage_url=storage.as_uri(), runtime="noop", noop_delay=delay
-    )
-    async with server, aiohttp.ClientSession() as session:
-        fake = Proxy(server.url.rstrip("/"), session=session, **proxy)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", fake.handle)
-        front = TestServer(app, host="127.0.0.1")
-        await front.start_server()
-        try:
-            yield Rig(server, fake, f"http://127.0.0.1:{front.port}", tmp_path)
-        finally:
-            await front.close()
+from tests.fixtures.listing_proxy import rig
 
 
 def task(name: str) -> Task:
