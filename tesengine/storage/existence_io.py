@@ -25,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
+from ..errors import StorageError
 from ._together import run_all
 from .existence import PAGE, estimate_from_page, guard_probe, merge, plan
 from .protocol import OrderedListing
@@ -90,10 +92,13 @@ class ExistenceLister:
         self._slot = slot
         self._stats = stats
         self._offsets_work: bool | None = None  # unknown until a listing shows it
+        self._listing_off = False  # a listing failed or overran: HEADs only
 
     def worth_listing(self, count: int) -> bool:
         """True when a batch of ``count`` names may be decided by listing."""
-        return count >= self.min_batch and self.storage.lists_in_order(self.prefix_url)
+        if self._listing_off or count < self.min_batch:
+            return False
+        return self.storage.lists_in_order(self.prefix_url)
 
     async def decide(self, names: Collection[str]) -> dict[str, int | None]:
         """Size of each name a listing showed, None for each it showed absent.
@@ -105,7 +110,13 @@ class ExistenceLister:
             return {}
         listed = _Listed(frozenset(names))
         headed: dict[str, int | None] = {}
-        namespace, heads = await self._probe_hedged(listed, headed)
+        started = time.monotonic()
+        try:
+            namespace, heads = await self._probe_hedged(listed, headed)
+        except _ProbeFailed as failed:
+            self._give_up(f"the probe listing failed: {failed.__cause__}")
+            return headed  # the hedges' answers are HEADs'; the rest is HEADed too
+        probe_s = time.monotonic() - started
         rest = [n for n in listed.wanted if n not in headed and not _covered(n, listed.ranges)]
         width = 4 if self._offsets_work else 0
         # Names the hedging HEADs left to decide: too few to be worth a listing
@@ -125,8 +136,24 @@ class ExistenceLister:
             by_shard: dict[str, list[str]] = {}
             for name in rest:
                 by_shard.setdefault(name[: len(chosen.shards[0])], []).append(name)
-            await run_all([self._shard(s, max(by_shard[s]), listed) for s in chosen.shards])
+            shards = [self._shard(s, max(by_shard[s]), listed) for s in chosen.shards]
+            # Listing may take at most ``margin`` times what HEADs of the rest
+            # would at the rate the hedges showed; what the pages listed by then
+            # decided stands, the rest is HEADed. A listing that fails (no
+            # list permission, a store that times out) is HEADed the same way.
+            budget = self.margin * probe_s * len(rest) / heads if heads else None
+            try:
+                async with asyncio.timeout(budget):
+                    await run_all(shards)
+            except (TimeoutError, StorageError) as exc:
+                self._give_up(_why(exc, budget))
         return merge(listed.wanted, listed.seen, listed.ranges) | headed
+
+    def _give_up(self, why: str) -> None:
+        """Stop listing for this stager: what is left of every batch is HEADed."""
+        self._listing_off = True
+        self._stats.last_plan += f"; listing stopped ({why}): HEADs for the rest"
+        log.info("existence checks under %s: %s; HEADs from now on", self.prefix_url, why)
 
     async def _probe_hedged(
         self, listed: _Listed, headed: dict[str, int | None]
@@ -144,6 +171,8 @@ class ExistenceLister:
         async def probe() -> None:
             try:
                 probed.append(await self._probe(listed))
+            except StorageError as exc:  # a HEAD's own error still fails the batch
+                raise _ProbeFailed() from exc
             finally:
                 done.set()
                 probed.append(finished)
@@ -218,3 +247,13 @@ async def _close(pages: AsyncIterator[object]) -> None:
 
 def _covered(name: str, ranges: list[tuple[str, str | None]]) -> bool:
     return any(after < name and (last is None or name <= last) for after, last in ranges)
+
+
+class _ProbeFailed(Exception):
+    """The probe listing failed (its StorageError is the cause)."""
+
+
+def _why(exc: BaseException, budget: float | None) -> str:
+    if isinstance(exc, TimeoutError) and budget is not None:
+        return f"listing took over {budget:.1f} s, longer than HEADs would"
+    return f"a listing failed: {exc}"
