@@ -46,6 +46,8 @@ async def test_tasks_through_a_failing_proxy_complete_exactly_once(
 ) -> None:
     served = serve_tes(args=["--max-tasks", "64"])
     proxy = await fault_proxy(served.url, seed=1)
+    for fault in MIXED:  # each kind at least once, however few requests the run needs
+        proxy.add(fault, probability=0.1, times=1)
     proxy.add(*MIXED, probability=0.2)
     config = make_config(
         proxy.url + "/ga4gh/tes/v1",
