@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from benchmarks._phases import run_worker, spawn
 
 RESULTS = Path(__file__).parent / "results" / "existence.json"
 CONCURRENCY = 32
@@ -144,15 +145,7 @@ def _run_cases(spec: dict[str, Any], runs: int) -> dict[str, Any]:
 
 
 def _spawn(phase: str, spec: dict[str, Any]) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "benchmarks.bench_existence", "--worker", phase, json.dumps(spec)]
-    start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{phase} exited {proc.returncode}: {proc.stderr[-3000:]}")
-    out: dict[str, Any] = json.loads(proc.stdout)
-    out["process_wall_s"] = wall
-    return out
+    return spawn("benchmarks.bench_existence", phase, spec)
 
 
 def _summary(sides: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -220,13 +213,7 @@ def _print_table(result: dict[str, Any]) -> None:
 
 
 def _worker(phase: str, raw_spec: str) -> int:
-    from tesengine.cli.aio import exit_now
-
-    spec = json.loads(raw_spec)
-    out = asyncio.run(PHASES[phase](spec))
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(out))
-    exit_now(0)  # obstore's runtime threads can abort a 3.11 interpreter at exit
+    return run_worker(PHASES, phase, raw_spec)
 
 
 def _files(spec: dict[str, Any], name: str) -> list[Path]:

@@ -27,15 +27,15 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks._phases import run_worker, spawn
 
 RESULTS = Path(__file__).parent / "results" / "staging.json"
 MIB = 1 << 20
@@ -109,15 +109,7 @@ def _run_cases(spec: dict[str, Any], small: Path, big: Path, runs: int) -> dict[
 
 
 def _spawn(phase: str, spec: dict[str, Any]) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "benchmarks.bench_staging", "--worker", phase, json.dumps(spec)]
-    start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{phase} exited {proc.returncode}: {proc.stderr[-2000:]}")
-    out: dict[str, Any] = json.loads(proc.stdout)
-    out["process_wall_s"] = wall
-    return out
+    return spawn("benchmarks.bench_staging", phase, spec)
 
 
 def _summary(sides: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -179,13 +171,7 @@ def _print_table(result: dict[str, Any]) -> None:
 
 
 def _worker(phase: str, raw_spec: str) -> int:
-    from tesengine.cli.aio import exit_now
-
-    spec = json.loads(raw_spec)
-    out = asyncio.run(PHASES[phase](spec))
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(out))
-    exit_now(0)  # obstore's runtime threads can abort a 3.11 interpreter at exit
+    return run_worker(PHASES, phase, raw_spec)
 
 
 def _config(spec: dict[str, Any]) -> Any:
