@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from blake3 import blake3
 from tesengine.digest import Digester
 from tesengine.errors import ContentMismatch
 from tesengine.storage import Stager, join_url
+from tesengine.storage.existence import PAGE_HEADS_MAX
 from tesengine.storage.ops import ObjectInfo, Page, Storage
 from tests.support import await_until
 from tests.test_storage_ops import Backend, backend
@@ -184,7 +186,7 @@ async def test_listing_far_slower_than_heads_is_headed_instead(
     paths = _files(tmp_path / "in", FILES)
     await _fill(backend, join_url(backend.base, "file"), FILLERS)
     await Stager(CountingStorage(backend.storage), digester, backend.base).stage_many(paths[::2])
-    slow = SlowListing(backend.storage, heads_first=150)
+    slow = SlowListing(backend.storage, heads_first=90)  # 30 HEADs per slot: not too dear
     stager = Stager(slow, digester, backend.base, concurrency=4)
     results = await stager.stage_many(paths)
     assert [r.uploaded for r in results] == [i % 2 == 1 for i in range(FILES)]
@@ -193,7 +195,28 @@ async def test_listing_far_slower_than_heads_is_headed_instead(
     reason = stager.stats.last_plan
     assert stager.stats.list_plans == 0 and ("HEADs done while" in reason or "small" in reason)
     assert (slow.calls["list_pages"], slow.calls["pages"]) == (1, 1), slow.calls
-    assert 150 < slow.calls["head"] < FILES and stager.stats.heads == slow.calls["head"]
+    assert 90 < slow.calls["head"] < FILES and stager.stats.heads == slow.calls["head"]
+
+
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)
+async def test_a_probe_page_dearer_than_many_heads_stops_listing_for_good(
+    backend: Backend, digester: Digester, tmp_path: Path
+) -> None:
+    """Like ``rclone serve s3`` at 100,000 keys: no shard is sent, now or later."""
+    paths = _files(tmp_path / "in", FILES)
+    await _fill(backend, join_url(backend.base, "file"), FILLERS)
+    slow = SlowListing(backend.storage, heads_first=3 * PAGE_HEADS_MAX + 3)
+    stager = Stager(slow, digester, backend.base, concurrency=4)
+    results = await stager.stage_many(paths)
+    assert all(r.uploaded for r in results)
+    assert re.search(r"took the time of (99|1\d\d) HEADs", stager.stats.last_plan)
+    assert "listing stopped" in stager.stats.last_plan and stager.stats.list_plans == 0
+    assert slow.calls["list_pages"] == 1  # the probe alone
+    heads = slow.calls["head"]
+    more = await stager.stage_many(_files(tmp_path / "more", FILES))
+    assert all(r.uploaded for r in more)
+    assert slow.calls["list_pages"] == 1  # that stager lists no more
+    assert stager.stats.heads == slow.calls["head"] == heads + FILES
 
 
 @pytest.mark.parametrize("backend", ["memory"], indirect=True)

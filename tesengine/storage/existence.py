@@ -110,6 +110,19 @@ def guard_probe(
     return Plan((), tuple(sorted(keys)), reason)
 
 
+#: A listing page dearer than this many HEADs one after another shows a
+#: store that reads far more than a page per listing request (S3 answers a
+#: page of 1,000 keys in the time of a few HEADs). Such a store keeps doing
+#: that work for a listing even after the client has given up on it, which
+#: delays every request behind it: listing stops before any shard is sent.
+PAGE_HEADS_MAX = 32
+
+
+def page_too_dear(heads: int, slots: int) -> bool:
+    """True when ``heads`` HEADs, ``slots`` at once, finished while one page was listed."""
+    return slots > 0 and heads > PAGE_HEADS_MAX * slots
+
+
 def estimate_namespace(first_page: int, width: int, *, truncated: bool) -> int:
     """Estimate keys under the prefix from one page of one shard of ``width``."""
     if not truncated:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from ..errors import StorageError
 from ._together import run_all
-from .existence import PAGE, estimate_from_page, guard_probe, merge, plan
+from .existence import PAGE, estimate_from_page, guard_probe, merge, page_too_dear, plan
 from .protocol import OrderedListing
 from .reports import StagingStats
 
@@ -117,6 +117,9 @@ class ExistenceLister:
             self._give_up(f"the probe listing failed: {failed.__cause__}")
             return headed  # the hedges' answers are HEADs'; the rest is HEADed too
         probe_s = time.monotonic() - started
+        if page_too_dear(heads, self._hedges(len(names))):
+            self._give_up(f"one listing page took the time of {heads} HEADs")
+            return merge(listed.wanted, listed.seen, listed.ranges) | headed
         rest = [n for n in listed.wanted if n not in headed and not _covered(n, listed.ranges)]
         width = 4 if self._offsets_work else 0
         # Names the hedging HEADs left to decide: too few to be worth a listing
@@ -184,9 +187,13 @@ class ExistenceLister:
                 headed[name] = await head(name)
                 finished += 1
 
-        hedges = [hedge(self._head) for _ in range(self.concurrency - 1)] if self._head else []
+        hedges = [hedge(self._head) for _ in range(self._hedges(len(todo)))] if self._head else []
         await run_all([probe(), *hedges])
         return probed[0], probed[1]
+
+    def _hedges(self, names: int) -> int:
+        """HEADs sent at once while the probe runs (the other request slots)."""
+        return min(self.concurrency - 1, names) if self._head else 0
 
     async def _probe(self, listed: _Listed) -> int:
         """List one page from the middle: an estimate of the namespace, and an order check."""

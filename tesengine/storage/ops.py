@@ -51,6 +51,12 @@ _READ_CHUNK = 1024 * 1024
 _PAGE = 1000  # keys a listing request returns
 _ORDERED = frozenset({"s3", "gs", "az", "memory"})
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
+# How obstore's error text (its debug source) names a request that got no
+# HTTP answer: it timed out, its connection failed or was cut.
+_NO_ANSWER = re.compile(r"HttpError \{\s*kind: (?:Timeout|Interrupted|Connect)\b")
+#: Create-only PUTs sent again after no answer came, waiting 0.2, 0.6, 1.8 and 5.4 s.
+_CREATE_RETRIES = 4
+_CREATE_BACKOFF = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +130,10 @@ class Storage(AsyncClosing):
 
         With ``create_only`` an existing object is left alone (no overwrite,
         where the store supports conditional puts). Returns False when the
-        object already existed, True when this call wrote it.
+        object already existed, True when this call wrote it. A create-only
+        PUT that got no answer (it timed out, its connection was cut) is sent
+        again, up to 4 times: ``create_only`` is for content-addressed keys,
+        whose bytes are the same whoever writes them.
         """
         loc, store = self.locate(url)
         if create_only and loc.store_id not in self._no_create_mode:
@@ -286,6 +295,23 @@ class Storage(AsyncClosing):
         self._limits.clear()
 
     async def _put(self, loc: Location, store: ObjectStore, data: bytes, *, mode: PutMode) -> bool:
+        # obstore retries an overwriting PUT whose request timed out or was
+        # cut, but never a create-only one (not idempotent to it). Every
+        # create here writes a content address, so sending it again is safe:
+        # "already exists" after a lost answer is most likely our own write.
+        retries = _CREATE_RETRIES if mode == "create" else 0
+        for attempt in range(retries + 1):
+            try:
+                return await self._put_once(loc, store, data, mode=mode) or attempt > 0
+            except _Interrupted:
+                if attempt == retries:
+                    raise
+            await asyncio.sleep(_CREATE_BACKOFF * 3**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _put_once(
+        self, loc: Location, store: ObjectStore, data: bytes, *, mode: PutMode
+    ) -> bool:
         async with self._slot():
             try:
                 with translate("PUT", loc):
@@ -323,6 +349,10 @@ class _CreateModeUnsupported(StorageError):
     """The store cannot do create-only puts."""
 
 
+class _Interrupted(StorageError):
+    """A request that timed out or lost its connection (no HTTP answer came)."""
+
+
 @contextlib.contextmanager
 def translate(op: str, loc: Location) -> Iterator[None]:
     """Turn obstore's errors in the block into tesengine's, naming the URL."""
@@ -337,7 +367,8 @@ def translate(op: str, loc: Location) -> Iterator[None]:
             _raise(_CreateModeUnsupported, f"create-only PUT unsupported: {loc.redacted}", loc, exc)
         _raise(StorageError, f"{op} {loc.redacted}: not supported", loc, exc)
     except (obx.BaseError, OSError, ValueError, RuntimeError) as exc:
-        _raise(StorageError, f"{op} {loc.redacted} failed: {_describe(exc)}", loc, exc)
+        kind = _Interrupted if _NO_ANSWER.search(str(exc)) else StorageError
+        _raise(kind, f"{op} {loc.redacted} failed: {_describe(exc)}", loc, exc)
 
 
 def _raise(kind: type[StorageError], message: str, loc: Location, exc: BaseException) -> NoReturn:

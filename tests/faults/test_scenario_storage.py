@@ -23,7 +23,7 @@ from tesengine.errors import InputChanged, StorageError
 from tesengine.storage import Stager, Storage
 from tests.faults.conftest import full_only, make_config
 from tests.faults.procs import server_states
-from tests.fixtures.proxy import UNAVAILABLE, Fault, FaultProxy
+from tests.fixtures.proxy import RESET_AFTER, RESET_BEFORE, UNAVAILABLE, Fault, FaultProxy
 from tests.fixtures.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from tests.fixtures.tes_server import ServedTes
 
@@ -90,6 +90,38 @@ async def test_upload_reset_mid_stream_publishes_nothing_then_a_correct_object(
     assert result.uploaded
     assert await rig.digest_at(url) == want
     assert await rig.keys() == [url]  # no stray partial object anywhere
+
+
+@pytest.mark.parametrize("fault", [RESET_BEFORE, RESET_AFTER], ids=["lost-request", "lost-answer"])
+async def test_a_create_only_put_that_got_no_answer_is_sent_again(
+    rig: Rig, tmp_path: Path, fault: Fault
+) -> None:
+    """obstore never retries a create-only PUT; a content address is safe to send twice.
+
+    Before the answer is lost (the store wrote it) or with the request (it
+    did not): either way the one staging call succeeds, with one object.
+    """
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(50_000))
+    want = blake3.blake3(data.read_bytes()).hexdigest()
+    rig.proxy.add(fault, method="PUT", path=f"/file/{want}", times=1)
+    result = await rig.stager.stage(data)
+    assert rig.proxy.injected[fault.kind] == 1
+    assert result.uploaded and result.url == f"{rig.inputs}/file/{want}"
+    assert await rig.digest_at(result.url) == want
+    assert await rig.keys() == [result.url]
+
+
+async def test_a_create_only_put_refused_with_an_answer_is_not_sent_again(
+    rig: Rig, tmp_path: Path
+) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"refused\n")
+    rig.proxy.add(Fault("status", 400), method="PUT", path="/file/")
+    with pytest.raises(StorageError, match="PUT"):
+        await rig.stager.stage(data)
+    assert rig.proxy.injected["status"] == 1  # an HTTP answer: not a lost request
+    assert await rig.keys() == []
 
 
 @pytest.mark.parametrize("size", [300_000, 10 * 1024 * 1024], ids=["put", "multipart"])
