@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
 from blake3 import blake3
 
-from tesengine.digest import Digester, NullProgress
-from tesengine.errors import InputChanged
+from tesengine.digest import Digest, Digester, NullProgress
+from tesengine.digest.engine import StrPath
+from tesengine.errors import ContentMismatch, InputChanged
 from tesengine.storage import NullStagingProgress, Stager, Storage, join_url
 from tesengine.storage.ops import MULTIPART_THRESHOLD, ObjectInfo
 from tests.test_storage_ops import Backend, backend
@@ -322,3 +323,38 @@ async def test_stage_many_across_digest_chunks_keeps_order_and_dedups(
     # 400 names are a batch to list (always: no HEADs alongside the probe page): the
     # probe page and one listing of the empty prefix
     assert (stager.stats.heads, stager.stats.lists, stager.stats.puts) == (0, 2, 400)
+
+
+class EditsFirst(Digester):
+    """Rewrites a file (to a different size) just before digesting it."""
+
+    def __init__(self, edit: Path, data: bytes, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.edit, self.data = edit, data
+
+    async def digest_files(self, paths: Iterable[StrPath]) -> list[Digest]:
+        self.edit.write_bytes(self.data)
+        return await super().digest_files(paths)
+
+
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)
+async def test_a_file_resized_before_its_digest_is_judged_by_its_new_size(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Staging sizes files before digesting them; a size that changed since is not a mismatch."""
+    new = b"the longer content it has by the time it is digested\n"
+    src = write(tmp_path / "in.txt", b"short\n")
+    present = await backend.storage.put_bytes(
+        join_url(backend.base, "file", blake3(new).hexdigest()), new
+    )
+    assert present
+    async with EditsFirst(src, new, cache_dir=tmp_path / "cache") as digester:
+        result = await Stager(backend.storage, digester, backend.base).stage(src)
+    assert result.url.endswith(blake3(new).hexdigest()) and not result.uploaded
+    edited = write(tmp_path / "other.txt", b"x" * 10)
+    await backend.storage.put_bytes(
+        join_url(backend.base, "file", blake3(b"y" * 11).hexdigest()), b"z" * 12
+    )
+    async with EditsFirst(edited, b"y" * 11, cache_dir=tmp_path / "cache2") as digester:
+        with pytest.raises(ContentMismatch, match="12 bytes"):  # a planted object still is
+            await Stager(backend.storage, digester, backend.base).stage(edited)

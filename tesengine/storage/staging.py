@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -45,11 +46,10 @@ from ..singleflight import SingleFlight
 from ..thread_limits import ThreadLimit
 from ._together import run_all as _all
 from .existence_io import LIST_MARGIN, ExistenceLister
-from .ops import MULTIPART_THRESHOLD, PART_CONCURRENCY, PART_SIZE
 from .protocol import OrderedListing, StorageLike
 from .reports import NullStagingProgress, StageResult, StagingProgress, StagingStats
+from .uploads import UPLOAD_MEMORY, Uploader
 from .urls import is_url, join_url, parse_url
-from .verify import ByteBudget, VerifiedChunks, read_verified
 
 __all__ = [
     "MARKER_PREFIX",
@@ -62,9 +62,6 @@ __all__ = [
 
 #: Directory markers live at ``<inputs>/complete/directory/<hex>``.
 MARKER_PREFIX = "complete"
-#: Bytes of upload bodies held in memory at once, across all uploads.
-UPLOAD_MEMORY = 128 * 1024 * 1024
-_STREAM_COST = PART_SIZE * (PART_CONCURRENCY + 1)
 #: Threads that read and re-hash upload bodies at once (per stager and event loop).
 UPLOAD_THREADS = 4
 #: Files are digested in chunks of up to this many, while earlier ones are checked.
@@ -96,11 +93,12 @@ class Stager:
         self.stats = StagingStats()
         self._concurrency = concurrency
         self._progress: StagingProgress = progress or NullStagingProgress()
-        self._budget = ByteBudget(upload_memory)
         # Reading and re-hashing upload bodies (and telling directories from
         # files) block: a few threads of their own, never the loop's pool.
         self._threads = ThreadLimit(upload_threads)
         self._limit: asyncio.Semaphore | None = None
+        self._uploads = Uploader(storage, self.stats, self._progress, self._slot, self._threads,
+                                 memory=upload_memory)  # fmt: skip
         self._known: set[str] = set()
         self._flights: SingleFlight[str, bool] = SingleFlight()
         self._list_margin = list_margin
@@ -120,13 +118,12 @@ class Stager:
         items = list(items)
         paths = [None if _is_url(i) else _path(i) for i in items]
         local = [p for p in paths if p is not None]
-        # one trip to a thread tells every directory from a file
-        dirs = set(await self._threads.run(_directories, local)) if local else set()
+        # one trip to a thread tells every directory from a file, and sizes the files
+        dirs, sizes = await self._threads.run(_kinds, local) if local else (set(), {})
         directories = [p for p in local if p in dirs]
         files = [p for p in local if p not in dirs]
-        by_dir, by_file = map(
-            iter, await _all([self._stage_directories(directories), self._stage_files(files)])
-        )
+        staged = [self._stage_directories(directories), self._stage_files(files, sizes)]
+        by_dir, by_file = map(iter, await _all(staged))
         return [
             StageResult(str(i), str(i), "url", uploaded=False)
             if p is None
@@ -140,7 +137,7 @@ class Stager:
 
     # -- files -------------------------------------------------------------
 
-    async def _stage_files(self, files: list[Path]) -> list[StageResult]:
+    async def _stage_files(self, files: list[Path], sizes: Mapping[Path, int]) -> list[StageResult]:
         """Stage regular files: batched digests feeding ``concurrency`` workers.
 
         Batching matters when most inputs are already present: per-file
@@ -184,7 +181,8 @@ class Stager:
         async def worker() -> None:
             while (job := await queue.get()) is not None:
                 url, path, hex_ = job
-                uploaded[url] = await self._stage_file(url, path, hex_, listed)
+                size = sizes.get(path)
+                uploaded[url] = await self._stage_file(url, path, hex_, listed, size)
 
         await _all([digest_all(), *(worker() for _ in range(workers))])
         results = []
@@ -194,21 +192,24 @@ class Stager:
         return results
 
     async def _stage_file(
-        self, url: str, path: Path, hex_: str, listed: Mapping[str, int | None]
+        self, url: str, path: Path, hex_: str, listed: Mapping[str, int | None], size: int | None
     ) -> bool:
-        return await self._once(url, lambda: self._ensure_file(url, path, hex_, listed))
+        return await self._once(url, lambda: self._ensure_file(url, path, hex_, listed, size))
 
     async def _ensure_file(
-        self, url: str, path: Path, hex_: str, listed: Mapping[str, int | None]
+        self, url: str, path: Path, hex_: str, listed: Mapping[str, int | None], size: int | None
     ) -> bool:
+        """``size``: the file's when staging began (None: not known), saving a stat here."""
         # A listing's answer is what a HEAD would have said (size, or absent).
         found = listed[hex_] if hex_ in listed else await self._head_size(url)
         if found is None:
-            return await self._upload(url, path, hex_)
+            return await self._uploads.upload(url, path, hex_, size)
         # An object at the address is trusted without download, but only if it
         # at least has the right size: anyone who can write the storage could
-        # have put something else there.
-        size = (await anyio.Path(path).stat()).st_size
+        # have put something else there. (A size from before the digest is
+        # checked again before it is called wrong: the file may have changed.)
+        if found != size:
+            size = (await anyio.Path(path).stat()).st_size
         if found != size:
             where = redact_url(url)
             raise ContentMismatch(
@@ -228,37 +229,6 @@ class Stager:
                 return (await self.storage.head(url)).size
             except ObjectNotFound:
                 return None
-
-    async def _upload(self, url: str, path: Path, hex_: str) -> bool:
-        """Upload ``path`` to ``url``, verified against ``hex_``; True if written."""
-        size = (await anyio.Path(path).stat()).st_size
-        if size <= MULTIPART_THRESHOLD:
-            async with self._budget.hold(size), self._slot():
-                data = await self._threads.run(read_verified, path, hex_)
-                self.stats.puts += 1
-                written = await self.storage.put_bytes(url, data, create_only=True)
-            self._progress.bytes_uploaded(len(data))
-        else:
-            written = await self._upload_stream(url, path, hex_)
-        if written:
-            self.stats.files_uploaded += 1
-            self.stats.bytes_uploaded += size
-            self._progress.file_uploaded(url, size)
-        return written
-
-    async def _upload_stream(self, url: str, path: Path, hex_: str) -> bool:
-        chunks = VerifiedChunks(path, hex_, self._threads, self._progress.bytes_uploaded)
-        async with self._budget.hold(_STREAM_COST), self._slot():
-            self.stats.puts += 1
-            try:
-                # existence was checked just before: a second check would cost a request
-                return await self.storage.put_stream(url, chunks)
-            except Exception:
-                if chunks.error is not None:
-                    raise chunks.error from None
-                raise
-            finally:
-                chunks.close()
 
     # -- directories ---------------------------------------------------------
 
@@ -307,7 +277,8 @@ class Stager:
                 continue
             self.stats.files_skipped += 1
             self._progress.file_skipped(join_url(base, entry.relpath), entry.size)
-        sends = [self._upload(join_url(base, e.relpath), e.path, e.digest.hex) for e in missing]
+        upload = self._uploads.upload
+        sends = [upload(join_url(base, e.relpath), e.path, e.digest.hex, e.size) for e in missing]
         written = await _all(sends)
         await self._write_marker(marker, digest, entries)
         # Only the marker is new when every file was there (Sprocket staged it,
@@ -395,5 +366,17 @@ def _path(item: str | os.PathLike[str]) -> Path:
     return item if isinstance(item, Path) else Path(item)  # Path(Path) parses it again
 
 
-def _directories(paths: list[Path]) -> list[Path]:
-    return [p for p in paths if p.is_dir()]
+def _kinds(paths: list[Path]) -> tuple[set[Path], dict[Path, int]]:
+    """The directories among ``paths``, and each file's size: one stat each, followed."""
+    dirs: set[Path] = set()
+    sizes: dict[Path, int] = {}
+    for path in paths:
+        try:
+            info = path.stat()
+        except OSError:
+            continue  # digesting it says what is wrong, naming the path
+        if stat.S_ISDIR(info.st_mode):
+            dirs.add(path)
+        else:
+            sizes[path] = info.st_size
+    return dirs, sizes
