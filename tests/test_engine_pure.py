@@ -11,8 +11,11 @@ import pytest
 from tesengine.engine.outputs import RemoteDirectory, RemoteFile, safe_relpath
 from tesengine.engine.request import (
     LOG_DIR,
+    LOG_OUTPUT,
     PREFIX_TAG,
     build_task,
+    layout,
+    logs_url,
     output_prefix,
     output_targets,
 )
@@ -20,6 +23,7 @@ from tesengine.engine.result import describe, executor_results, interpret, make_
 from tesengine.engine.spec import Executor, Resources, Task
 from tesengine.engine.validate import validate
 from tesengine.errors import InvalidTask, TaskFailed, TesEngineError
+from tesengine.storage import join_url
 from tesengine.tes import models as wire
 
 SH = Executor(image="ubuntu:24.04", command=["sh", "-c", "true"])
@@ -111,6 +115,34 @@ def test_output_prefix_is_unique_and_keeps_query() -> None:
     target = output_targets(validate(make(outputs={"n": "/o/n"})).outputs, a)[0]
     assert target.url.startswith(a.partition("?")[0] + "/n")
     assert target.url.endswith("?sv=1&sig=abc")
+
+
+@pytest.mark.parametrize(
+    "outputs_url",
+    [
+        "az://c/outputs?sv=1&sig=abc",
+        "s3://b",
+        "s3://b/deep/er/",
+        "file:///tmp/out dir",
+        "https://acct.blob.core.windows.net/c/o?sig=x",
+        "https://host:8080/a%20b/o",
+        "gs://g/o",
+    ],
+)
+def test_layout_builds_the_urls_join_url_would(outputs_url: str) -> None:
+    # Each URL is built once, without join_url's parse per call: the same URLs all the same.
+    now = datetime(2026, 11, 26, 3, 4, 5, tzinfo=UTC)
+    plan = validate(make(outputs={"n": "/o/n", "d.v-1": "/o/d/", "x..y": "/o/x"}))
+    where = layout(outputs_url, plan.outputs, "my task/1", now)
+    stamp = "my-task-1-20261126T030405Z-"
+    assert where.prefix.partition("?")[0].rstrip("/").rpartition("/")[2].startswith(stamp)
+    segment = where.prefix.partition("?")[0].rstrip("/").rpartition("/")[2]
+    assert where.prefix == join_url(outputs_url, segment)
+    assert where.logs_url == join_url(where.prefix, LOG_OUTPUT) == logs_url(where.prefix)
+    assert where.targets == output_targets(plan.outputs, where.prefix)
+    assert [t.url for t in where.targets] == [join_url(where.prefix, o.name) for o in plan.outputs]
+    built = build_task(plan, {}, where, {"run": "r1"})
+    assert built == build_task(plan, {}, where.prefix, {"run": "r1"})
 
 
 def test_build_task_is_spec_shaped(tmp_path: Path) -> None:

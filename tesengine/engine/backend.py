@@ -33,13 +33,7 @@ from .logs import TaskLogs, task_logs
 from .outputs import OutputCache, RemoteDirectory, RemoteFile
 from .poller import Sleep, StatusSource, poll
 from .recover import recover
-from .request import (
-    RUN_TAG,
-    build_task,
-    logs_url,
-    output_prefix,
-    output_targets,
-)
+from .request import RUN_TAG, build_task, layout
 from .run import Submission, TaskRun
 from .spec import Task
 from .validate import Plan, validate_all_off_loop, validate_off_loop
@@ -277,8 +271,8 @@ class TesBackend(AsyncClosing):
         return TaskRun(self, plan.task.name, submission, resubmit)
 
     async def _create(self, plan: Plan, staged: dict[str, str]) -> Submission:
-        prefix = output_prefix(self.config.backend.outputs, plan.task.name)
-        request = build_task(plan, staged, prefix, {RUN_TAG: self.run_tag})
+        where = layout(self.config.backend.outputs, plan.outputs, plan.task.name)
+        request = build_task(plan, staged, where, {RUN_TAG: self.run_tag})
         create = asyncio.ensure_future(self.client.create_task(request))
         try:
             task_id = await asyncio.shield(create)
@@ -288,7 +282,7 @@ class TesBackend(AsyncClosing):
             self._background(self._cancel_created(create))
             raise
         self._status.watch(task_id, self.run_tag)
-        return Submission(task_id, prefix, output_targets(plan.outputs, prefix), logs_url(prefix))
+        return Submission(task_id, where.prefix, where.targets, where.logs_url)
 
     def _track(self, run: TaskRun) -> TaskRun:
         self._runs.add(run)

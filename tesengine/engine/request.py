@@ -15,9 +15,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from ..redact import redact_repr
-from ..storage import join_url
+from ..storage.urls import Location, parse_url
 from ..tes import models as wire
 from .spec import Executor, Task
 from .validate import OutputDecl, Plan
@@ -44,30 +45,84 @@ class OutputTarget:
         return redact_repr(self)  # the URL carries the outputs URL's query
 
 
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Every URL of one execution, each built once: its prefix, outputs and logs."""
+
+    prefix: str
+    targets: tuple[OutputTarget, ...]
+    logs_url: str
+
+    def __repr__(self) -> str:
+        return redact_repr(self)  # the URLs carry the outputs URL's query
+
+
+def layout(
+    outputs_url: str, outputs: tuple[OutputDecl, ...], name: str, now: datetime | None = None
+) -> Layout:
+    """A fresh :class:`Layout` for one execution of task ``name`` (see :func:`output_prefix`)."""
+    return _layout_under(_prefix_location(outputs_url, name, now), outputs)
+
+
 def output_prefix(outputs_url: str, name: str, now: datetime | None = None) -> str:
     """A unique prefix for one execution of task ``name`` (its outputs go under it)."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    safe = _UNSAFE.sub("-", name).strip("-.") or "task"
-    return join_url(outputs_url, f"{safe[:64]}-{stamp}-{secrets.token_hex(4)}")
+    return _prefix_location(outputs_url, name, now).url
 
 
 def output_targets(outputs: tuple[OutputDecl, ...], prefix: str) -> tuple[OutputTarget, ...]:
     """The URL of every declared output under ``prefix``."""
-    return tuple(OutputTarget(o.name, join_url(prefix, o.name), o.directory) for o in outputs)
+    return _targets(parse_url(prefix), outputs)
 
 
 def logs_url(prefix: str) -> str:
     """The directory URL of the captured executor logs."""
-    return join_url(prefix, LOG_OUTPUT)
+    return _child_url(parse_url(prefix), LOG_OUTPUT)
+
+
+def _prefix_location(outputs_url: str, name: str, now: datetime | None) -> Location:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    safe = _UNSAFE.sub("-", name).strip("-.") or "task"
+    base = _parsed(outputs_url)
+    segment = f"{safe[:64]}-{stamp}-{secrets.token_hex(4)}"
+    return base.child(segment)
+
+
+def _layout_under(prefix: Location, outputs: tuple[OutputDecl, ...]) -> Layout:
+    return Layout(prefix.url, _targets(prefix, outputs), _child_url(prefix, LOG_OUTPUT))
+
+
+def _targets(prefix: Location, outputs: tuple[OutputDecl, ...]) -> tuple[OutputTarget, ...]:
+    return tuple(OutputTarget(o.name, _child_url(prefix, o.name), o.directory) for o in outputs)
+
+
+@lru_cache(maxsize=16)
+def _parsed(url: str) -> Location:
+    # A backend's outputs URL, parsed once rather than once per task (Location is frozen).
+    return parse_url(url)
+
+
+def _child_url(parent: Location, name: str) -> str:
+    """``join_url(parent.url, name)``, without its per-call parse and copy.
+
+    Names here are one plain segment (a prefix, an output name, ``_logs``);
+    anything else takes :meth:`Location.child`, which refuses what could escape.
+    """
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        return parent.child(name).url
+    head = parent.key.rstrip("/")
+    return parent.url_for(f"{head}/{name}" if head else name)
 
 
 def build_task(
-    plan: Plan, staged: Mapping[str, str], prefix: str, tags: Mapping[str, str]
+    plan: Plan, staged: Mapping[str, str], where: str | Layout, tags: Mapping[str, str]
 ) -> wire.TesTask:
     """The TES task for ``plan`` once its local inputs are staged.
 
-    ``staged`` maps each local input's container path to its uploaded URL.
+    ``staged`` maps each local input's container path to its uploaded URL;
+    ``where`` is the execution's :class:`Layout`, or its prefix alone.
     """
+    if isinstance(where, str):
+        where = _layout_under(parse_url(where), plan.outputs)
     task = plan.task
     inputs = [
         wire.Input(url=staged[i.container_path], path=i.container_path, type=_kind(i.directory))
@@ -75,9 +130,9 @@ def build_task(
     ] + [wire.Input(url=i.url, path=i.container_path, type=_kind(i.directory)) for i in plan.remote]
     outputs = [
         wire.Output(name=t.name, url=t.url, path=_strip(d.container_path), type=_kind(t.directory))
-        for t, d in zip(output_targets(plan.outputs, prefix), plan.outputs, strict=True)
+        for t, d in zip(where.targets, plan.outputs, strict=True)
     ]
-    outputs.append(wire.Output(url=logs_url(prefix), path=LOG_DIR, type=wire.FileType.DIRECTORY))
+    outputs.append(wire.Output(url=where.logs_url, path=LOG_DIR, type=wire.FileType.DIRECTORY))
     return wire.TesTask(
         name=task.name,
         description=task.description,
@@ -86,7 +141,7 @@ def build_task(
         executors=[_executor(e, i) for i, e in enumerate(task.executors)],
         resources=_resources(task),
         volumes=[*task.volumes, LOG_DIR],
-        tags={**task.tags, **tags, PREFIX_TAG: prefix},
+        tags={**task.tags, **tags, PREFIX_TAG: where.prefix},
     )
 
 
