@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -10,12 +11,13 @@ from typing import Any
 import pytest
 
 import tesengine.engine.validate as validation
-from tesengine import Executor, InvalidTask, Task, TesBackend
+from tesengine import Executor, InvalidTask, Task, TesBackend, TesClient
 from tesengine.server import LocalTesServer
 from tesengine.storage import StageResult
 from tesengine.tes import State
+from tesengine.tes import models as wire
 from tests.fixtures.proxy import FaultProxy
-from tests.support import file_config
+from tests.support import await_until, file_config
 
 Proxy = Callable[[str], Awaitable[FaultProxy]]
 
@@ -153,3 +155,45 @@ async def test_one_submit_checks_local_inputs_off_the_loop(
     assert threads[1] == threading.get_ident()  # no disk to touch: no thread hop
     with pytest.raises(InvalidTask, match="expected a Task, got dict"):
         await validation.validate_off_loop({"name": "c"})  # type: ignore[arg-type]
+
+
+class _GatedCreates:
+    """A TES client whose creates wait at a gate, counting how many are in flight."""
+
+    def __init__(self, client: TesClient) -> None:
+        self._client = client
+        self.gate = asyncio.Event()
+        self.in_flight = self.peak = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def create_task(self, task: wire.TesTask) -> str:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self.gate.wait()
+            return await self._client.create_task(task)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_concurrent_submits_build_and_send_at_most_max_concurrency_creates(
+    server: LocalTesServer, tmp_path: Path
+) -> None:
+    # 100,000 submits at once must wait as coroutines, not as built requests queued on
+    # the client: the backend itself lets max_concurrency creates through at a time.
+    config = file_config(server.url, tmp_path / "storage", tmp_path / "cache", max_concurrency=3)
+    async with TesClient(server.url) as tes:
+        gated = _GatedCreates(tes)
+        async with TesBackend(config, client=gated) as backend:
+            submits = [asyncio.ensure_future(backend.submit(_task(f"t{i}"))) for i in range(10)]
+            await await_until(lambda: gated.in_flight >= 3, what="3 creates in flight")
+            for _ in range(50):  # every other submit had its turn to run, and still waits
+                await asyncio.sleep(0)
+            assert gated.peak == 3
+            gated.gate.set()
+            runs = await asyncio.gather(*submits)
+            results = await asyncio.gather(*runs)
+    assert gated.peak == 3
+    assert sorted(r.name for r in results) == sorted(f"t{i}" for i in range(10))

@@ -97,6 +97,9 @@ class TesBackend(AsyncClosing):
         self._status = source
         self._sleep = sleep
         self._runs: set[TaskRun] = set()
+        # Requests are built only once they may be sent: 100,000 submits at once
+        # then wait as bare coroutines, not as built requests queued on the client.
+        self._creating = asyncio.Semaphore(config.backend.max_concurrency)
         self._cancels: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -142,16 +145,11 @@ class TesBackend(AsyncClosing):
         self._check_open()
         plans = await validate_all_off_loop(tasks)
         staged = await self._stage(plans)
-        limit = asyncio.Semaphore(self.config.backend.max_concurrency)
-
-        async def create(plan: Plan, inputs: dict[str, str]) -> Submission:
-            async with limit:
-                return await self._create(plan, inputs)
-
         # Every create runs to its end: one cancelled in flight might still
         # exist on the server, with nobody left to cancel it.
         created = await asyncio.gather(
-            *(create(p, i) for p, i in zip(plans, staged, strict=True)), return_exceptions=True
+            *(self._create(p, i) for p, i in zip(plans, staged, strict=True)),
+            return_exceptions=True,
         )
         failed = next((c for c in created if isinstance(c, BaseException)), None)
         if failed is not None:
@@ -271,16 +269,18 @@ class TesBackend(AsyncClosing):
         return TaskRun(self, plan.task.name, submission, resubmit)
 
     async def _create(self, plan: Plan, staged: dict[str, str]) -> Submission:
-        where = layout(self.config.backend.outputs, plan.outputs, plan.task.name)
-        request = build_task(plan, staged, where, {RUN_TAG: self.run_tag})
-        create = asyncio.ensure_future(self.client.create_task(request))
-        try:
-            task_id = await asyncio.shield(create)
-        except asyncio.CancelledError:
-            # The server may have created it already (Ctrl-C mid-request):
-            # let the request finish, then cancel what it made.
-            self._background(self._cancel_created(create))
-            raise
+        """Create one task, at most ``max_concurrency`` at a time per backend."""
+        async with self._creating:
+            where = layout(self.config.backend.outputs, plan.outputs, plan.task.name)
+            request = build_task(plan, staged, where, {RUN_TAG: self.run_tag})
+            create = asyncio.ensure_future(self.client.create_task(request))
+            try:
+                task_id = await asyncio.shield(create)
+            except asyncio.CancelledError:
+                # The server may have created it already (Ctrl-C mid-request):
+                # let the request finish, then cancel what it made.
+                self._background(self._cancel_created(create))
+                raise
         self._status.watch(task_id, self.run_tag)
         return Submission(task_id, where.prefix, where.targets, where.logs_url)
 

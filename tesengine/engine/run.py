@@ -65,7 +65,9 @@ class TaskRun:
         self._state = wire.State.QUEUED
         #: Every state observed, in order: what :meth:`states` replays to each reader.
         self._history: list[wire.State] = [wire.State.QUEUED]
-        self._changed = asyncio.Event()
+        #: Set (and dropped) at the next change; made only while :meth:`states` waits,
+        #: so 100,000 runs nobody follows carry no event each.
+        self._changed: asyncio.Event | None = None
         self._owner = owner
         self._submission = submission
         self._resubmit = resubmit
@@ -93,8 +95,17 @@ class TaskRun:
     def _start(self, poller: Awaitable[TaskResult]) -> None:
         """Begin polling (called once, by the backend)."""
         self._poller = asyncio.ensure_future(poller)
-        self._poller.add_done_callback(_consume)
-        self._poller.add_done_callback(lambda _: self._changed.set())
+        self._poller.add_done_callback(self._ended)
+
+    def _ended(self, poller: asyncio.Future[TaskResult]) -> None:
+        _consume(poller)
+        self._wake()
+
+    def _wake(self) -> None:
+        # Wake every waiter of :meth:`states`; later ones wait on a fresh event.
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
 
     def done(self) -> bool:
         """True once the run has a result or an error."""
@@ -144,8 +155,9 @@ class TaskRun:
                 yield self._history[seen - 1]
             if self.done() or self._poller is None:
                 return
-            changed = self._changed
-            await changed.wait()
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
 
     async def wait_for(self, *states: wire.State) -> wire.State:
         """Wait until the run is in one of ``states``; return the state seen.
@@ -173,9 +185,7 @@ class TaskRun:
     def _record(self, state: wire.State) -> None:
         self._state = state
         self._history.append(state)
-        # Wake every waiter; later ones wait on a fresh event.
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._wake()
 
     async def _resubmit_after_preemption(self) -> bool:
         """Resubmit a PREEMPTED task when retries remain; False when they do not."""
