@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 
 from ..redact import redact_repr
@@ -61,7 +62,13 @@ def layout(
     outputs_url: str, outputs: tuple[OutputDecl, ...], name: str, now: datetime | None = None
 ) -> Layout:
     """A fresh :class:`Layout` for one execution of task ``name`` (see :func:`output_prefix`)."""
-    return _layout_under(_prefix_location(outputs_url, name, now), outputs)
+    base = _parsed(outputs_url)
+    head = base.key.rstrip("/")
+    segment = _segment(name, now)
+    key = f"{head}/{segment}" if head else segment
+    # Every URL from the one parsed outputs URL: the prefix, then one segment below it.
+    targets = tuple(OutputTarget(o.name, _below(base, key, o.name), o.directory) for o in outputs)
+    return Layout(base.url_for(key), targets, _below(base, key, LOG_OUTPUT))
 
 
 def output_prefix(outputs_url: str, name: str, now: datetime | None = None) -> str:
@@ -80,11 +87,33 @@ def logs_url(prefix: str) -> str:
 
 
 def _prefix_location(outputs_url: str, name: str, now: datetime | None) -> Location:
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return _parsed(outputs_url).child(_segment(name, now))
+
+
+def _segment(name: str, now: datetime | None) -> str:
+    """The unique last segment of an execution's prefix."""
     safe = _UNSAFE.sub("-", name).strip("-.") or "task"
-    base = _parsed(outputs_url)
-    segment = f"{safe[:64]}-{stamp}-{secrets.token_hex(4)}"
-    return base.child(segment)
+    return f"{safe[:64]}-{_stamp(now)}-{secrets.token_hex(4)}"
+
+
+_last_stamp: tuple[int, str] = (-1, "")
+
+
+def _stamp(now: datetime | None) -> str:
+    global _last_stamp  # noqa: PLW0603 - a one-entry cache: strftime once per second
+    if now is not None:
+        return now.strftime("%Y%m%dT%H%M%SZ")
+    second = int(time.time())
+    if _last_stamp[0] != second:
+        _last_stamp = (second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
+    return _last_stamp[1]
+
+
+def _below(base: Location, key: str, name: str) -> str:
+    """``join_url`` of ``name`` under the prefix whose key (in ``base``'s store) is ``key``."""
+    if not _plain(name):
+        return _child_url(parse_url(base.url_for(key)), name)
+    return base.url_for(f"{key}/{name}")
 
 
 def _layout_under(prefix: Location, outputs: tuple[OutputDecl, ...]) -> Layout:
@@ -101,13 +130,18 @@ def _parsed(url: str) -> Location:
     return parse_url(url)
 
 
+def _plain(name: str) -> bool:
+    # One segment that Location.child would take as it is (no escape to check).
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+
+
 def _child_url(parent: Location, name: str) -> str:
     """``join_url(parent.url, name)``, without its per-call parse and copy.
 
     Names here are one plain segment (a prefix, an output name, ``_logs``);
     anything else takes :meth:`Location.child`, which refuses what could escape.
     """
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
+    if not _plain(name):
         return parent.child(name).url
     head = parent.key.rstrip("/")
     return parent.url_for(f"{head}/{name}" if head else name)

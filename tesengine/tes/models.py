@@ -121,6 +121,9 @@ class State(StrEnum):
         """``value`` as a State; an unknown string is UNKNOWN, with a warning once per value."""
         if isinstance(value, State):
             return value
+        known = _STATES.get(value) if isinstance(value, str) else None
+        if known is not None:  # the spec's own spelling: a dict look-up, not Enum's call
+            return known
         text = str(value).strip().upper()
         try:
             return cls(text)
@@ -133,6 +136,7 @@ _FINAL = frozenset(
     {State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.CANCELED, State.PREEMPTED}
 )
 _FAILED = frozenset({State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.CANCELED})
+_STATES: dict[str, State] = {state.value: state for state in State}
 
 
 class View(StrEnum):
@@ -153,7 +157,9 @@ class FileType(StrEnum):
 def _drop_nulls(value: Any) -> Any:
     if value is None:
         return []  # only reached for lists that are not optional: TaskLog.outputs, ...
-    if isinstance(value, list):
+    if isinstance(value, list) and None in value:
+        # Rare; the test above is one C-level scan, cheaper than always rebuilding
+        # the list (this runs for a dozen lists of every FULL view parsed).
         return [item for item in value if item is not None]
     return value
 
