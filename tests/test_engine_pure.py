@@ -269,3 +269,15 @@ def test_safe_relpath_normalises() -> None:
 async def test_unbound_output_says_how_to_read() -> None:
     with pytest.raises(TesEngineError, match="not bound to a backend"):
         await RemoteFile("s3://b/x").read_text()
+
+
+def test_a_task_run_has_no_instance_dict_but_can_be_weakly_referenced() -> None:
+    # 100,000 runs in flight: each one's attributes live in slots, not a dict.
+    import weakref
+
+    from tesengine.engine.run import Submission, TaskRun
+
+    run = TaskRun(object(), "t", Submission("id1", "s3://b/p", (), "s3://b/p/_logs"), None)  # type: ignore[arg-type]
+    assert not hasattr(run, "__dict__")
+    assert weakref.ref(run)() is run
+    assert (run.id, run.state, run.done()) == ("id1", wire.State.QUEUED, False)

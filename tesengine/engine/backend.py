@@ -17,6 +17,7 @@ import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
 from .._closing import AsyncClosing
@@ -263,10 +264,8 @@ class TesBackend(AsyncClosing):
         return [{item.container_path: next(urls).url for item in plan.local} for plan in plans]
 
     def _run(self, plan: Plan, staged: dict[str, str], submission: Submission) -> TaskRun:
-        async def resubmit() -> Submission:
-            return await self._create(plan, staged)
-
-        return TaskRun(self, plan.task.name, submission, resubmit)
+        # A partial, not a closure: two objects per run in flight instead of five.
+        return TaskRun(self, plan.task.name, submission, partial(self._create, plan, staged))
 
     async def _create(self, plan: Plan, staged: dict[str, str]) -> Submission:
         """Create one task, at most ``max_concurrency`` at a time per backend."""
