@@ -286,15 +286,9 @@ class TesBackend(AsyncClosing):
     def _track(self, run: TaskRun) -> TaskRun:
         self._runs.add(run)
         emit(self.events.task_submitted, run)
-        run._start(self._poll(run))
+        interval = poll_interval(self.config.backend.interval)
+        run._start(poll(run, self._status, interval, self._sleep), self._runs.discard)
         return run
-
-    async def _poll(self, run: TaskRun) -> Any:
-        try:
-            interval = poll_interval(self.config.backend.interval)
-            return await poll(run, self._status, interval, self._sleep)
-        finally:
-            self._runs.discard(run)
 
 
 async def _closed_quietly(close: Callable[[], Awaitable[None]]) -> None:

@@ -62,8 +62,11 @@ async def poll(run: TaskRun, source: StatusSource, interval: float, sleep: Sleep
     """Poll ``run`` until it is final; return its result or raise :class:`TaskFailed`."""
     try:
         while True:
-            state = await _read_state(run, source, interval)
-            if state is None:
+            # Inline, not a helper coroutine: one frame less for each of 100,000 runs.
+            try:
+                state = await source.next_state(run.id, interval, run.state)
+            except (TesUnavailable, TesApiError) as exc:
+                _polling_failed(run, exc)
                 continue
             run._observe(state)
             if state is State.PREEMPTED:
@@ -77,16 +80,14 @@ async def poll(run: TaskRun, source: StatusSource, interval: float, sleep: Sleep
         source.unwatch(run.id)
 
 
-async def _read_state(run: TaskRun, source: StatusSource, interval: float) -> State | None:
-    try:
-        return await source.next_state(run.id, interval, run.state)
-    except TesUnavailable as exc:
+def _polling_failed(run: TaskRun, exc: TesUnavailable | TesApiError) -> None:
+    """Log a failed poll (the next one retries); raise when the server lost the task."""
+    if isinstance(exc, TesUnavailable):
         log.warning("task %s: polling failed, will retry: %s", run.id, exc)
-    except TesApiError as exc:
-        if exc.status == 404:
-            raise run._lost(f"the server no longer knows task {run.id}") from None
+    elif exc.status == 404:
+        raise run._lost(f"the server no longer knows task {run.id}") from None
+    else:
         log.warning("task %s: polling got %s, will retry", run.id, exc)
-    return None
 
 
 async def _read_full(run: TaskRun, source: StatusSource, interval: float, sleep: Sleep) -> TesTask:

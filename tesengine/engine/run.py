@@ -106,10 +106,14 @@ class TaskRun:
         """The unique output prefix of the current execution."""
         return self._submission.prefix
 
-    def _start(self, poller: Awaitable[TaskResult]) -> None:
-        """Begin polling (called once, by the backend)."""
+    def _start(
+        self, poller: Awaitable[TaskResult], ended: Callable[[TaskRun], object] | None = None
+    ) -> None:
+        """Begin polling (called once, by the backend); ``ended(run)`` once it has ended."""
         self._poller = asyncio.ensure_future(poller)
         self._poller.add_done_callback(self._ended)
+        if ended is not None:
+            self._poller.add_done_callback(lambda _: ended(self))
 
     def _ended(self, poller: asyncio.Future[TaskResult]) -> None:
         _consume(poller)
