@@ -158,8 +158,7 @@ def _drop_nulls(value: Any) -> Any:
     if value is None:
         return []  # only reached for lists that are not optional: TaskLog.outputs, ...
     if isinstance(value, list) and None in value:
-        # Rare; the test above is one C-level scan, cheaper than always rebuilding
-        # the list (this runs for a dozen lists of every FULL view parsed).
+        # Rare: one C-level scan is cheaper than rebuilding a dozen lists per FULL view.
         return [item for item in value if item is not None]
     return value
 
