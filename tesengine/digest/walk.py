@@ -19,13 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import DigestError
-from .filehash import FileStat, describe_path, kind_of
+from .filehash import FileStat, describe_path, file_stats, kind_of
 from .layout import Digest, DigestKind, directory_digest_of
 
 __all__ = [
     "DirNode",
     "FileNode",
     "combine",
+    "fill_stats",
     "iter_dirs",
     "iter_files",
     "reuse_digests",
@@ -64,6 +65,16 @@ class DirNode:
     current: bool = False
     #: The directory digest in that row, if its subdirectories' names matched too.
     cached_hex: str | None = None
+    #: The files' stats when the row matched: their :class:`FileStat` is built on demand.
+    raw_stats: list[os.stat_result] | None = None
+
+
+def fill_stats(node: DirNode) -> None:
+    """Give each file of ``node`` its :class:`FileStat`, if the cache lookup left it raw."""
+    if node.raw_stats is not None:
+        for f, s in zip(node.files, file_stats(node.raw_stats), strict=True):
+            f.stat = s
+        node.raw_stats = None
 
 
 def stat_path(path: str) -> os.stat_result:
