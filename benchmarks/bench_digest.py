@@ -24,6 +24,7 @@ Data is created under /tmp and deleted afterwards. Results go to
 
     .venv/bin/python -m benchmarks bench_digest            # full
     .venv/bin/python -m benchmarks.bench_digest --small    # quick
+    .venv/bin/python -m benchmarks.bench_digest --tree-only --runs 5  # cases 2 and 3
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--small", action="store_true", help="a quick run on less data")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side (>= 3)")
     parser.add_argument("--threads", type=int, help="digest worker threads (default: per CPU)")
+    parser.add_argument("--tree-only", action="store_true", help="skip the large-file case")
     args = parser.parse_args(argv)
     b3sum = shutil.which("b3sum")
     if b3sum is None:
@@ -65,13 +67,12 @@ def main(argv: list[str]) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tesengine-bench-digest-", dir="/tmp") as tmp:
         work = Path(tmp)
-        cases = [
-            _big_file(work, b3sum, big_mib, runs, args.threads),
-            *_tree(work, b3sum, tree_files, runs, args.threads),
-        ]
+        big = [] if args.tree_only else [_big_file(work, b3sum, big_mib, runs, args.threads)]
+        cases = [*big, *_tree(work, b3sum, tree_files, runs, args.threads)]
     report = {
         "benchmark": "digest",
         "small": args.small,
+        "tree_only": args.tree_only,
         "runs": runs,
         "machine": _machine(b3sum, load_before),
         "cases": cases,

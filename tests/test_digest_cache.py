@@ -140,6 +140,45 @@ async def test_directory_rows_check_all_five_fields_of_each_file(
     assert d.stats.files_hashed == 0, "the changed directory's row was rewritten"
 
 
+def _grow(f: Path, st: os.stat_result) -> None:
+    f.write_bytes(b"AAAAA")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _new_inode_in_place(f: Path, st: os.stat_result) -> None:
+    # Same size and mtime; the inode (which may even be reused) and ctime tell it apart.
+    data = f.read_bytes()
+    f.unlink()
+    f.write_bytes(data.replace(b"A", b"C"))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize(
+    "change", [_touch, _grow, _rewrite_same_size_old_mtime, _new_inode_in_place]
+)
+async def test_a_change_is_found_when_the_directory_mtime_is_restored(
+    tmp_path: Path, change: Any
+) -> None:
+    # A warm directory is proved unchanged by each file's stat, never by the
+    # directory's own mtime: here that is put back after the change.
+    root = tmp_path / "tree"
+    sub = root / "sub"
+    sub.mkdir(parents=True)
+    for i in range(50):
+        (sub / f"f{i:02}").write_bytes(b"AAAA")
+    cold, _ = await run(tmp_path / "c", root)
+    dir_st = sub.stat()
+    change(sub / "f17", (sub / "f17").stat())
+    os.utime(sub, ns=(dir_st.st_atime_ns, dir_st.st_mtime_ns))
+    assert sub.stat().st_mtime_ns == dir_st.st_mtime_ns
+    again, d = await run(tmp_path / "c", root, tree=True)
+    fresh, _ = await run(tmp_path / "fresh", root)
+    assert again == fresh
+    assert (d.stats.files_hashed, d.stats.files_cached) == (1, 49)
+    if change is not _touch:
+        assert again != cold
+
+
 async def test_a_file_digested_alone_is_found_in_its_directory_later(tmp_path: Path) -> None:
     root = tmp_path / "tree"
     root.mkdir()
@@ -219,6 +258,9 @@ async def test_digest_tree_uses_file_entries_from_the_cache(tmp_path: Path) -> N
     assert warm.hex == cold
     assert d.stats.files_hashed == 0 and d.stats.files_cached == 10
     assert [f.digest.hex for f in files] == [b3hex(bytes([i])) for i in range(10)]
+    # Their stats came from the warm lookup, not from a hash of each file.
+    stats = [(root / f"f{i}").stat() for i in range(10)]
+    assert [(f.size, f.mtime_ns) for f in files] == [(1, st.st_mtime_ns) for st in stats]
 
 
 async def test_corrupt_cache_warns_and_rebuilds(

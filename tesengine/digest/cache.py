@@ -34,11 +34,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from .._sqlite import Schema, connect, write_transaction
-from .dir_rows import DirRow, all_hex, match_row, pack_row, same_row, unpack_row
+from .dir_rows import DirRow, StoredRow, match_row, pack_row, row_digest, same_row, unpack_row
 from .filehash import FileStat
 
 __all__ = ["CACHE_FILE", "MAX_AGE", "SCHEMA_VERSION", "DigestCache"]
@@ -152,6 +153,13 @@ class DigestCache:
         values = [(*_signed(s), hex_, now) for s, hex_ in rows]
         self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", values)
 
+    def dir_row(self, key: tuple[int, int]) -> StoredRow | None:
+        """The stored row of the directory ``key`` (device, inode), as read (unchecked)."""
+        if self._disabled or max(key) >= _TOP:
+            return None
+        rows = self._query(_DIR_LOOKUP, key)
+        return tuple(rows[0]) if rows else None
+
     def lookup_dir(
         self, key: tuple[int, int], names: Sequence[str], stats: Sequence[FileStat], subdirs: bytes
     ) -> tuple[list[str | None], bool, str | None]:
@@ -163,23 +171,18 @@ class DigestCache:
         holds if every subdirectory's does.
         """
         misses: list[str | None] = [None] * len(names)
-        if self._disabled or max(key) >= _TOP:
+        stored = self.dir_row(key)
+        if stored is None:
             return misses, False, None
-        rows = self._query(_DIR_LOOKUP, key)
-        if not rows:
+        same = same_row(stored, names, list(chain.from_iterable(stats)))
+        if same is not None:
+            return list[str | None](same), True, row_digest(stored, subdirs)
+        row = unpack_row(*stored[:3])
+        if row is None:
             return misses, False, None
-        found = same_row(rows[0][:3], names, stats)
-        exact = found is not None
-        if found is None:
-            row = unpack_row(*rows[0][:3])
-            if row is None:
-                return misses, False, None
-            found = match_row(row, names, stats)
-            exact = len(row[0]) == len(names) and None not in found
-        stored = rows[0][4]
-        held = exact and rows[0][3] == subdirs and len(stored) == 64 and all_hex(stored)
-        digest = stored if held else None
-        return found, exact, digest
+        found = match_row(row, names, stats)
+        exact = len(row[0]) == len(names) and None not in found
+        return found, exact, row_digest(stored, subdirs) if exact else None
 
     def store_dirs(self, dirs: Iterable[DirRow]) -> None:
         """Remember each directory's files, subdirectory names and digest."""

@@ -17,7 +17,17 @@ from itertools import chain
 
 from .filehash import FileStat
 
-__all__ = ["DirRow", "all_hex", "match_row", "pack_row", "same_row", "subdir_names", "unpack_row"]
+__all__ = [
+    "DirRow",
+    "StoredRow",
+    "all_hex",
+    "match_row",
+    "pack_row",
+    "row_digest",
+    "same_row",
+    "subdir_names",
+    "unpack_row",
+]
 
 
 def all_hex(text: object) -> bool:
@@ -81,26 +91,36 @@ def unpack_row(
     return listed, fields, _split_hexes(hexes)
 
 
-def same_row(
-    row: tuple[bytes, bytes, str], names: Sequence[str], stats: Sequence[FileStat]
-) -> list[str | None] | None:
-    """The hexes of a row that holds exactly ``names`` with exactly ``stats``, or None.
+#: A row as read back: (names, stats, hexes, subdirs, digest) columns, unchecked.
+StoredRow = tuple[bytes, bytes, str, bytes, str]
 
-    The warm case: the names, and all five stat fields of every file, each
-    compared in one C-level comparison, not a Python step per file.
+
+def same_row(row: StoredRow, names: Sequence[str], fields: Sequence[int]) -> list[str] | None:
+    """The hexes of a row that holds exactly ``names`` with exactly ``fields``, or None.
+
+    ``fields`` are the five stat fields of every file, flat (see
+    :func:`.filehash.stat_fields`). The warm case: the names, and all five
+    fields of every file, each compared in one C-level comparison, not a
+    Python step per file.
     """
-    stored_names, stored_stats, hexes = row
+    stored_names, stored_stats, hexes = row[0], row[1], row[2]
     if stored_names != _joined(names):
         return None
     try:
-        # tolist() and list() run in C; packing the live stats measured twice as slow
-        if array("q", stored_stats).tolist() != list(chain.from_iterable(stats)):
+        # tolist() runs in C; packing the live stats measured twice as slow
+        if array("q", stored_stats).tolist() != fields:
             return None
     except (ValueError, TypeError):
         return None
     if len(hexes) != 64 * len(names) or not all_hex(hexes):
         return None
-    return list[str | None](_split_hexes(hexes))  # the type lookup_dir returns
+    return _split_hexes(hexes)
+
+
+def row_digest(row: StoredRow, subdirs: bytes) -> str | None:
+    """The directory digest of an exactly matched row, if its subdirectories are ``subdirs``."""
+    stored = row[4]
+    return stored if row[3] == subdirs and len(stored) == 64 and all_hex(stored) else None
 
 
 def match_row(

@@ -23,8 +23,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from itertools import chain
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -37,11 +38,14 @@ __all__ = [
     "FileStat",
     "Mapper",
     "describe_path",
+    "file_stats",
     "hash_file",
     "kind_of",
     "not_regular",
+    "raw_stats_in",
     "regular_stat",
     "regular_stats_in",
+    "stat_fields",
 ]
 
 #: Files at least this large are memory-mapped and hashed on several threads.
@@ -118,6 +122,15 @@ _DIR_FD = os.stat in os.supports_dir_fd
 def regular_stats_in(directory: str, names: Sequence[str]) -> list[FileStat] | None:
     """The stats of the regular files ``names`` of ``directory``, or None.
 
+    :func:`raw_stats_in` as :class:`FileStat` values.
+    """
+    found = raw_stats_in(directory, names)
+    return None if found is None else file_stats(found)
+
+
+def raw_stats_in(directory: str, names: Sequence[str]) -> list[os.stat_result] | None:
+    """The ``os.stat`` results of the regular files ``names`` of ``directory``, or None.
+
     The same checks as :func:`regular_stat` on each (symlinks followed, only
     regular files), but each stat is relative to the open directory and the
     loop runs in C (``map``): a warm digest does this for every file, and the
@@ -140,7 +153,17 @@ def regular_stats_in(directory: str, names: Sequence[str]) -> list[FileStat] | N
         os.close(fd)
     if not all(map(stat.S_ISREG, map(_MODE, found))):
         return None
+    return found
+
+
+def file_stats(found: Iterable[os.stat_result]) -> list[FileStat]:
+    """:meth:`FileStat.of` of each of ``found``, in one C-level pass."""
     return list(map(partial(_new_tuple, FileStat), map(_FIELDS, found)))
+
+
+def stat_fields(found: Iterable[os.stat_result]) -> list[int]:
+    """The five :class:`FileStat` fields of each of ``found``, flat, without a FileStat each."""
+    return list(chain.from_iterable(map(_FIELDS, found)))
 
 
 #: Hashes a large file memory-mapped somewhere safe; None when it cannot tell.

@@ -16,7 +16,7 @@ from pathlib import Path
 from .dir_rows import DirRow, subdir_names
 from .filehash import FileStat
 from .layout import Digest, FileEntry
-from .walk import DirNode, FileNode, combine, iter_dirs, iter_files
+from .walk import DirNode, FileNode, combine, fill_stats, iter_dirs, iter_files
 
 __all__ = [
     "BATCH_FILES",
@@ -104,6 +104,7 @@ def changed_rows(tree: DirNode) -> Iterator[DirRow]:
     for d in iter_dirs(tree):
         hex_ = combine(d).hex
         if d.files and not (d.current and d.cached_hex == hex_):
+            fill_stats(d)
             files = d.files
             yield (
                 d.key,
@@ -117,6 +118,8 @@ def changed_rows(tree: DirNode) -> Iterator[DirRow]:
 
 def file_entries(tree: DirNode) -> list[FileEntry]:
     """Every file of ``tree`` as a :class:`FileEntry`, sorted by relative path."""
+    for d in iter_dirs(tree):
+        fill_stats(d)
     entries = [
         FileEntry(rel, Path(f.path), known(f), node_stat(f).size, node_stat(f).mtime_ns)
         for rel, f in iter_files(tree)

@@ -17,15 +17,18 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import compress, filterfalse
+from operator import attrgetter, methodcaller
 
 from ..errors import DigestError
-from .filehash import FileStat, describe_path, kind_of
+from .filehash import FileStat, describe_path, file_stats, kind_of
 from .layout import Digest, DigestKind, directory_digest_of
 
 __all__ = [
     "DirNode",
     "FileNode",
     "combine",
+    "fill_stats",
     "iter_dirs",
     "iter_files",
     "reuse_digests",
@@ -64,6 +67,21 @@ class DirNode:
     current: bool = False
     #: The directory digest in that row, if its subdirectories' names matched too.
     cached_hex: str | None = None
+    #: The files' stats when the row matched: their :class:`FileStat` is built on demand.
+    raw_stats: list[os.stat_result] | None = None
+
+
+def fill_stats(node: DirNode) -> None:
+    """Give each file of ``node`` its :class:`FileStat`, if the cache lookup left it raw."""
+    if node.raw_stats is not None:
+        for f, s in zip(node.files, file_stats(node.raw_stats), strict=True):
+            f.stat = s
+        node.raw_stats = None
+
+
+_NAME = attrgetter("name")
+_PATH = attrgetter("path")
+_IS_FILE = methodcaller("is_file", follow_symlinks=False)
 
 
 def stat_path(path: str) -> os.stat_result:
@@ -96,14 +114,18 @@ def _scan_dir(
             found = list(entries)
     except OSError as exc:
         raise _walk_error(path, exc) from exc
-    for entry in found:
-        try:
-            entry.name.encode("utf-8")  # what sort_key() does, without the call
-        except UnicodeEncodeError:
-            raise _bad_name(entry) from None
-        if entry.is_file(follow_symlinks=False):
-            node.files.append(FileNode(entry.name, entry.path))
-            continue
+    try:
+        "".join(map(_NAME, found)).encode("utf-8")  # what sort_key() does, once per directory
+    except UnicodeEncodeError:
+        raise _bad_name(next(e for e in found if not _utf8(e.name))) from None
+    regular = list(map(_IS_FILE, found))  # from the entry's type: no stat call
+    # The usual directory: C-level passes, no Python step per file.
+    node.files = list(
+        map(FileNode, map(_NAME, compress(found, regular)), map(_PATH, compress(found, regular)))
+    )
+    if all(regular):
+        return node
+    for entry in filterfalse(_IS_FILE, found):
         st = _entry_stat(entry)
         if st is None:
             continue  # a broken symlink: skipped and not counted, as Sprocket does
@@ -118,6 +140,14 @@ def _scan_dir(
                 path=entry.path,
             )
     return node
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _scan_child(
