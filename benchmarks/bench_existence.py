@@ -1,10 +1,11 @@
 """Batched existence checks vs one HEAD per file, against a bucket of 100,000 objects.
 
-Issue 18 part 1. ``rclone serve s3`` on loopback serves a folder filled
-directly on disk with ``--objects`` (100,000) objects under
-``inputs/file/<hex>`` (random 64-hex names, tiny bodies), among them the
-real Blake3 addresses (same bytes, same sizes) of ``--present`` (10,000)
-local files. Cases (median of the runs; the sides alternate which goes
+Issue 18 part 1. An S3 server on loopback (``--store``, see
+:mod:`benchmarks._stores`: ``rclone serve s3``, whose listing pages cost
+per bucket, or SeaweedFS, whose pages cost per page) holds ``--objects``
+(100,000) objects under ``inputs/file/<hex>`` (random 64-hex names, tiny
+bodies), among them the real Blake3 addresses (same bytes, same sizes) of
+``--present`` (10,000) local files. Cases (median of the runs; the sides alternate which goes
 first; every timed side runs in a fresh process):
 
 A. the 10,000 present files: ``Stager.stage_many`` (concurrency 32) vs raw
@@ -26,6 +27,8 @@ warm-cache lookups (a stat and an SQLite read per file) inside its time;
 
     flock /tmp/bench.lock .venv/bin/python -m benchmarks bench_existence
     flock /tmp/bench.lock .venv/bin/python -m benchmarks bench_existence --small
+    flock /tmp/bench.lock .venv/bin/python -m benchmarks bench_existence --store seaweedfs \
+        --out benchmarks/results/existence-seaweedfs-100k.json
 """
 
 from __future__ import annotations
