@@ -354,8 +354,7 @@ async def _c_stage(spec: dict[str, Any]) -> dict[str, Any]:
     new = {f"s3://{spec['bucket']}/{_keys(spec)[str(p)]}" for p in _files(spec, "new")}
     assert set(out.pop("urls")) == new, "uploaded other than the new half"
     assert out["skipped"] == len(new), out
-    await _verify_and_clean(spec)
-    return out
+    return out | await _verify_and_clean(spec)
 
 
 async def _c_raw(spec: dict[str, Any]) -> dict[str, Any]:
@@ -383,26 +382,29 @@ async def _c_raw(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     await asyncio.gather(*(one(p) for p in files))
     seconds = time.perf_counter() - start
-    await _verify_and_clean(spec)
     out = {"items": len(files), "seconds": seconds, "requests": len(files) + puts, "puts": puts}
-    return out | {"plan": "HEAD per file"}
+    return out | {"plan": "HEAD per file"} | await _verify_and_clean(spec)
 
 
-async def _verify_and_clean(spec: dict[str, Any]) -> None:
-    """Every new file is listed with its size; then the new objects go (untimed)."""
+async def _verify_and_clean(spec: dict[str, Any]) -> dict[str, float]:
+    """Every new file is listed with its size; then the new objects go (untimed:
+    the seconds each took are returned apart)."""
     import obstore
 
     seed = json.loads(Path(spec["work"], "keys.json").read_text())
     store = s3_store(spec)
+    start = time.perf_counter()
     sizes: dict[str, int] = {}
     async for batch in obstore.list(store, "inputs/file", chunk_size=1000):
         sizes.update((m["path"], int(m["size"])) for m in batch)
     for kind in ("present", "new"):
         for hex_, size, _ in seed[kind]:
             assert sizes.get(f"inputs/file/{hex_}") == size, (kind, hex_)
+    listed = time.perf_counter()
     new = [f"inputs/file/{hex_}" for hex_, _, _ in seed["new"]]
-    for start in range(0, len(new), 1000):
-        await obstore.delete_async(store, new[start : start + 1000])
+    for first in range(0, len(new), 1000):
+        await obstore.delete_async(store, new[first : first + 1000])
+    return {"verify_list_s": listed - start, "clean_s": time.perf_counter() - listed}
 
 
 PHASES = {
