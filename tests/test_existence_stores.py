@@ -186,8 +186,8 @@ async def test_listing_far_slower_than_heads_is_headed_instead(
     paths = _files(tmp_path / "in", FILES)
     await _fill(backend, join_url(backend.base, "file"), FILLERS)
     await Stager(CountingStorage(backend.storage), digester, backend.base).stage_many(paths[::2])
-    slow = SlowListing(backend.storage, heads_first=90)  # 30 HEADs per slot: not too dear
-    stager = Stager(slow, digester, backend.base, concurrency=4)
+    slow = SlowListing(backend.storage, heads_first=150)  # 7 slots, ~21 each: not too dear
+    stager = Stager(slow, digester, backend.base, concurrency=8)
     results = await stager.stage_many(paths)
     assert [r.uploaded for r in results] == [i % 2 == 1 for i in range(FILES)]
     # HEADs went out while the probe page was awaited, then for the rest the probe
@@ -195,7 +195,7 @@ async def test_listing_far_slower_than_heads_is_headed_instead(
     reason = stager.stats.last_plan
     assert stager.stats.list_plans == 0 and ("HEADs done while" in reason or "small" in reason)
     assert (slow.calls["list_pages"], slow.calls["pages"]) == (1, 1), slow.calls
-    assert 90 < slow.calls["head"] < FILES and stager.stats.heads == slow.calls["head"]
+    assert 150 < slow.calls["head"] < FILES and stager.stats.heads == slow.calls["head"]
 
 
 @pytest.mark.parametrize("backend", ["memory"], indirect=True)
