@@ -219,19 +219,11 @@ async def _stage_present(spec: dict[str, Any]) -> dict[str, Any]:
 
 async def _head_raw(spec: dict[str, Any]) -> dict[str, Any]:
     import obstore
-    from obstore.store import S3Store
 
-    from tests.fixtures.s3 import ACCESS_KEY, REGION, SECRET_KEY
+    from benchmarks._stores import s3_store
 
     keys = json.loads(Path(spec["work"], "keys.json").read_text())
-    store = S3Store(
-        spec["bucket"],
-        endpoint=spec["endpoint"],
-        region=REGION,
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-        client_options={"allow_http": True},
-    )
+    store = s3_store(spec)
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def head(key: str) -> None:
