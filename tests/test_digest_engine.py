@@ -382,6 +382,30 @@ async def test_digest_files_batches_many_files_in_order(tmp_path: Path) -> None:
     assert [g.hex for g in second[8:]] == [g.hex for g in got[8:300]]
 
 
+async def test_a_warm_batch_of_files_takes_one_trip_to_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each trip to a thread costs about what a loopback HEAD does: a warm
+    # batch (staging's common case) must not split into a trip per few files.
+    paths = [tmp_path / f"f{i}" for i in range(10)]
+    for i, p in enumerate(paths):
+        p.write_bytes(pattern(i))
+    async with Digester(cache_dir=tmp_path / "c", threads=2) as d:
+        cold = await d.digest_files(paths)
+        trips: list[object] = []
+        run = d._pool.run
+
+        async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.append(func)
+            return await run(func, *args, **kwargs)
+
+        monkeypatch.setattr(d._pool, "run", counted)
+        warm = await d.digest_files(paths)
+        assert len(trips) == 1, trips
+    assert warm == cold
+    assert (d.stats.files_hashed, d.stats.files_cached) == (10, 10)
+
+
 async def test_digest_files_refuses_a_directory_and_names_it(
     tmp_path: Path, digester: Digester
 ) -> None:

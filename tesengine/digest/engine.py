@@ -135,8 +135,13 @@ class Digester(AsyncClosing):
         files = list(nodes.values())
         if files:
             self._progress.files_found(len(files))
-            await self._hash_all(files)
-            await self._pool.run(self._lookup.remember_files, files)
+            # One trip looks every file up (a warm batch needs nothing more);
+            # only the misses are spread over the pool to be hashed.
+            misses = await self._pool.run(self._exec.look_up, files)
+            self._report([n for n in files if n.cached])
+            if misses:
+                await self._hash_all(misses, look_up=False)
+                await self._pool.run(self._lookup.remember_files, misses)
         return [known(nodes[w]) for w in wheres]
 
     async def digest_tree(self, path: StrPath) -> tuple[Digest, list[FileEntry]]:

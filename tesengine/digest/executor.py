@@ -126,6 +126,11 @@ class HashExecutor:
             feed.send(last)
         return batcher.rest
 
+    def look_up(self, nodes: list[FileNode]) -> list[FileNode]:
+        """Stat ``nodes`` and take their digests from the cache (one query); the misses."""
+        with self._small_files:
+            return self.lookup.look_up(nodes)
+
     def hash_batch(
         self, batch: list[FileNode], *, store: bool, procs: bool = False, look_up: bool = True
     ) -> None:
