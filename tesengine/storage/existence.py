@@ -3,10 +3,11 @@
 Object stores have no "which of these keys are missing?" call, but a listing
 returns up to 1,000 keys a request, and content addresses are uniformly
 spread hex. So a large batch of keys under one prefix (``<inputs>/file/``)
-is cheaper decided by listing the shards (leading hex digits) the batch
-touches than by one HEAD per key. This module is pure: it decides which
-shards to list, when a listing of a shard may stop, and merges what the
-listings saw (:mod:`tesengine.storage.existence_io` does the listing).
+is cheaper decided by listing the key ranges the batch touches than by
+one HEAD per key: the key space is cut at evenly spaced hex boundaries
+into ranges of about a page each. This module is pure: it decides which
+ranges to list (or HEADs instead) and merges what the listings saw
+(:mod:`tesengine.storage.existence_io` does the listing).
 
 Semantics match HEAD exactly: a key seen in a listing is present with the
 size the listing gives, exactly what HEAD would have returned; a listing
@@ -17,6 +18,7 @@ show is absent; a key no listing covered is left to HEAD.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,61 +27,69 @@ PAGE = 1000  # keys a listing request returns (S3, Azure and GCS alike)
 HEX = "0123456789abcdef"
 
 
+#: Keys one listing range is planned to hold: under a page, so that a range
+#: usually takes one request even where the hex spreads a little unevenly.
+RANGE_KEYS = 850
+_SPACE = 1 << 32  # the range boundaries are 8 hex digits
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """How one batch is checked: ``shards`` to list, ``heads`` to HEAD."""
+    """How one batch is checked: key ``ranges`` to list, or ``heads`` to HEAD.
 
-    shards: tuple[str, ...]
+    A range ``(after, upto)`` is listed from past ``after`` (``""``: from
+    the start) and holds the keys up to and including ``upto`` (None: to
+    the end).
+    """
+
+    ranges: tuple[tuple[str, str | None], ...]
     heads: tuple[str, ...]
     reason: str
-    #: Listing requests the shards are expected to take.
+    #: Listing requests the ranges are expected to take.
     cost: int = 0
+    #: Listing requests one range is expected to take.
+    pages_per_range: int = 1
 
     @property
     def lists(self) -> bool:
-        return bool(self.shards)
+        return bool(self.ranges)
 
 
-def shard_width(namespace: int, batch: int, max_width: int = 4) -> int:
-    """Hex digits per shard: enough shards that each is about one page.
+def boundaries(namespace: int, offsets: bool = True) -> tuple[str, ...]:
+    """Evenly spaced range starts (8 hex digits), about ``RANGE_KEYS`` keys apart.
 
-    More shards than the batch has keys would list shards no key needs,
-    so the width never makes more shards than keys. ``max_width`` 0 means
-    one listing of the whole prefix (a store that ignores list offsets).
+    The first is ``""``, the start of the key space. Without ``offsets``
+    (a store that ignores where a listing should start) there is one
+    range, the whole prefix.
     """
-    if namespace <= PAGE or max_width <= 0:
-        return 0
-    want = math.ceil(math.log(namespace / PAGE, 16))
-    cap = max(0, int(math.log(max(batch, 1), 16)))
-    return max(1, min(want, cap, max_width))
+    count = min(_SPACE, max(1, math.ceil(namespace / RANGE_KEYS))) if offsets else 1
+    return ("", *(f"{i * _SPACE // count:08x}" for i in range(1, count)))
 
 
-def list_cost(namespace: int, width: int, touched: int) -> int:
-    """Requests to list ``touched`` shards of ``width`` digits, whole."""
-    per_shard = namespace / _count(width)
-    return touched * max(1, math.ceil(per_shard / PAGE))
-
-
-def plan(keys: Iterable[str], namespace: int, *, min_batch: int = 64, max_width: int = 4) -> Plan:
-    """Choose HEADs or shard listings for ``keys`` (lowercase hex names).
+def plan(keys: Iterable[str], namespace: int, *, min_batch: int = 64, offsets: bool = True) -> Plan:
+    """Choose HEADs or range listings for ``keys`` (lowercase hex names).
 
     ``namespace`` is an estimate of how many keys live under the prefix
-    (e.g. from one page of one shard, times the shard count). A batch
-    below ``min_batch`` always uses HEADs: a listing cannot beat a few
-    requests made at once. Otherwise listing is chosen when its cost, in
-    requests, is below the number of keys. ``max_width`` bounds the shard
-    width (0: list the prefix from its start, the one listing that needs
-    no offset).
+    (from one page listed from the middle). A batch below ``min_batch``
+    always uses HEADs: a listing cannot beat a few requests made at once.
+    Otherwise the key space is cut into even ranges of about a page each,
+    only the ranges holding a wanted key are listed, and listing is chosen
+    when it costs at most half the requests HEADs would (a page is a
+    little dearer than a HEAD). ``offsets`` False: one listing from the
+    start, the one listing that needs no offset.
     """
     wanted = sorted(set(keys))
     if len(wanted) < min_batch:
         return Plan((), tuple(wanted), f"small batch ({len(wanted)} < {min_batch})")
-    width = shard_width(namespace, len(wanted), max_width)
-    shards = tuple(sorted({k[:width] for k in wanted}))
-    cost = list_cost(namespace, width, len(shards))
-    if cost >= len(wanted):
-        return Plan((), tuple(wanted), f"listing costs {cost} >= {len(wanted)} HEADs")
-    return Plan(shards, (), f"{len(shards)} shards, ~{cost} list requests for {len(wanted)}", cost)
+    starts = boundaries(namespace, offsets)
+    touched = sorted({bisect.bisect_left(starts, k) - 1 for k in wanted})
+    ranges = tuple((starts[i], starts[i + 1] if i + 1 < len(starts) else None) for i in touched)
+    per_range = max(1, math.ceil(namespace / len(starts) / PAGE))
+    cost = len(ranges) * per_range
+    if 2 * cost > len(wanted):
+        return Plan((), tuple(wanted), f"listing costs {cost} > half of {len(wanted)} HEADs")
+    reason = f"{len(ranges)} of {len(starts)} ranges, ~{cost} list requests for {len(wanted)}"
+    return Plan(ranges, (), reason, cost, per_range)
 
 
 def guard_probe(
@@ -114,20 +124,13 @@ def guard_probe(
 #: store that reads far more than a page per listing request (S3 answers a
 #: page of 1,000 keys in the time of a few HEADs). Such a store keeps doing
 #: that work for a listing even after the client has given up on it, which
-#: delays every request behind it: listing stops before any shard is sent.
+#: delays every request behind it: listing stops before any range is sent.
 PAGE_HEADS_MAX = 32
 
 
 def page_too_dear(heads: int, slots: int) -> bool:
     """True when ``heads`` HEADs, ``slots`` at once, finished while one page was listed."""
     return slots > 0 and heads > PAGE_HEADS_MAX * slots
-
-
-def estimate_namespace(first_page: int, width: int, *, truncated: bool) -> int:
-    """Estimate keys under the prefix from one page of one shard of ``width``."""
-    if not truncated:
-        return first_page * _count(width)
-    return max(first_page, PAGE) * 2 * _count(width)  # at least a page more in that shard
 
 
 def estimate_from_page(names: Sequence[str], after: str, *, complete: bool) -> int:
@@ -142,18 +145,9 @@ def estimate_from_page(names: Sequence[str], after: str, *, complete: bool) -> i
     if complete:
         return math.ceil(len(names) / max(1.0 - start, 1e-9))
     span = _fraction(names[-1]) - start if names else 0.0
-    if span <= 0:  # names that are not hex: no density to read
-        return estimate_namespace(len(names), 1, truncated=True)
+    if span <= 0:  # names that are not hex: no density to read, so assume many
+        return max(len(names), PAGE) * 32
     return math.ceil(len(names) / span)
-
-
-def shard_done(wanted: Iterable[str], decided: Mapping[str, int | None], last: str) -> bool:
-    """True once every wanted key of a shard is decided by keys up to ``last``.
-
-    Listings come in lexical order, so a wanted key below or at ``last``
-    that was not seen is absent: the shard can stop there.
-    """
-    return all(k in decided or k <= last for k in wanted)
 
 
 def merge(
@@ -183,8 +177,3 @@ def _fraction(name: str) -> float:
             break
         digits += char
     return int(digits.ljust(8, "0"), 16) / 16**8 if digits else 0.0
-
-
-def _count(width: int) -> int:
-    """Shards of ``width`` hex digits (an int, where ``16**width`` types as Any)."""
-    return 1 << (4 * width)

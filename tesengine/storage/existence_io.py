@@ -4,8 +4,9 @@
 (``<inputs>/file`` or ``<inputs>/complete/directory``) with the plan of
 :mod:`tesengine.storage.existence`: one page listed from the middle of the
 key space estimates how many keys the prefix holds (and checks that the
-store honours a list offset), then the shards the batch touches are listed
-concurrently, each stopping once its last wanted name is passed. What no
+store honours a list offset), then the key ranges the batch touches are
+listed concurrently, each stopping once its last wanted name is passed (or
+after a few pages more than planned). What no
 listing decided is left out of the answer: the caller HEADs it.
 
 While the probe is in flight the other request slots HEAD wanted names
@@ -17,12 +18,13 @@ listing request) is then HEADed instead
 A listing is only trusted in the order it promises: a page whose names
 are not increasing, or start at or before the offset asked for, proves
 nothing about absence (its names are still present), and a store seen to
-ignore the offset is listed from the start instead (one shard).
+ignore the offset is listed from the start instead (one range).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
 import time
@@ -31,11 +33,19 @@ from dataclasses import dataclass, field
 
 from ..errors import StorageError
 from ._together import run_all
-from .existence import PAGE, estimate_from_page, guard_probe, merge, page_too_dear, plan
+from .existence import (
+    PAGE,
+    Plan,
+    estimate_from_page,
+    guard_probe,
+    merge,
+    page_too_dear,
+    plan,
+)
 from .protocol import OrderedListing
 from .reports import StagingStats
 
-__all__ = ["LIST_MARGIN", "MIN_BATCH", "ExistenceLister"]
+__all__ = ["LIST_BUDGET_MIN", "LIST_MARGIN", "MIN_BATCH", "PAGES_PER_RANGE_MAX", "ExistenceLister"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,10 @@ log = logging.getLogger(__name__)
 MIN_BATCH = 64
 #: Listing is kept (for its few requests) unless expected this many times slower than HEADs.
 LIST_MARGIN = 2.0
+#: Seconds a listing may always take, however fast its first page came.
+LIST_BUDGET_MIN = 1.0
+#: Pages one range may take, as a multiple of what it was planned to take.
+PAGES_PER_RANGE_MAX = 4
 _PROBE_AFTER = "8"  # the middle of the hex key space
 
 
@@ -121,11 +135,10 @@ class ExistenceLister:
             self._give_up(f"one listing page took the time of {heads} HEADs")
             return merge(listed.wanted, listed.seen, listed.ranges) | headed
         rest = [n for n in listed.wanted if n not in headed and not _covered(n, listed.ranges)]
-        width = 4 if self._offsets_work else 0
         # Names the hedging HEADs left to decide: too few to be worth a listing
         # go to HEAD too (without hedges the batch is committed to listing).
         least = self.min_batch if headed else 1
-        chosen = plan(rest, namespace, min_batch=least, max_width=width)
+        chosen = plan(rest, namespace, min_batch=least, offsets=self._offsets_work is not False)
         if heads:
             rounds = self.concurrency
             chosen = guard_probe(chosen, rest, heads, rounds=rounds, margin=self.margin)
@@ -135,22 +148,48 @@ class ExistenceLister:
             len(names), self.prefix_url, namespace, chosen.reason,
         )  # fmt: skip
         if chosen.lists:
-            self._stats.list_plans += 1
-            by_shard: dict[str, list[str]] = {}
-            for name in rest:
-                by_shard.setdefault(name[: len(chosen.shards[0])], []).append(name)
-            shards = [self._shard(s, max(by_shard[s]), listed) for s in chosen.shards]
-            # Listing may take at most ``margin`` times what HEADs of the rest
-            # would at the rate the hedges showed; what the pages listed by then
-            # decided stands, the rest is HEADed. A listing that fails (no
-            # list permission, a store that times out) is HEADed the same way.
-            budget = self.margin * probe_s * len(rest) / heads if heads else None
-            try:
-                async with asyncio.timeout(budget):
-                    await run_all(shards)
-            except (TimeoutError, StorageError) as exc:
-                self._give_up(_why(exc, budget))
+            await self._list_ranges(
+                chosen, rest, listed, self._budget(chosen, rest, heads, probe_s)
+            )
         return merge(listed.wanted, listed.seen, listed.ranges) | headed
+
+    def _budget(self, chosen: Plan, rest: list[str], heads: int, probe_s: float) -> float | None:
+        """Seconds the listing may take before what it left is HEADed instead.
+
+        ``margin`` times what HEADs of the rest would take at the rate the
+        hedges showed; with no hedge answered, ``margin`` times the probe
+        page's time for each round of pages, and never under a second (a
+        store that answers its first page fast may still be listed slowly).
+        """
+        if not math.isfinite(self.margin):
+            return None
+        if heads:
+            return self.margin * probe_s * len(rest) / heads
+        rounds = math.ceil(chosen.cost / self.concurrency)
+        return max(LIST_BUDGET_MIN, self.margin * probe_s * rounds)
+
+    async def _list_ranges(
+        self, chosen: Plan, rest: list[str], listed: _Listed, budget: float | None
+    ) -> None:
+        """List ``chosen.ranges`` at once, within ``budget`` seconds.
+
+        What the pages listed by then decided stands; the rest is HEADed.
+        A listing that fails (no list permission, a store that times out)
+        is HEADed the same way.
+        """
+        self._stats.list_plans += 1
+        last_wanted: dict[str, str] = {}
+        starts = [after for after, _ in chosen.ranges]
+        for name in rest:
+            after = starts[bisect.bisect_left(starts, name) - 1]
+            last_wanted[after] = max(last_wanted.get(after, name), name)
+        cap = PAGES_PER_RANGE_MAX * chosen.pages_per_range
+        ranges = [self._range(a, last_wanted[a], listed, cap) for a in starts if a in last_wanted]
+        try:
+            async with asyncio.timeout(budget):
+                await run_all(ranges)
+        except (TimeoutError, StorageError) as exc:
+            self._give_up(_why(exc, budget))
 
     def _give_up(self, why: str) -> None:
         """Stop listing for this stager: what is left of every batch is HEADed."""
@@ -219,25 +258,31 @@ class ExistenceLister:
         finally:
             await _close(pages)
 
-    async def _shard(self, shard: str, last_wanted: str, listed: _Listed) -> None:
-        """List ``shard`` until past ``last_wanted``, recording what is covered."""
-        after = shard
+    async def _range(self, after: str, last_wanted: str, listed: _Listed, cap: int) -> None:
+        """List from past ``after`` until past ``last_wanted``, recording what is covered.
+
+        At most ``cap`` pages: a range far denser than planned (or a store
+        whose listing never ends) leaves the rest of its names to HEAD.
+        """
+        start = after
         async with self._slot():
             self._stats.lists += 1  # the first request, even when it returns nothing
             pages = self.storage.list_pages(self.prefix_url, start_after=after or None)
             try:
+                count = 0
                 async for page in pages:
-                    if after != shard:
+                    count += 1
+                    if count > 1:
                         self._stats.lists += 1
                     last = listed.take(page, after)
                     if last is None:
-                        if after:
+                        if start:
                             self._offsets_work = False  # list from the start next time
-                        return  # out of order: the rest of this shard goes to HEAD
+                        return  # out of order: the rest of this range goes to HEAD
                     if len(page) < PAGE:
                         break  # the last page
                     listed.ranges.append((after, last))
-                    if last >= last_wanted:
+                    if last >= last_wanted or count >= cap:
                         return
                     after = last
                 listed.ranges.append((after, None))  # listed to the end
