@@ -1,5 +1,7 @@
 """Pure planning of batched existence checks."""
 
+import itertools
+
 from tesengine.storage.existence import (
     RANGE_KEYS,
     boundaries,
@@ -37,7 +39,7 @@ def test_only_the_ranges_a_batch_touches_are_listed() -> None:
 def test_boundaries_are_even_and_sorted() -> None:
     starts = boundaries(100_000)
     assert len(starts) == 118 and starts[0] == "" and list(starts) == sorted(starts)
-    gaps = {int(b, 16) - int(a, 16) for a, b in zip(starts[1:], starts[2:])}
+    gaps = {int(b, 16) - int(a, 16) for a, b in itertools.pairwise(starts[1:])}
     assert max(gaps) - min(gaps) <= 1
     assert boundaries(RANGE_KEYS) == ("",) and boundaries(10**6, offsets=False) == ("",)
 
