@@ -8,6 +8,10 @@ executors, so the check holds when bwrap binds it), and the ``stdin``,
 :func:`~tesengine.server.safe_open.open_beneath`: never followed, never
 blocking, regular files only. Streams without a container path go to the
 server's own log directory, which the task cannot see.
+
+A runtime that runs no process (``stages_files`` False: the noop runtime) gets
+:data:`NO_STREAMS` and no descriptor at all: with 100,000 tasks in flight, three
+opens of ``/dev/null`` each would exhaust the server's descriptor limit.
 """
 
 from __future__ import annotations
@@ -16,17 +20,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runtime.base import ExecSpec
+from .runtime.base import NO_FD, ExecSpec
 from .safe_open import UnsafePath, check_beneath, close_quietly, open_beneath, read_tail
 from .task_doc import ExecutorDoc
 
-__all__ = ["Streams", "open_streams", "read_tails"]
+__all__ = ["NO_STREAMS", "Streams", "open_streams", "read_tails"]
 
 
 @dataclass(frozen=True, slots=True)
 class Streams:
     """Open descriptors for one executor, and where its output went (for the tails)."""
 
+    #: Descriptors, or :data:`~.runtime.base.NO_FD` each in :data:`NO_STREAMS`.
     stdin: int
     stdout: int
     stderr: int
@@ -35,25 +40,19 @@ class Streams:
     err_at: tuple[Path, str]
 
     def close(self) -> None:
-        """Close the three descriptors."""
-        close_quietly(self.stdin, self.stdout, self.stderr)
+        """Close the three descriptors (nothing for :data:`NO_STREAMS`)."""
+        if self is not NO_STREAMS:
+            close_quietly(self.stdin, self.stdout, self.stderr)
 
 
-def open_streams(
-    root: Path,
-    logs_dir: Path,
-    spec: ExecSpec,
-    executor: ExecutorDoc,
-    stages: bool,
-) -> Streams:
+#: The streams of an executor whose runtime runs no process: nothing opened, no tails.
+NO_STREAMS = Streams(NO_FD, NO_FD, NO_FD, (Path(os.devnull), ""), (Path(os.devnull), ""))
+
+
+def open_streams(root: Path, logs_dir: Path, spec: ExecSpec, executor: ExecutorDoc) -> Streams:
     """Check the binds and open the streams of executor ``spec`` (blocking: run in a thread)."""
     index, mounts = spec.index, spec.mounts
     field = f"executors[{index}]"
-    if not stages:
-        null = os.devnull
-        null_in = os.open(null, os.O_RDONLY | os.O_CLOEXEC)
-        out, err = (os.open(null, os.O_WRONLY | os.O_CLOEXEC) for _ in range(2))
-        return Streams(null_in, out, err, (Path("/"), null), (Path("/"), null))
     for mount in mounts:
         try:
             check_beneath(root, mount.container)
@@ -90,6 +89,6 @@ def _open(base: Path, container: str, field: str, *, write: bool) -> int:
 
 def read_tails(streams: Streams, limit: int) -> tuple[str, str]:
     """The last ``limit`` bytes of stdout and stderr (blocking: run in a thread)."""
-    out = read_tail(*streams.out_at, limit) if streams.out_at[1] != os.devnull else ""
-    err = read_tail(*streams.err_at, limit) if streams.err_at[1] != os.devnull else ""
-    return out, err
+    if streams is NO_STREAMS:
+        return "", ""
+    return read_tail(*streams.out_at, limit), read_tail(*streams.err_at, limit)

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import TesEngineError
 from ..storage import Storage
 from ..tes.models import State
-from .exec_io import open_streams, read_tails
+from .exec_io import NO_STREAMS, open_streams, read_tails
 from .runtime.base import ExecRequest, ExecSpec, Mount, Runtime
 from .safe_open import in_file_pool
 from .staging_io import AllowedDirs, fetch_inputs, push_outputs
@@ -203,7 +203,10 @@ async def _run_executor(
 ) -> int:
     executor = record.doc["executors"][spec.index]
     stages = svc.runtime.stages_files
-    streams = await in_file_pool(open_streams, root, logs_dir, spec, executor, stages)
+    # A runtime that stages nothing runs nothing: no descriptor, and no trip to the pool.
+    streams = (
+        await in_file_pool(open_streams, root, logs_dir, spec, executor) if stages else NO_STREAMS
+    )
     start_time = now()
     try:
         request = ExecRequest(spec, streams.stdin, streams.stdout, streams.stderr)

@@ -2,10 +2,11 @@
 
 A runtime receives an :class:`ExecRequest` whose paths are already staged on
 the host (the task's root directory mirrors the container paths) and whose
-streams are open descriptors, and returns the exit code. Cancelling
-:meth:`Runtime.run` must kill every process the executor started before it
-returns. :meth:`Runtime.preflight` is asked about every executor before the
-task stages anything, so what can never run fails early and says why.
+streams are open descriptors (:data:`NO_FD` for a runtime that stages no files:
+it runs no process, so none is opened for it), and returns the exit code.
+Cancelling :meth:`Runtime.run` must kill every process the executor started
+before it returns. :meth:`Runtime.preflight` is asked about every executor
+before the task stages anything, so what can never run fails early and says why.
 """
 
 from __future__ import annotations
@@ -13,12 +14,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 from ...errors import ExecutorRefused, RuntimeUnavailable
 
 # The errors live in tesengine.errors; they are named here too, beside the hook that raises them.
-__all__ = ["ExecRequest", "ExecSpec", "ExecutorRefused", "Mount", "Runtime", "RuntimeUnavailable"]
+__all__ = [
+    "NO_FD",
+    "ExecRequest",
+    "ExecSpec",
+    "ExecutorRefused",
+    "Mount",
+    "Runtime",
+    "RuntimeUnavailable",
+]
+
+#: The stream descriptors a runtime with ``stages_files`` False is given: not a descriptor.
+NO_FD: Final = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +58,8 @@ class ExecSpec:
 @dataclass(frozen=True, slots=True)
 class ExecRequest:
     """One executor, ready to run: ``stdin``, ``stdout``, ``stderr`` are open
-    descriptors (owned and closed by the caller)."""
+    descriptors (owned and closed by the caller), or :data:`NO_FD` each when the
+    runtime does not stage files."""
 
     spec: ExecSpec
     stdin: int
@@ -55,7 +68,8 @@ class ExecRequest:
 
 
 class Runtime(Protocol):
-    """Runs executors. ``stages_files`` False means inputs and outputs are skipped."""
+    """Runs executors. ``stages_files`` False means inputs and outputs are skipped and
+    the executor gets no streams (:data:`NO_FD`): such a runtime runs no process."""
 
     name: str
     stages_files: bool
