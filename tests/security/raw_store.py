@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
@@ -176,7 +175,7 @@ class HostileS3:
         if kind in script.fail and self._take_failure():
             message = repr(req.headers).encode() if script.echo_headers else b"try again"
             status = script.fail_status
-            return _response(status, {}, _ERROR % (b"SlowDown", escape_bytes(message)))
+            return _response(status, {}, _ERROR % (b"SlowDown", _escape_bytes(message)))
         if req.is_list:
             return self._list(req)
         if req.method == "PUT":
@@ -233,7 +232,7 @@ class HostileS3:
         return _response(200, {"Content-Type": "application/xml"}, _listing(page, truncated, token))
 
 
-def escape_bytes(data: bytes) -> bytes:
+def _escape_bytes(data: bytes) -> bytes:
     """``data`` made safe as XML text."""
     return escape(data.decode("utf-8", "replace")).encode()
 
@@ -313,9 +312,3 @@ def _listing(page: list[tuple[str, int]], truncated: bool, token: str) -> bytes:
         "</ListBucketResult>"
     ).encode()
 
-
-@contextlib.contextmanager
-def hostile_s3(bucket: str, script: Script | None = None) -> Iterator[HostileS3]:
-    """A running :class:`HostileS3` (a context manager, for fixtures)."""
-    with HostileS3(bucket, script) as server:
-        yield server
