@@ -311,4 +311,3 @@ def _listing(page: list[tuple[str, int]], truncated: bool, token: str) -> bytes:
         f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{more}{contents}"
         "</ListBucketResult>"
     ).encode()
-
