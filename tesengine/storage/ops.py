@@ -15,7 +15,7 @@ import contextlib
 import os
 import re
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,11 @@ _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
 # How obstore's error text (its debug source) names a request that got no
 # HTTP answer: it timed out, its connection failed or was cut.
 _NO_ANSWER = re.compile(r"HttpError \{\s*kind: (?:Timeout|Interrupted|Connect)\b")
+# How obstore quotes the answer to a refused request: "... - Server returned
+# non-2xx status code: 403 Forbidden: <the reply's body>", then its debug source.
+_REPLY = re.compile(r"\s*-?\s*Server returned (?P<status>non-2xx status code: \d{3}[^:\n]*):?"
+                    r"(?P<body>.*?)(?=\n\nDebug source:|\Z)", re.S)  # fmt: skip
+_S3_CODE = re.compile(r"<Code>([A-Za-z]{1,64})</Code>")
 #: Create-only PUTs sent again after no answer came, waiting 0.2, 0.6, 1.8 and 5.4 s.
 _CREATE_RETRIES = 4
 _CREATE_BACKOFF = 0.2
@@ -250,17 +255,19 @@ class Storage(AsyncClosing):
         Azure ``startFrom``). Each page is one listing request (S3 and GCS
         return 1,000 keys a request; Azure's requests of 5,000 are split).
         Stopping iteration stops the requests. A store that ignores the
-        offset returns names at or before it: the caller checks.
+        offset returns names at or before it: the caller checks. A listed
+        key outside the folder fails the listing with :class:`StorageError`
+        (cut to the prefix's length, ``inputs/fil3/<hex>`` would pass for
+        ``<hex>``); the folder's own placeholder key is skipped.
         """
         loc, store = self.locate(prefix_url)
         root = loc.key.rstrip("/")
-        cut = len(root) + 1 if root else 0
         offset = f"{root}/{start_after}" if root and start_after else start_after
         with translate("LIST", loc):
             stream = obstore.list(store, root or None, offset=offset, chunk_size=_PAGE)
             async for batch in stream:
                 self.requests += 1
-                yield [(meta["path"][cut:], int(meta["size"])) for meta in batch]
+                yield _names_under(batch, root, loc)
 
     async def walk(self, prefix_url: str) -> AsyncIterator[tuple[str, ObjectInfo]]:
         """Every object of the directory ``prefix_url``, with its decoded relative path.
@@ -371,16 +378,53 @@ def translate(op: str, loc: Location) -> Iterator[None]:
         _raise(kind, f"{op} {loc.redacted} failed: {_describe(exc)}", loc, exc)
 
 
+def _names_under(batch: Sequence[ObjectMeta], root: str, loc: Location) -> Page:
+    """A listing page's ``(name, size)`` pairs under the folder ``root``; refuses strays."""
+    under = f"{root}/" if root else ""
+    cut = len(under)
+    page: Page = []
+    for meta in batch:
+        key = meta["path"]
+        if key.startswith(under) and len(key) > cut:
+            page.append((key[cut:], int(meta["size"])))
+        elif key not in (root, under):  # the folder's placeholder is no name: skipped
+            shown = key if len(key) <= 200 else key[:200] + "..."
+            raise StorageError(
+                f"LIST {loc.redacted}: the store listed the key {shown!r}, which is not "
+                f"under the prefix {under!r}; refusing the listing",
+                url=loc.redacted,
+            )
+    return page
+
+
 def _raise(kind: type[StorageError], message: str, loc: Location, exc: BaseException) -> NoReturn:
-    # obstore's message may quote a request URL with a SAS signature in it:
-    # keep it out of the chain when the URL carries a query string.
-    raise kind(message, url=loc.redacted) from (None if loc.query else exc)
+    # obstore's message may quote a request URL with a SAS signature in it,
+    # or the reply's body: keep it out of the chain when it does.
+    quoted = loc.query or _reply_body(str(exc))
+    raise kind(message, url=loc.redacted) from (None if quoted else exc)
 
 
 def _describe(exc: BaseException) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = str(exc).strip()
+    status = ""
+    reply = _REPLY.search(text)
+    if reply is not None:
+        # The body is the server's text, which may quote the request back (AWS's
+        # SignatureDoesNotMatch quotes the canonical request, session token and
+        # all): only the status and an S3 error code are kept, the status kept
+        # past the truncation below.
+        code = _S3_CODE.search(reply["body"])
+        status = f" - {reply['status'][:80]}" + (f" ({code[1]})" if code else "")
+        text = text[: reply.start()]
+    first = text.splitlines()[0] if text else ""
     first = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), first)
-    return f"{type(exc).__name__}: {first[:300]}"
+    return f"{type(exc).__name__}: {first[:300]}{status}"
+
+
+def _reply_body(text: str) -> bool:
+    """True when obstore's error ``text`` quotes a non-empty reply body."""
+    reply = _REPLY.search(text)
+    return reply is not None and bool(reply["body"].strip())
 
 
 def _info(loc: Location, meta: ObjectMeta | Any) -> ObjectInfo:
