@@ -20,7 +20,7 @@ def test_prints_hex_kind_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     (tmp_path / "d").mkdir()
     status = main(["hash", "--cache-dir", str(tmp_path / "c"), str(tmp_path / "f"), "d"])
     out, err = capsys.readouterr()
-    assert status == 1  # "d" is relative to the working directory, which lacks it
+    assert status == 2  # "d" is relative to the working directory, which lacks it: bad input
     assert out.splitlines() == [f"{blake3(b'hello world!').hexdigest()}  file  {tmp_path / 'f'}"]
     assert "tesengine: " in err and "d: no such file or directory" in err
 
@@ -57,7 +57,7 @@ def test_exit_status_of_the_real_command(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad input, as the README's exit status table says
     assert proc.stdout == ""
     assert f"{fifo}: cannot hash a FIFO" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -4,8 +4,9 @@ Each line is ``<hex>  <kind>  <path>``; the hex of a file is exactly what
 ``b3sum`` prints, and a directory's is Sprocket's directory digest, so the
 line shows where the input would be stored (``<inputs>/<kind>/<hex>``).
 A path that cannot be hashed is reported on stderr and the others still
-are (exit status 1), as b3sum does. On a terminal, long work shows a
-progress bar on stderr.
+are, as b3sum does; the exit status follows the CLI's table: 2 for a missing
+or unreadable path (bad input), 1 for a file that changed while hashed.
+On a terminal, long work shows a progress bar on stderr.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import DigestError
+from ..errors import DigestError, InputChanged
 from .aio import run
 
 #: Work shorter than this shows no progress bar at all.
@@ -45,7 +46,7 @@ def register(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Hash every path; 0 when all could be hashed, 1 otherwise."""
+    """Hash every path; 0 when all could be hashed, else 2 (or 1: see the module)."""
     if args.threads is not None and args.threads < 1:
         print("tesengine: error: --threads must be at least 1", file=sys.stderr)
         return 2
@@ -69,7 +70,7 @@ async def _hash_all(args: argparse.Namespace) -> int:
                 try:
                     digest = await job
                 except DigestError as exc:
-                    status = 1
+                    status = max(status, 1 if isinstance(exc, InputChanged) else 2)
                     _print(bar, f"tesengine: {exc}", err=True)
                     continue
                 _print(bar, f"{digest.hex}  {digest.kind}  {describe_path(path)}")

@@ -16,6 +16,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from ..errors import ConfigError, DigestError, InputChanged, InvalidTask, TesEngineError
 
@@ -122,7 +123,10 @@ def _verbosity_flags(parser: argparse.ArgumentParser, *, default: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _unrecognized(_innermost(parser, args, _chosen(argv)), extras)
     _setup_logging(args.verbose, quiet=bool(getattr(args, "quiet", False)))
     func: Callable[[argparse.Namespace], int] = args.func
     try:
@@ -136,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry: run :func:`main` and exit with its status, reliably."""
-    from .aio import broken_pipe, exit_now
+    from .aio import broken_pipe, exit_now  # os and sys only: nothing to interrupt
 
     try:
         status = main()
@@ -144,7 +148,44 @@ def entry() -> None:
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except BrokenPipeError:
         status = broken_pipe()
+    except KeyboardInterrupt:  # Ctrl-C while starting up (importing, parsing): no traceback
+        print("tesengine: interrupted", file=sys.stderr)
+        status = EXIT_INTERRUPTED
     exit_now(status)
+
+
+def _unrecognized(target: argparse.ArgumentParser, extras: Sequence[str]) -> NoReturn:
+    """Blame the sub-command whose options were mistyped, and suggest the one meant.
+
+    Plain ``parse_args`` blames the top-level parser (``see tesengine --help``),
+    which lists no sub-command's options.
+    """
+    import difflib
+
+    known = [flag for flag in target._option_string_actions if flag.startswith("--")]
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    for extra in extras:
+        close = difflib.get_close_matches(extra.partition("=")[0], known, n=1, cutoff=0.7)
+        if extra.startswith("--") and close:
+            message += f" (did you mean {close[0]}?)"
+            break
+    target.error(message)
+
+
+def _innermost(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, name: str | None
+) -> argparse.ArgumentParser:
+    """The (sub-)sub-command parser that parsed ``args``; ``name``: the sub-command's.
+
+    The top level's ``command`` is taken from ``argv``, as ``run`` reuses that
+    attribute for its own ``-- COMMAND``; deeper ones (``config check``) from ``args``.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = name if name is not None else getattr(args, action.dest, None)
+            if isinstance(chosen, str) and chosen in action.choices:
+                return _innermost(action.choices[chosen], args, None)
+    return parser
 
 
 def _report(exc: TesEngineError) -> int:

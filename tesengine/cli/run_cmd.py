@@ -33,6 +33,7 @@ from . import aio, json_out
 from .backend_choice import open_backend_config
 from .display import Display
 from .main import CONFIG_HELP, UsageError
+from .preflight import check_dir_target, check_download_name, check_report, validate_tasks
 from .run_output import CommandStreams, command_streams, failed_streams, task_exit_status
 from .safe_text import visible
 from .taskfile import (
@@ -81,8 +82,10 @@ def register(sub: Any) -> None:
     p.add_argument("--cpu", type=int, help="CPU cores")
     p.add_argument("--ram", type=float, help="RAM in GB")
     p.add_argument("--disk", type=float, help="disk in GB")
-    p.add_argument("--config", help=CONFIG_HELP)
-    p.add_argument("--backend", default="default", help="backend name in the config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument(
+        "--backend", default="default", help="backend name in the config (default: default)"
+    )
     p.add_argument("--download", type=Path, metavar="DIR", help="download every output into DIR")
     p.add_argument("--json", action="store_true", help="print a machine-readable result")
     p.add_argument(
@@ -104,21 +107,14 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tesengine run``."""
     tasks, base = _tasks(args)
+    # Everything that can be checked here is, before a server starts or a byte moves.
     if args.download is not None:
         for index, spec in enumerate(tasks.tasks):
-            _check_download_name(spec.name, index)
-    if args.report is not None and (args.report.is_dir() or not args.report.parent.is_dir()):
-        raise UsageError(f"--report {args.report}: not a file in an existing directory")
+            check_download_name(spec.name, index)
+        check_dir_target("--download", args.download)
+    check_report(args.report)
+    validate_tasks(tasks, base)
     return aio.run(_run(args, tasks, base))
-
-
-def _check_download_name(name: str, index: int) -> None:
-    """``--download`` writes to ``DIR/<task name>/``: the name must stay one directory."""
-    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise UsageError(
-            f"tasks[{index}].name {name!r}: with --download, a task name must be a plain"
-            " file name (no '/', not '.' or '..'), as it names the task's download directory"
-        )
 
 
 def _tasks(args: argparse.Namespace) -> tuple[TaskFile, Path]:
@@ -306,14 +302,15 @@ async def _download(result: TaskResult, spec: TaskSpec, dest: Path | None) -> di
     paths = {}
     names = _download_names(spec.outputs)
     for name, output in result.outputs.items():
-        # The spec's name (checked by _check_download_name), never the server's.
+        # The spec's name (checked by check_download_name), never the server's.
         target = dest / spec.name / names.get(name, name)
         if target.parent.parent != dest or target.name in ("", ".", ".."):
             raise UsageError(f"output {name!r}: {target} is not a file name inside {dest}")
-        if isinstance(output, RemoteDirectory):
-            target.mkdir(parents=True, exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+        folder = target if isinstance(output, RemoteDirectory) else target.parent
+        try:  # checked before the run; this is what changed on disk since
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--download {dest}: cannot create {folder}: {exc.strerror}") from None
         paths[name] = str(await output.download(target))
     return paths
 

@@ -24,7 +24,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError, redact_url
+from .preflight import check_dir_target
 
 if TYPE_CHECKING:
     from ..server import LocalTesServer
@@ -52,7 +53,7 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     p.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=DEFAULT_PORT,
         help=f"port (default: {DEFAULT_PORT}); 0 picks a free one",
     )
@@ -60,9 +61,14 @@ def register(sub: Any) -> None:
         "--work-dir",
         type=Path,
         default=Path("tesengine-server"),
-        help="task database and scratch space (default: ./tesengine-server)",
+        help="task database and scratch space, created if missing (default: ./tesengine-server)",
     )
-    p.add_argument("--storage", help="storage URL offered to tasks (default: <work-dir>/storage)")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="storage URL offered to tasks: file:///DIR, s3://, gs://, az://, memory://"
+        " (default: <work-dir>/storage)",
+    )
     p.add_argument(
         "--runtime",
         choices=("local", "noop", "docker"),
@@ -128,6 +134,8 @@ async def _listening(server: LocalTesServer, host: str, port: int) -> AsyncItera
     try:
         await server.__aenter__()
     except OSError as exc:
+        if exc.filename is not None:  # a file or folder, not the socket: not the port's fault
+            raise ConfigError(f"{exc.filename}: {exc.strerror}") from None
         if exc.errno == errno.EADDRINUSE:
             why = "address already in use (pick another --port, or 0 for any free one)"
         else:
@@ -144,8 +152,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
     basic = _basic(args)
     bearer, _ = _secret(args.bearer, args.bearer_file, "--bearer", BEARER_ENV)
-    if args.max_tasks is not None and args.max_tasks < 1:
-        raise ConfigError("--max-tasks: must be at least 1")
+    _check_args(args)
     server = LocalTesServer(
         args.work_dir,
         storage_url=args.storage,
@@ -166,10 +173,13 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    created = not args.work_dir.exists()
     async with _listening(server, args.host, args.port):
         print(f"tesengine serve: listening on {server.url}", flush=True)
+        settings = server.settings
         print(
-            f"  runtime: {server.settings.runtime}, work dir: {server.settings.work_dir}",
+            f"  work dir: {settings.work_dir.resolve()}{' (created)' if created else ''},"
+            f" storage: {redact_url(settings.resolved_storage_url)}, runtime: {settings.runtime}",
             file=sys.stderr,
         )
         if basic is None and bearer is None:
@@ -183,6 +193,54 @@ async def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
         print("tesengine serve: shutting down", file=sys.stderr, flush=True)
     return 0
+
+
+def _port(value: str) -> int:
+    """``--port``: a TCP port number (0: any free one)."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port}: a port is 0-65535 (0 picks a free one)")
+    return port
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """What would fail later, or worse be silently ignored, fails now naming its flag."""
+    if args.max_tasks is not None and args.max_tasks < 1:
+        raise ConfigError("--max-tasks: must be at least 1")
+    if args.noop_delay < 0:
+        raise ConfigError(f"--noop-delay {args.noop_delay}: must be at least 0")
+    check_dir_target("--work-dir", args.work_dir)
+    for flag in ("--storage", "--inputs-namespace"):
+        url = getattr(args, flag[2:].replace("-", "_"))
+        if url is not None:
+            _check_storage_url(flag, url)
+    for folder in args.allow_dir:
+        if not folder.is_dir():
+            raise ConfigError(f"--allow-dir {folder}: not a directory")
+
+
+def _check_storage_url(flag: str, url: str) -> None:
+    """``url`` is one the server can write to; a ``file://`` one, a folder it can make."""
+    from urllib.parse import unquote, urlsplit
+
+    from ..storage.urls import parse_url, scheme_problem
+
+    shown = redact_url(url)
+    if "://" not in url:
+        hint = Path(url).resolve().as_uri()
+        raise ConfigError(f"{flag} {shown}: not a URL (a local folder is written {hint})")
+    problem = scheme_problem(url, writable=True)
+    if problem is not None:
+        raise ConfigError(f"{flag} {shown}: {problem}")
+    try:
+        location = parse_url(url)
+    except StorageError as exc:
+        raise ConfigError(f"{flag} {shown}: {exc}") from None
+    if location.provider == "file" and flag == "--storage":
+        check_dir_target(flag, Path(unquote(urlsplit(url).path)))
 
 
 def _basic(args: argparse.Namespace) -> tuple[str, str] | None:

@@ -21,9 +21,14 @@ log = logging.getLogger("tesengine.cli.stage")
 
 def register(sub: Any) -> None:
     """Add the ``stage`` sub-command."""
-    parser = sub.add_parser("stage", help="upload local inputs to the inputs bucket")
+    parser = sub.add_parser(
+        "stage",
+        help="upload local inputs to the inputs bucket",
+        description="Upload local inputs to their content addresses under the configured"
+        " backend's inputs URL (a configuration is required).",
+    )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, directories or URLs")
-    parser.add_argument("--config", help=CONFIG_HELP)
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     parser.add_argument("--backend", default="default", help="backend name (default: default)")
     parser.set_defaults(func=run)
 
@@ -32,6 +37,13 @@ def run(args: argparse.Namespace) -> int:
     """Stage every PATH and print where each one is."""
     for path in args.paths:
         check_scheme(path)
+    from .backend_choice import configured, no_config_note
+
+    if not configured(args.config):  # unlike run, there is no embedded default to stage to
+        raise UsageError(
+            f"{no_config_note()}: give --config FILE, a sprocket.toml whose"
+            f" [run.backends.{args.backend}] names the inputs URL to upload to"
+        )
     return aio.run(_stage(args))
 
 

@@ -39,12 +39,12 @@ def register(sub: Any) -> None:
         "--tag", action="append", type=_tag, default=[], metavar="K=V", help="tag filter"
     )
     p.add_argument("--name-prefix", help="only tasks whose name starts with this")
-    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--limit", type=_limit, default=100, help="at most this many (default 100)")
     p.set_defaults(func=_runner(_list))
 
 
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--config", help=CONFIG_HELP)
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.add_argument("--backend", default="default", help="backend name (default: default)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
@@ -59,6 +59,17 @@ def _state(value: str) -> wire.State:
         raise argparse.ArgumentTypeError(
             f"unknown state {value!r}; expected one of {valid}"
         ) from None
+
+
+def _limit(value: str) -> int:
+    """``--limit N``: a positive count (0 would list nothing and say nothing)."""
+    try:
+        limit = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {value!r}") from None
+    if limit < 1:
+        raise argparse.ArgumentTypeError(f"{limit}: must be at least 1")
+    return limit
 
 
 def _tag(value: str) -> tuple[str, str]:
