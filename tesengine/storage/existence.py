@@ -49,6 +49,8 @@ class Plan:
     cost: int = 0
     #: Listing requests one range is expected to take.
     pages_per_range: int = 1
+    #: The last wanted key of each range: its listing may stop once past it.
+    lasts: tuple[str, ...] = ()
 
     @property
     def lists(self) -> bool:
@@ -82,14 +84,16 @@ def plan(keys: Iterable[str], namespace: int, *, min_batch: int = 64, offsets: b
     if len(wanted) < min_batch:
         return Plan((), tuple(wanted), f"small batch ({len(wanted)} < {min_batch})")
     starts = boundaries(namespace, offsets)
-    touched = sorted({bisect.bisect_left(starts, k) - 1 for k in wanted})
-    ranges = tuple((starts[i], starts[i + 1] if i + 1 < len(starts) else None) for i in touched)
+    last_of: dict[int, str] = {}  # range index -> its last wanted key (``wanted`` is sorted)
+    for key in wanted:
+        last_of[bisect.bisect_left(starts, key) - 1] = key
+    ranges = tuple((starts[i], starts[i + 1] if i + 1 < len(starts) else None) for i in last_of)
     per_range = max(1, math.ceil(namespace / len(starts) / PAGE))
     cost = len(ranges) * per_range
     if 2 * cost > len(wanted):
         return Plan((), tuple(wanted), f"listing costs {cost} > half of {len(wanted)} HEADs")
     reason = f"{len(ranges)} of {len(starts)} ranges, ~{cost} list requests for {len(wanted)}"
-    return Plan(ranges, (), reason, cost, per_range)
+    return Plan(ranges, (), reason, cost, per_range, tuple(last_of.values()))
 
 
 def guard_probe(

@@ -24,7 +24,6 @@ ignore the offset is listed from the start instead (one range).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import math
 import time
@@ -138,7 +137,7 @@ class ExistenceLister:
         # Names the hedging HEADs left to decide: too few to be worth a listing
         # go to HEAD too (without hedges the batch is committed to listing).
         least = self.min_batch if headed else 1
-        chosen = plan(rest, namespace, min_batch=least, offsets=self._offsets_work is not False)
+        chosen = plan(rest, namespace, min_batch=least, offsets=bool(self._offsets_work))
         if heads:
             rounds = self.concurrency
             chosen = guard_probe(chosen, rest, heads, rounds=rounds, margin=self.margin)
@@ -148,9 +147,8 @@ class ExistenceLister:
             len(names), self.prefix_url, namespace, chosen.reason,
         )  # fmt: skip
         if chosen.lists:
-            await self._list_ranges(
-                chosen, rest, listed, self._budget(chosen, rest, heads, probe_s)
-            )
+            budget = self._budget(chosen, rest, heads, probe_s)
+            await self._list_ranges(chosen, listed, budget)
         return merge(listed.wanted, listed.seen, listed.ranges) | headed
 
     def _budget(self, chosen: Plan, rest: list[str], heads: int, probe_s: float) -> float | None:
@@ -168,9 +166,7 @@ class ExistenceLister:
         rounds = math.ceil(chosen.cost / self.concurrency)
         return max(LIST_BUDGET_MIN, self.margin * probe_s * rounds)
 
-    async def _list_ranges(
-        self, chosen: Plan, rest: list[str], listed: _Listed, budget: float | None
-    ) -> None:
+    async def _list_ranges(self, chosen: Plan, listed: _Listed, budget: float | None) -> None:
         """List ``chosen.ranges`` at once, within ``budget`` seconds.
 
         What the pages listed by then decided stands; the rest is HEADed.
@@ -178,13 +174,9 @@ class ExistenceLister:
         is HEADed the same way.
         """
         self._stats.list_plans += 1
-        last_wanted: dict[str, str] = {}
-        starts = [after for after, _ in chosen.ranges]
-        for name in rest:
-            after = starts[bisect.bisect_left(starts, name) - 1]
-            last_wanted[after] = max(last_wanted.get(after, name), name)
         cap = PAGES_PER_RANGE_MAX * chosen.pages_per_range
-        ranges = [self._range(a, last_wanted[a], listed, cap) for a in starts if a in last_wanted]
+        pairs = zip(chosen.ranges, chosen.lasts, strict=True)
+        ranges = [self._range(after, last, listed, cap) for (after, _), last in pairs]
         try:
             async with asyncio.timeout(budget):
                 await run_all(ranges)
