@@ -22,13 +22,17 @@ C. 10,000 files, half present, half new: staging vs raw HEAD per file plus
 Digest time is kept out of the comparison by warming the digest cache
 first (the raw side is handed the addresses): staging still pays its
 warm-cache lookups (a stat and an SQLite read per file) inside its time;
-``digest_warm_s`` reports that cost alone. Results go to
-``benchmarks/results/existence.json``. Run::
+``digest_warm_s`` reports that cost alone. ``--latency-ms`` puts the timed
+sides behind :func:`benchmarks._latency.delayed` (that round trip added to
+every request, as a store in the same region has; loopback has none).
+Results go to ``benchmarks/results/existence.json``. Run::
 
     flock /tmp/bench.lock .venv/bin/python -m benchmarks bench_existence
     flock /tmp/bench.lock .venv/bin/python -m benchmarks bench_existence --small
     flock /tmp/bench.lock .venv/bin/python -m benchmarks bench_existence --store seaweedfs \
         --out benchmarks/results/existence-seaweedfs-100k.json
+    flock /tmp/bench.lock .venv/bin/python -m benchmarks bench_existence --store seaweedfs \
+        --latency-ms 10 --out benchmarks/results/existence-seaweedfs-100k-10ms.json
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._latency import delayed
 from benchmarks._phases import run_worker, spawn
 from benchmarks._stores import STORES, fill, s3_store, serving
 
@@ -61,6 +66,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side (>= 3)")
     parser.add_argument("--store", choices=STORES, default="rclone", help="the S3 server")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="round trip added to every request"
+    )
     parser.add_argument("--worker", nargs=2, metavar=("PHASE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -77,7 +85,8 @@ def main(argv: list[str]) -> int:
         with serving(args.store, work, objects, _spawn) as served:
             spec |= {"endpoint": served.endpoint, "bucket": BUCKET, "store": args.store}
             check = _spawn("check", {**spec, "objects": objects})
-            result = _run_cases(spec, max(3, args.runs))
+            with delayed(served.endpoint, args.latency_ms) as endpoint:
+                result = _run_cases({**spec, "endpoint": endpoint}, max(3, args.runs))
     result["setup"] = {"objects": objects, "present": present, "fill_s": served.fill_s, **check}
     result["machine"] = {
         "cpus": os.cpu_count(),
@@ -86,6 +95,7 @@ def main(argv: list[str]) -> int:
         "python": sys.version.split()[0],
         "store": served.label,
         "concurrency": CONCURRENCY,
+        "latency_ms": args.latency_ms,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
